@@ -1,0 +1,103 @@
+//! Builds the stock plugins (and the test fixture plugins) for
+//! `wasm32-wasip2` and embeds them: the host binary runs with no files.
+//!
+//! A nested `cargo build` with its own target directory (so it never waits on
+//! the outer build's lock), the `plugin` profile (LTO, opt-level 3, stripped).
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// (plugin name, crate name) of every embedded stock plugin.
+const STOCK: &[(&str, &str)] = &[
+    ("threshold", "klaxon-plugin-threshold"),
+    ("zscore", "klaxon-plugin-zscore"),
+    ("webhook", "klaxon-plugin-webhook"),
+    ("console", "klaxon-plugin-console"),
+];
+
+/// Plugins only tests use.
+const FIXTURES: &[(&str, &str)] = &[("misbehave", "klaxon-plugin-misbehave")];
+
+fn main() {
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .expect("host/ is inside the workspace")
+        .to_path_buf();
+    for dir in ["wit", "sdk", "plugins"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("plugins");
+
+    println!("cargo:rerun-if-env-changed=KLAXON_NO_PLUGINS");
+    if env::var_os("KLAXON_NO_PLUGINS").is_some() {
+        // Host development without the plugin toolchain: embed nothing.
+        let empty = "pub const STOCK: &[(&str, &[u8])] = &[];\npub const FIXTURES: &[(&str, &[u8])] = &[];\n";
+        std::fs::write(out.join("stock_plugins.rs"), empty).expect("cannot write stock_plugins.rs");
+        return;
+    }
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for (_, krate) in STOCK.iter().chain(FIXTURES) {
+        cmd.args(["-p", krate]);
+    }
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_LLVM_COV",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("cannot run cargo for the plugins");
+    if !status.success() {
+        panic!(
+            "building the stock plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+        );
+    }
+
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("plugin");
+    let mut code = String::new();
+    for (list, items) in [("STOCK", STOCK), ("FIXTURES", FIXTURES)] {
+        writeln!(code, "pub const {list}: &[(&str, &[u8])] = &[").unwrap();
+        for (name, krate) in items {
+            let file = wasm_dir.join(format!("{}.wasm", krate.replace('-', "_")));
+            let dest = out.join(format!("{name}.wasm"));
+            std::fs::copy(&file, &dest)
+                .unwrap_or_else(|e| panic!("cannot copy {}: {e}", file.display()));
+            writeln!(
+                code,
+                "    ({name:?}, include_bytes!({:?})),",
+                dest.display().to_string()
+            )
+            .unwrap();
+        }
+        writeln!(code, "];").unwrap();
+    }
+    std::fs::write(out.join("stock_plugins.rs"), code).expect("cannot write stock_plugins.rs");
+}

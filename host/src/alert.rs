@@ -1,0 +1,192 @@
+//! The values that flow from rules to routing to notification: an `Alert`
+//! (Alertmanager's model: labels, annotations, start and end) and a
+//! `Notification` for one alert group.
+//!
+//! Plain data only; owns no behaviour beyond formatting. Imported by rules,
+//! route, notify and api; imports nothing from them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::store::Labels;
+
+/// One alert as routing sees it. Identity is the fingerprint of its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: DateTime<Utc>,
+    /// `None` while firing; the resolution time once resolved.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: String,
+}
+
+impl Alert {
+    /// The alert's identity (FNV-1a of its labels, as Alertmanager computes it).
+    pub fn fingerprint(&self) -> u64 {
+        self.labels.fingerprint()
+    }
+
+    /// True once `ends_at` has passed.
+    pub fn is_resolved_at(&self, now: DateTime<Utc>) -> bool {
+        self.ends_at.is_some_and(|end| end <= now)
+    }
+
+    /// The alert's name (`alertname` label), or "".
+    pub fn name(&self) -> &str {
+        self.labels.get("alertname").unwrap_or("")
+    }
+}
+
+/// Alertmanager's `0001-01-01T00:00:00Z`: the end time of a firing alert.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// RFC 3339 with millisecond precision, `Z` suffix.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Fingerprint as Alertmanager prints it: 16 hex digits.
+pub fn fingerprint_hex(fp: u64) -> String {
+    format!("{fp:016x}")
+}
+
+/// One alert inside a notification.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifiedAlert {
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: String,
+    pub ends_at: String,
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+    pub fingerprint: String,
+}
+
+/// One notification for one alert group and one receiver.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub receiver: String,
+    /// `firing` if any alert fires, else `resolved`.
+    pub status: String,
+    pub alerts: Vec<NotifiedAlert>,
+    pub group_labels: BTreeMap<String, String>,
+    pub common_labels: BTreeMap<String, String>,
+    pub common_annotations: BTreeMap<String, String>,
+    #[serde(rename = "externalURL")]
+    pub external_url: String,
+    pub group_key: String,
+    pub truncated_alerts: u32,
+}
+
+impl Notification {
+    /// Builds a notification from alerts as of `now`: statuses, common labels
+    /// and annotations (those every alert shares with the same value).
+    pub fn build(
+        receiver: &str,
+        group_key: &str,
+        group_labels: &Labels,
+        external_url: &str,
+        alerts: &[Alert],
+        now: DateTime<Utc>,
+    ) -> Self {
+        let notified: Vec<NotifiedAlert> = alerts
+            .iter()
+            .map(|a| {
+                let resolved = a.is_resolved_at(now);
+                NotifiedAlert {
+                    status: if resolved { "resolved" } else { "firing" }.into(),
+                    labels: a
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    annotations: a.annotations.clone(),
+                    starts_at: rfc3339(a.starts_at),
+                    ends_at: match a.ends_at {
+                        Some(t) if resolved => rfc3339(t),
+                        _ => ZERO_TIME.into(),
+                    },
+                    generator_url: a.generator_url.clone(),
+                    fingerprint: fingerprint_hex(a.fingerprint()),
+                }
+            })
+            .collect();
+        let status = if notified.iter().any(|a| a.status == "firing") {
+            "firing"
+        } else {
+            "resolved"
+        };
+        let common_labels = common(notified.iter().map(|a| &a.labels));
+        let common_annotations = common(notified.iter().map(|a| &a.annotations));
+        Self {
+            receiver: receiver.to_string(),
+            status: status.into(),
+            alerts: notified,
+            group_labels: group_labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            common_labels,
+            common_annotations,
+            external_url: external_url.to_string(),
+            group_key: group_key.to_string(),
+            truncated_alerts: 0,
+        }
+    }
+}
+
+/// The pairs present with the same value in every map.
+fn common<'a>(
+    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let Some(first) = maps.next() else {
+        return BTreeMap::new();
+    };
+    let mut out = first.clone();
+    for m in maps {
+        out.retain(|k, v| m.get(k) == Some(v));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_has_common_labels_and_status() {
+        let now = Utc::now();
+        let mk = |model: &str, resolved: bool| Alert {
+            labels: Labels::new([("alertname", "A"), ("model_name", model)]),
+            annotations: BTreeMap::from([("summary".to_string(), format!("{model} bad"))]),
+            starts_at: now - chrono::Duration::seconds(60),
+            ends_at: resolved.then(|| now - chrono::Duration::seconds(1)),
+            generator_url: String::new(),
+        };
+        let n = Notification::build(
+            "r",
+            "{}:{alertname=\"A\"}",
+            &Labels::new([("alertname", "A")]),
+            "http://k",
+            &[mk("a", false), mk("b", true)],
+            now,
+        );
+        assert_eq!(n.status, "firing");
+        assert_eq!(n.alerts[0].status, "firing");
+        assert_eq!(n.alerts[0].ends_at, ZERO_TIME);
+        assert_eq!(n.alerts[1].status, "resolved");
+        assert_eq!(
+            n.common_labels,
+            BTreeMap::from([("alertname".to_string(), "A".to_string())])
+        );
+        assert!(n.common_annotations.is_empty());
+        assert_eq!(n.alerts[0].fingerprint.len(), 16);
+    }
+}

@@ -1,0 +1,239 @@
+//! The HTTP API (axum): metric push, alerts, rules, plugins, the delivery
+//! log and health. Errors use Prometheus's envelope
+//! (`{"status":"error","errorType":"bad_data","error":"<field>: <reason>"}`).
+//!
+//! Reads from rules, notify and plugins through `AppState`; owns no state.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{Config, format_duration};
+use crate::ingest::{IngestLimits, parse_push};
+use crate::notify::NotifyHandle;
+use crate::plugins::PluginRegistry;
+use crate::rules::RuleGroup;
+use crate::store::Store;
+
+/// What the handlers read.
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub plugins: Arc<PluginRegistry>,
+    pub groups: Vec<Arc<RuleGroup>>,
+    pub notify: Option<NotifyHandle>,
+    pub limits: IngestLimits,
+    pub config: Arc<Config>,
+}
+
+/// The router with every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    // Leave room above the push limit so the handler, not axum, answers with
+    // a message naming the limit.
+    let body_limit = state.limits.max_body_bytes.saturating_add(1);
+    Router::new()
+        .route("/api/v1/push", post(push))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/plugins", get(plugins))
+        .route("/api/v1/notifications", get(notifications))
+        .route("/api/v1/status/runtime", get(runtime))
+        .route("/healthz", get(healthz))
+        .route("/-/healthy", get(healthz))
+        .route("/-/ready", get(healthz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// An API error in Prometheus's envelope.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// 400 `bad_data`.
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad_data",
+            message: message.into(),
+        }
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"status": "error", "errorType": self.kind, "error": self.message});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn success<T: Serialize>(data: T) -> Response {
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+async fn push(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.limits.max_body_bytes;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(ApiError::bad_data(format!(
+            "body: request body of {len} bytes exceeds the limit of {limit} bytes (limits.ingest.max_body_bytes)"
+        )));
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::bad_data(format!(
+            "body: request body exceeds the limit of {limit} bytes (limits.ingest.max_body_bytes)"
+        ))
+    })?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let batch =
+        parse_push(&bytes, &state.limits, now_ms).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let stats = state
+        .store
+        .append(&batch)
+        .map_err(|e| ApiError::bad_data(e.to_string()))?;
+    tracing::trace!(?stats, "push stored");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn alerts(State(state): State<Arc<AppState>>) -> Response {
+    let alerts: Vec<_> = state
+        .groups
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .flat_map(|r| r.active_alerts())
+        .collect();
+    success(json!({ "alerts": alerts }))
+}
+
+async fn rules(State(state): State<Arc<AppState>>) -> Response {
+    let groups: Vec<_> = state
+        .groups
+        .iter()
+        .map(|g| {
+            let (last, secs) = g.last_evaluation();
+            let rules: Vec<_> = g
+                .rules
+                .iter()
+                .map(|r| {
+                    let h = r.health();
+                    let alerts = r.active_alerts();
+                    let rule_state = if alerts.iter().any(|a| a.state == crate::rules::state::AlertState::Firing) {
+                        "firing"
+                    } else if alerts.is_empty() {
+                        "inactive"
+                    } else {
+                        "pending"
+                    };
+                    json!({
+                        "type": "alerting",
+                        "name": r.name,
+                        "query": r.query,
+                        "window": format_duration(r.window),
+                        "baseline": r.baseline.map(|(o, w)| json!({"offset": format_duration(o), "window": format_duration(w)})),
+                        "detector": r.detector,
+                        "config": r.config,
+                        "duration": r.hold.as_secs_f64(),
+                        "keepFiringFor": r.keep_firing_for.as_secs_f64(),
+                        "labels": crate::rules::template_sources(&r.labels),
+                        "annotations": crate::rules::template_sources(&r.annotations),
+                        "state": rule_state,
+                        "alerts": alerts,
+                        "health": match (&h.last_evaluation, &h.last_error) {
+                            (None, _) => "unknown",
+                            (Some(_), Some(_)) => "err",
+                            (Some(_), None) => "ok",
+                        },
+                        "lastError": h.last_error.unwrap_or_default(),
+                        "lastEvaluation": h.last_evaluation,
+                        "evaluationTime": h.evaluation_seconds,
+                        "series": h.series,
+                    })
+                })
+                .collect();
+            json!({
+                "name": g.name,
+                "interval": g.interval.as_secs_f64(),
+                "rules": rules,
+                "lastEvaluation": last,
+                "evaluationTime": secs,
+            })
+        })
+        .collect();
+    success(json!({ "groups": groups }))
+}
+
+async fn plugins(State(state): State<Arc<AppState>>) -> Response {
+    let list: Vec<_> = state
+        .plugins
+        .list()
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.info.name,
+                "kind": p.info.kind,
+                "version": p.info.version,
+                "hash": p.hash,
+                "source": p.source,
+                "description": p.info.description,
+                "loadedAt": p.loaded_at,
+                "limits": p.limits,
+                "stats": p.stats(),
+            })
+        })
+        .collect();
+    success(list)
+}
+
+async fn notifications(State(state): State<Arc<AppState>>) -> Response {
+    let log = state
+        .notify
+        .as_ref()
+        .map(|n| n.delivery_log())
+        .unwrap_or_default();
+    success(log)
+}
+
+async fn runtime(State(state): State<Arc<AppState>>) -> Response {
+    success(json!({
+        "series": state.store.series_count(),
+        "samples": state.store.sample_count(),
+        "ruleGroups": state.groups.len(),
+        "plugins": state.plugins.list().len(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Maps an internal failure into a 500 (used by handlers that join blocking tasks).
+pub fn internal_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}

@@ -1,0 +1,656 @@
+//! Configuration: the YAML file (or the embedded default), parsed into typed
+//! structs with unknown keys refused, then validated as a whole before
+//! anything starts. Every error names the file, the line and the reason.
+//!
+//! The shape follows the files users already have: `groups` as in Prometheus
+//! rule files (plus `query`/`window`/`baseline`/`detector`/`config`), `route`
+//! and `receivers` as in Alertmanager.
+//!
+//! Never imports rules, route, notify or api: they read this, not the reverse.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ingest::IngestLimits;
+use crate::plugins::{PluginKind, PluginLimits, PluginRegistry};
+use crate::store::StoreConfig;
+
+/// The configuration Klaxon runs with when no `--config` is given: a starter
+/// rule pack for common ML serving metrics and a console receiver.
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
+
+/// A configuration error, with where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub global: GlobalConfig,
+    /// Limits on one push request.
+    #[serde(default)]
+    pub limits: IngestLimits,
+    /// Retention and series limit of the windowed store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+    #[serde(default)]
+    pub groups: Vec<RuleGroupConfig>,
+    #[serde(default)]
+    pub route: Option<RouteConfig>,
+    #[serde(default)]
+    pub receivers: Vec<ReceiverConfig>,
+}
+
+/// Settings that apply everywhere.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GlobalConfig {
+    /// Evaluation interval of groups that set none.
+    #[serde(with = "duration")]
+    pub evaluation_interval: Duration,
+    /// Link back to Klaxon in notifications (`externalURL`).
+    pub external_url: String,
+    /// Labels added to every alert.
+    pub external_labels: BTreeMap<String, String>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        Self {
+            evaluation_interval: Duration::from_secs(15),
+            external_url: "http://127.0.0.1:9190".into(),
+            external_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Plugin limits and extra plugin files.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Limits of every plugin unless overridden.
+    pub limits: PluginLimits,
+    /// Per-plugin limit overrides, by plugin name.
+    pub overrides: BTreeMap<String, PluginLimits>,
+    /// Component files to load at start (each known by the name it reports).
+    pub files: Vec<PathBuf>,
+}
+
+impl PluginsConfig {
+    /// The limits for one plugin.
+    pub fn limits_for(&self, name: &str) -> PluginLimits {
+        self.overrides
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| self.limits.clone())
+    }
+}
+
+/// Notification delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// First retry delay; doubles each attempt (with jitter).
+    #[serde(with = "duration")]
+    pub initial_backoff: Duration,
+    /// Longest delay between two attempts.
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// Stop retrying a notification after this long (and log it).
+    #[serde(with = "duration")]
+    pub give_up_after: Duration,
+    /// Notifications waiting per integration before new ones are dropped (and logged).
+    pub queue_capacity: usize,
+    /// Deliveries in flight per integration.
+    pub max_in_flight: usize,
+    /// Per-request timeout of notifier HTTP calls.
+    #[serde(with = "duration")]
+    pub http_timeout: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(600),
+            queue_capacity: 10_000,
+            max_in_flight: 8,
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A group of rules evaluated together at one interval.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleGroupConfig {
+    pub name: String,
+    #[serde(default, with = "opt_duration")]
+    pub interval: Option<Duration>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// One alerting rule: which series, what window, which detector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The alert's name (`alertname` label).
+    pub alert: String,
+    /// A series selector: `metric{label="value",other=~"re.*"}`.
+    pub query: String,
+    /// How much history the detector sees, ending at evaluation time.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// An optional baseline window, `offset` back from evaluation time.
+    #[serde(default)]
+    pub baseline: Option<BaselineConfig>,
+    /// Detector plugin name.
+    pub detector: String,
+    /// The detector's config (any JSON/YAML object).
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// How long the condition must hold before the alert fires.
+    #[serde(default, rename = "for", with = "duration")]
+    pub for_: Duration,
+    /// How long a firing alert keeps firing after the condition clears.
+    #[serde(default, with = "duration")]
+    pub keep_firing_for: Duration,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// A baseline window: `[t - offset - window, t - offset]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineConfig {
+    #[serde(with = "duration")]
+    pub offset: Duration,
+    /// Defaults to the rule's window.
+    #[serde(default, with = "opt_duration")]
+    pub window: Option<Duration>,
+}
+
+/// The routing root (Alertmanager's `route`). Nested routes come with the
+/// routing tree; this level applies to every alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub receiver: String,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    #[serde(default = "default_group_wait", with = "duration")]
+    pub group_wait: Duration,
+    #[serde(default = "default_group_interval", with = "duration")]
+    pub group_interval: Duration,
+    #[serde(default = "default_repeat_interval", with = "duration")]
+    pub repeat_interval: Duration,
+}
+
+fn default_group_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_group_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+
+/// A named receiver and its integrations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    pub name: String,
+    /// Alertmanager webhook configs, delivered by the `webhook` plugin.
+    #[serde(default)]
+    pub webhook_configs: Vec<serde_json::Value>,
+    /// Any notifier plugin.
+    #[serde(default)]
+    pub plugin_configs: Vec<PluginIntegrationConfig>,
+}
+
+/// One integration delivered by a named notifier plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginIntegrationConfig {
+    pub plugin: String,
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Send `resolved` notifications too.
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One integration of a receiver, resolved to a plugin and its config.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    /// Plugin name.
+    pub plugin: String,
+    /// Config handed to the plugin (JSON).
+    pub config: serde_json::Value,
+    pub send_resolved: bool,
+}
+
+impl ReceiverConfig {
+    /// Every integration in order: webhook configs first, then plugin configs.
+    /// `send_resolved` is taken out of the plugin's config: the host applies it.
+    pub fn integrations(&self) -> Vec<Integration> {
+        let strip = |c: &serde_json::Value| {
+            let mut c = c.clone();
+            let send_resolved = c
+                .as_object_mut()
+                .and_then(|o| o.remove("send_resolved"))
+                .and_then(|v| v.as_bool());
+            (c, send_resolved)
+        };
+        let webhooks = self.webhook_configs.iter().map(|c| {
+            let (config, send_resolved) = strip(c);
+            Integration {
+                plugin: "webhook".into(),
+                config,
+                send_resolved: send_resolved.unwrap_or(true),
+            }
+        });
+        let plugins = self.plugin_configs.iter().map(|c| Integration {
+            plugin: c.plugin.clone(),
+            config: strip(&c.config).0,
+            send_resolved: c.send_resolved,
+        });
+        webhooks.chain(plugins).collect()
+    }
+}
+
+impl Config {
+    /// Parses YAML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        serde_norway::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            line: e.location().map(|l| l.line()).unwrap_or(0),
+            reason: strip_location(&e.to_string()),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<(Self, String), ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            reason: format!("cannot read: {e}"),
+        })?;
+        Ok((Self::parse(&text, &file)?, text))
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_CONFIG, "<embedded default>")
+            .expect("the embedded default config is valid")
+    }
+
+    /// Checks everything that does not need plugins: names, durations, selectors,
+    /// templates, routing references. `text` is the source, used to find lines.
+    pub fn validate_static(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let err = |needle: &str, reason: String| ConfigError {
+            file: file.to_string(),
+            line: locate(text, needle),
+            reason,
+        };
+        let mut group_names = HashSet::new();
+        for group in &self.groups {
+            let at = format!("name: {}", group.name);
+            if !group_names.insert(group.name.as_str()) {
+                return Err(err(&at, format!("duplicate rule group `{}`", group.name)));
+            }
+            if group.interval == Some(Duration::ZERO) {
+                return Err(err(
+                    &at,
+                    format!("group `{}`: interval must be > 0", group.name),
+                ));
+            }
+            let mut rule_names = HashSet::new();
+            for rule in &group.rules {
+                let at = format!("alert: {}", rule.alert);
+                let rerr = |reason: String| err(&at, format!("rule `{}`: {reason}", rule.alert));
+                if !is_label_value_name(&rule.alert) {
+                    return Err(rerr("alert name must match [a-zA-Z_][a-zA-Z0-9_]*".into()));
+                }
+                if !rule_names.insert(rule.alert.as_str()) {
+                    return Err(rerr(format!("duplicate rule in group `{}`", group.name)));
+                }
+                if rule.window.is_zero() {
+                    return Err(rerr("window must be > 0".into()));
+                }
+                crate::store::parse_selector(&rule.query)
+                    .map_err(|e| rerr(format!("query: {e}")))?;
+                if !rule.config.is_object() {
+                    return Err(rerr("config must be a mapping".into()));
+                }
+                for name in rule.labels.keys() {
+                    if !is_label_value_name(name) || name.starts_with("__") {
+                        return Err(rerr(format!("invalid label name `{name}`")));
+                    }
+                }
+                for (key, tmpl) in rule.labels.iter().chain(&rule.annotations) {
+                    crate::rules::template::check(tmpl)
+                        .map_err(|e| rerr(format!("template of `{key}`: {e}")))?;
+                }
+            }
+        }
+        let mut receiver_names = HashSet::new();
+        for receiver in &self.receivers {
+            if !receiver_names.insert(receiver.name.as_str()) {
+                return Err(err(
+                    &format!("name: {}", receiver.name),
+                    format!(
+                        "notification config name \"{}\" is not unique",
+                        receiver.name
+                    ),
+                ));
+            }
+            for (i, hook) in receiver.webhook_configs.iter().enumerate() {
+                if !hook.is_object() {
+                    return Err(err(
+                        &format!("name: {}", receiver.name),
+                        format!(
+                            "receiver `{}`: webhook_configs[{i}] must be a mapping",
+                            receiver.name
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(route) = &self.route {
+            if !receiver_names.contains(route.receiver.as_str()) {
+                return Err(err(
+                    &format!("receiver: {}", route.receiver),
+                    format!("undefined receiver \"{}\" used in route", route.receiver),
+                ));
+            }
+            if route.group_interval.is_zero() {
+                return Err(err(
+                    "group_interval",
+                    "group_interval cannot be zero".into(),
+                ));
+            }
+            if route.repeat_interval.is_zero() {
+                return Err(err(
+                    "repeat_interval",
+                    "repeat_interval cannot be zero".into(),
+                ));
+            }
+        } else if !self.receivers.is_empty() {
+            return Err(err(
+                "receivers:",
+                "receivers are defined but there is no `route`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks references to plugins: each rule's detector and each receiver's
+    /// notifier exists, is of the right kind, and accepts its config. Plugin
+    /// calls block: run on a blocking thread.
+    pub fn validate_plugins(
+        &self,
+        file: &str,
+        text: &str,
+        registry: &PluginRegistry,
+    ) -> Result<(), ConfigError> {
+        for group in &self.groups {
+            for rule in &group.rules {
+                let at = format!("alert: {}", rule.alert);
+                let fail = |reason: String| ConfigError {
+                    file: file.to_string(),
+                    line: locate(text, &at),
+                    reason: format!("rule `{}`: {reason}", rule.alert),
+                };
+                let plugin = registry
+                    .get_kind(&rule.detector, PluginKind::Detector)
+                    .map_err(|e| fail(format!("detector: {e}")))?;
+                plugin
+                    .check_config(&rule.config.to_string())
+                    .map_err(|e| fail(format!("config: {e}")))?;
+            }
+        }
+        for receiver in &self.receivers {
+            for integration in receiver.integrations() {
+                let fail = |reason: String| ConfigError {
+                    file: file.to_string(),
+                    line: locate(text, &format!("name: {}", receiver.name)),
+                    reason: format!("receiver `{}`: {reason}", receiver.name),
+                };
+                let plugin = registry
+                    .get_kind(&integration.plugin, PluginKind::Notifier)
+                    .map_err(|e| fail(e.to_string()))?;
+                plugin
+                    .check_config(&integration.config.to_string())
+                    .map_err(|e| fail(format!("{} config: {e}", integration.plugin)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// serde_norway puts " at line L column C" in its messages; the line is
+/// reported separately.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// The 1-based line where `needle` first appears (ignoring quotes), 0 if nowhere.
+fn locate(text: &str, needle: &str) -> usize {
+    let norm = |s: &str| s.replace(['"', '\''], "");
+    let needle = norm(needle);
+    text.lines()
+        .position(|l| norm(l).contains(&needle))
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+fn is_label_value_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Prometheus duration syntax: `1h30m`, `15s`, `500ms`, `1d`, `1w`, `1y`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration `{s}`: expected a number"));
+        }
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}`"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            "" => {
+                return Err(format!(
+                    "invalid duration `{s}`: missing unit (ms, s, m, h, d, w, y)"
+                ));
+            }
+            u => return Err(format!("invalid duration `{s}`: unknown unit `{u}`")),
+        };
+        total = total
+            .checked_add(
+                n.checked_mul(ms)
+                    .ok_or_else(|| format!("duration `{s}` too large"))?,
+            )
+            .ok_or_else(|| format!("duration `{s}` too large"))?;
+        rest = &rest[unit_len..];
+    }
+    u64::try_from(total)
+        .map(Duration::from_millis)
+        .map_err(|_| format!("duration `{s}` too large"))
+}
+
+/// Formats a duration the Prometheus way (`1h30m`, `15s`, `0s`).
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("w", 604_800_000u128),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
+/// serde `with` module for `Duration` as a Prometheus duration string.
+pub mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Seconds(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(s) => super::parse_duration(&s).map_err(serde::de::Error::custom),
+            Raw::Seconds(0) => Ok(Duration::ZERO),
+            Raw::Seconds(n) => Err(serde::de::Error::custom(format!(
+                "duration `{n}` needs a unit, e.g. `{n}s`"
+            ))),
+        }
+    }
+}
+
+/// serde `with` module for `Option<Duration>`.
+pub mod opt_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_prometheus() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::embedded();
+        config
+            .validate_static("<embedded default>", DEFAULT_CONFIG)
+            .expect("embedded default validates");
+        assert!(!config.groups.is_empty());
+    }
+
+    #[test]
+    fn yaml_errors_name_the_line() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        query: up\n        window: 5m\n        detector: threshold\n        bogus: 1\n";
+        let e = Config::parse(text, "rules.yml").unwrap_err();
+        assert_eq!(e.file, "rules.yml");
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.reason.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_line() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        query: 'up{'\n        window: 5m\n        detector: threshold\nroute:\n  receiver: x\nreceivers:\n  - name: y\n";
+        let config = Config::parse(text, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", text).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.reason.contains("query"), "{e}");
+        let text = text.replace("'up{'", "up");
+        let config = Config::parse(&text, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", &text).unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.reason.contains("undefined receiver"), "{e}");
+    }
+}

@@ -1,0 +1,30 @@
+//! Klaxon host: an alert engine for machine-learning systems in production.
+//! Services push metrics; rules hand metric windows to sandboxed WebAssembly
+//! detector plugins; alerts go through Alertmanager-style grouping to
+//! notifier plugins.
+//!
+//! # Layout
+//! Data flows down this list; nothing reaches back up.
+//! - [`ingest`]: the JSON push format, its validation and limits.
+//! - [`store`]: per-series windowed sample storage with a label index and retention.
+//! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
+//! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
+//! - [`alert`]: the `Alert` and `Notification` values handed from rules to routing to notification.
+//! - [`route`]: grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup.
+//! - [`notify`]: per-integration delivery queues, retries with backoff, the delivery log.
+//! - [`api`]: the HTTP API (axum).
+//! - [`config`]: the YAML configuration, its validation and the embedded default.
+//! - [`server`]: assembles all of the above into a running host.
+//! - [`cli`]: the `klaxon` subcommands other than `serve` (`check`, `plugin run`).
+
+pub mod alert;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod notify;
+pub mod plugins;
+pub mod route;
+pub mod rules;
+pub mod server;
+pub mod store;

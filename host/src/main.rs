@@ -1,0 +1,117 @@
+//! The `klaxon` binary: parses the command line and starts things.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use klaxon_host::{cli, server};
+
+#[derive(Parser)]
+#[command(
+    name = "klaxon",
+    version,
+    about = "Alert engine for ML systems in production"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Klaxon: ingest, evaluate rules, route and notify.
+    Serve {
+        /// Address of the HTTP API.
+        #[arg(long, default_value = "127.0.0.1:9190", env = "KLAXON_LISTEN")]
+        listen: SocketAddr,
+        /// Configuration file (YAML); the embedded default when absent.
+        #[arg(long, env = "KLAXON_CONFIG")]
+        config: Option<PathBuf>,
+        /// Directory for compiled-plugin cache and state.
+        #[arg(long, default_value = "data", env = "KLAXON_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Validate a configuration file; exits non-zero with file, line and reason.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Work with plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run a detector on a batch and print its verdicts as JSON.
+    Run {
+        /// A stock plugin's name, or a component file (`.wasm`).
+        plugin: String,
+        /// The detector's config as JSON.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// JSON file: `[{"labels":{..},"window":{"timestamps_ms":[..],"values":[..]},"baseline":{..}}]`.
+        #[arg(long)]
+        input: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let json_logs = matches!(args.command, Command::Serve { log_json: true, .. });
+    cli::init_tracing(json_logs);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Serve {
+                listen,
+                config,
+                data_dir,
+                ..
+            } => {
+                let (config, config_file, config_text) = cli::load_config(config.as_deref())?;
+                let server = server::start(server::ServerOptions {
+                    listen,
+                    config,
+                    config_file,
+                    config_text,
+                    data_dir: Some(data_dir),
+                })
+                .await?;
+                server.run_until_signal().await;
+                Ok(())
+            }
+            Command::Check { config } => cli::check(&config).await,
+            Command::Plugin {
+                command:
+                    PluginCommand::Run {
+                        plugin,
+                        config,
+                        input,
+                    },
+            } => cli::plugin_run(&plugin, &config, &input).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Notification delivery: one queue and worker per receiver integration.
+//! Each delivery calls the integration's notifier plugin on a blocking
+//! thread; retryable failures are retried with exponential backoff and
+//! jitter (honouring `Retry-After`) until `give_up_after`; permanent failures
+//! are not retried. Every attempt's outcome lands in the delivery log.
+//! Nothing here blocks rule evaluation or routing: the dispatcher only
+//! enqueues.
+//!
+//! Never imports rules or route.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::alert::Notification;
+use crate::config::{Config, NotifyConfig};
+use crate::plugins::bindings::types;
+use crate::plugins::{CallError, HttpCapability, PluginKind, PluginRegistry};
+
+/// How many delivery records the log keeps.
+const DELIVERY_LOG_CAPACITY: usize = 1000;
+
+/// A notification for one integration of one receiver; `done` reports
+/// whether it was delivered (after retries).
+pub struct DeliveryRequest {
+    pub receiver: String,
+    pub integration: usize,
+    pub notification: Notification,
+    pub done: oneshot::Sender<bool>,
+}
+
+/// Why a notification could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("no integration {integration} on receiver `{receiver}`")]
+    UnknownIntegration {
+        receiver: String,
+        integration: usize,
+    },
+    #[error("queue of receiver `{receiver}` integration {integration} is full")]
+    QueueFull {
+        receiver: String,
+        integration: usize,
+    },
+}
+
+/// One line of the delivery log.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRecord {
+    pub time: DateTime<Utc>,
+    pub receiver: String,
+    pub integration: String,
+    pub group_key: String,
+    pub status: String,
+    pub alerts: usize,
+    /// `delivered`, `retrying`, `failed` or `gave_up`.
+    pub outcome: String,
+    pub attempt: u32,
+    pub detail: String,
+}
+
+/// Where notifications are enqueued; cheap to clone.
+#[derive(Clone)]
+pub struct NotifyHandle {
+    queues: Arc<HashMap<(String, usize), mpsc::Sender<DeliveryRequest>>>,
+    log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
+}
+
+impl NotifyHandle {
+    /// Queues a delivery; never waits.
+    pub fn enqueue(&self, request: DeliveryRequest) -> Result<(), EnqueueError> {
+        let key = (request.receiver.clone(), request.integration);
+        let Some(queue) = self.queues.get(&key) else {
+            return Err(EnqueueError::UnknownIntegration {
+                receiver: key.0,
+                integration: key.1,
+            });
+        };
+        queue
+            .try_send(request)
+            .map_err(|_| EnqueueError::QueueFull {
+                receiver: key.0,
+                integration: key.1,
+            })
+    }
+
+    /// A handle whose integrations all feed one channel instead of plugins:
+    /// for tests and benchmarks of routing.
+    #[doc(hidden)]
+    pub fn capture(
+        receiver: &str,
+        integrations: usize,
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<DeliveryRequest>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let queues = (0..integrations)
+            .map(|i| ((receiver.to_string(), i), tx.clone()))
+            .collect();
+        let handle = Self {
+            queues: Arc::new(queues),
+            log: Arc::new(Mutex::new(VecDeque::new())),
+        };
+        (handle, rx)
+    }
+
+    /// The most recent delivery records, newest last.
+    pub fn delivery_log(&self) -> Vec<DeliveryRecord> {
+        self.log.lock().iter().cloned().collect()
+    }
+}
+
+struct IntegrationCtx {
+    receiver: String,
+    plugin: String,
+    config: String,
+    plugins: Arc<PluginRegistry>,
+    http: Arc<HttpCapability>,
+    settings: NotifyConfig,
+    log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
+}
+
+/// Starts a worker per integration of every receiver; returns the handle to
+/// enqueue on. Must be called inside a tokio runtime.
+pub fn start(config: &Config, plugins: Arc<PluginRegistry>) -> NotifyHandle {
+    // Providers are process-wide; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = config.notify.clone();
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("Klaxon/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot build the HTTP client with custom settings; using defaults");
+            reqwest::Client::new()
+        });
+    let mut http = HttpCapability::new(client, tokio::runtime::Handle::current());
+    http.max_timeout = settings.http_timeout;
+    let http = Arc::new(http);
+    let log = Arc::new(Mutex::new(VecDeque::with_capacity(DELIVERY_LOG_CAPACITY)));
+    let mut queues = HashMap::new();
+    for receiver in &config.receivers {
+        for (idx, integration) in receiver.integrations().into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+            let ctx = Arc::new(IntegrationCtx {
+                receiver: receiver.name.clone(),
+                plugin: integration.plugin.clone(),
+                config: integration.config.to_string(),
+                plugins: plugins.clone(),
+                http: http.clone(),
+                settings: settings.clone(),
+                log: log.clone(),
+            });
+            tokio::spawn(worker(ctx, rx));
+            queues.insert((receiver.name.clone(), idx), tx);
+        }
+    }
+    NotifyHandle {
+        queues: Arc::new(queues),
+        log,
+    }
+}
+
+async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest>) {
+    let in_flight = Arc::new(Semaphore::new(ctx.settings.max_in_flight.max(1)));
+    while let Some(request) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let delivered = deliver(&ctx, &request.notification).await;
+            let _ = request.done.send(delivered);
+            drop(permit);
+        });
+    }
+}
+
+/// Whether to try again, and when.
+enum Attempt {
+    Delivered(String),
+    Retry(String, Option<Duration>),
+    Permanent(String),
+}
+
+async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
+    let started = tokio::time::Instant::now();
+    let wit = Arc::new(to_wit(notification));
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let outcome = attempt_once(ctx, wit.clone()).await;
+        let (outcome_name, detail, retry_after) = match outcome {
+            Attempt::Delivered(detail) => {
+                record(ctx, notification, "delivered", attempt, &detail);
+                tracing::info!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, status = %notification.status, alerts = notification.alerts.len(), attempt, "notification delivered");
+                return true;
+            }
+            Attempt::Permanent(detail) => {
+                record(ctx, notification, "failed", attempt, &detail);
+                tracing::error!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, attempt, error = %detail, "notification failed permanently");
+                return false;
+            }
+            Attempt::Retry(detail, after) => ("retrying", detail, after),
+        };
+        let backoff = backoff_delay(&ctx.settings, attempt);
+        let delay = retry_after.map(|d| d.max(backoff / 2)).unwrap_or(backoff);
+        if started.elapsed() + delay > ctx.settings.give_up_after {
+            record(ctx, notification, "gave_up", attempt, &detail);
+            tracing::error!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, attempt, error = %detail, "giving up on notification");
+            return false;
+        }
+        record(ctx, notification, outcome_name, attempt, &detail);
+        tracing::warn!(receiver = %ctx.receiver, integration = %ctx.plugin, attempt, retry_in = ?delay, error = %detail, "notification failed; will retry");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn attempt_once(ctx: &IntegrationCtx, notification: Arc<types::Notification>) -> Attempt {
+    let plugin = match ctx.plugins.get_kind(&ctx.plugin, PluginKind::Notifier) {
+        Ok(p) => p,
+        Err(e) => return Attempt::Permanent(e.to_string()),
+    };
+    let config = ctx.config.clone();
+    let http = ctx.http.clone();
+    let result =
+        tokio::task::spawn_blocking(move || plugin.send(&config, &notification, http)).await;
+    match result {
+        Ok(Ok(Ok(delivery))) => Attempt::Delivered(format!(
+            "status {}: {}",
+            delivery.status_code, delivery.detail
+        )),
+        Ok(Ok(Err(types::DeliveryError::Permanent(msg)))) => Attempt::Permanent(msg),
+        Ok(Ok(Err(types::DeliveryError::Retryable(r)))) => {
+            Attempt::Retry(r.reason, r.retry_after_ms.map(Duration::from_millis))
+        }
+        Ok(Err(e @ CallError::Timeout(_))) => Attempt::Retry(format!("notifier {e}"), None),
+        Ok(Err(e)) => Attempt::Permanent(format!("notifier {e}")),
+        Err(e) => Attempt::Permanent(format!("notifier task failed: {e}")),
+    }
+}
+
+/// Exponential backoff with jitter: a random delay in [d/2, d] where
+/// d = initial · 2^(attempt-1), capped at max.
+fn backoff_delay(settings: &NotifyConfig, attempt: u32) -> Duration {
+    let exp = settings
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(settings.max_backoff);
+    let jitter: f64 = rand::rng().random_range(0.5..=1.0);
+    capped.mul_f64(jitter)
+}
+
+fn record(ctx: &IntegrationCtx, n: &Notification, outcome: &str, attempt: u32, detail: &str) {
+    let mut log = ctx.log.lock();
+    if log.len() == DELIVERY_LOG_CAPACITY {
+        log.pop_front();
+    }
+    log.push_back(DeliveryRecord {
+        time: Utc::now(),
+        receiver: ctx.receiver.clone(),
+        integration: ctx.plugin.clone(),
+        group_key: n.group_key.clone(),
+        status: n.status.clone(),
+        alerts: n.alerts.len(),
+        outcome: outcome.into(),
+        attempt,
+        detail: detail.into(),
+    });
+}
+
+fn labels(m: &std::collections::BTreeMap<String, String>) -> Vec<types::Label> {
+    m.iter()
+        .map(|(k, v)| types::Label {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+/// The WIT form of a notification.
+pub fn to_wit(n: &Notification) -> types::Notification {
+    types::Notification {
+        receiver: n.receiver.clone(),
+        status: n.status.clone(),
+        alerts: n
+            .alerts
+            .iter()
+            .map(|a| types::Alert {
+                status: a.status.clone(),
+                labels: labels(&a.labels),
+                annotations: labels(&a.annotations),
+                starts_at: a.starts_at.clone(),
+                ends_at: a.ends_at.clone(),
+                generator_url: a.generator_url.clone(),
+                fingerprint: a.fingerprint.clone(),
+            })
+            .collect(),
+        group_labels: labels(&n.group_labels),
+        common_labels: labels(&n.common_labels),
+        common_annotations: labels(&n.common_annotations),
+        external_url: n.external_url.clone(),
+        group_key: n.group_key.clone(),
+        truncated_alerts: n.truncated_alerts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = NotifyConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..NotifyConfig::default()
+        };
+        for attempt in 1..30 {
+            let d = backoff_delay(&s, attempt);
+            let full = Duration::from_millis(100)
+                .saturating_mul(1 << (attempt - 1).min(20))
+                .min(Duration::from_secs(1));
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} vs {full:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Grouping and timing, driven with tokio's paused clock.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::notify::NotifyHandle;
+
+fn settings(send_resolved: bool) -> RouteSettings {
+    RouteSettings {
+        receiver: "r".into(),
+        group_by: vec!["alertname".into()],
+        group_wait: Duration::from_secs(30),
+        group_interval: Duration::from_secs(300),
+        repeat_interval: Duration::from_secs(3600),
+        external_url: "http://klaxon".into(),
+        send_resolved: vec![send_resolved],
+    }
+}
+
+fn alert(name: &str, model: &str, resolved: bool) -> Alert {
+    let now = Utc::now();
+    Alert {
+        labels: Labels::new([("alertname", name), ("model_name", model)]),
+        annotations: Default::default(),
+        starts_at: now,
+        ends_at: resolved.then_some(now),
+        generator_url: String::new(),
+    }
+}
+
+struct Harness {
+    alerts: mpsc::Sender<Vec<Alert>>,
+    deliveries: mpsc::Receiver<DeliveryRequest>,
+}
+
+impl Harness {
+    fn start(settings: RouteSettings) -> Self {
+        let (notify, deliveries) = NotifyHandle::capture("r", settings.send_resolved.len(), 100);
+        let (tx, rx) = mpsc::channel(100);
+        tokio::spawn(Dispatcher::new(settings, notify).run(rx));
+        Self {
+            alerts: tx,
+            deliveries,
+        }
+    }
+
+    async fn send(&self, alerts: Vec<Alert>) {
+        self.alerts.send(alerts).await.unwrap();
+    }
+
+    /// Next delivery within `within`, acknowledged as delivered.
+    async fn next(&mut self, within: Duration) -> Option<Notification> {
+        let req = tokio::time::timeout(within, self.deliveries.recv())
+            .await
+            .ok()??;
+        let _ = req.done.send(true);
+        Some(req.notification)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_wait_batches_alerts_of_one_group() {
+    let mut h = Harness::start(settings(true));
+    h.send(vec![alert("A", "m1", false)]).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    h.send(vec![alert("A", "m2", false), alert("B", "m1", false)])
+        .await;
+    assert!(
+        h.next(Duration::from_secs(19)).await.is_none(),
+        "nothing before group_wait"
+    );
+    let mut got = vec![
+        h.next(Duration::from_secs(2)).await.unwrap(),
+        h.next(Duration::from_secs(11)).await.unwrap(),
+    ];
+    got.sort_by(|a, b| a.group_key.cmp(&b.group_key));
+    assert_eq!(got[0].group_key, "{}:{alertname=\"A\"}");
+    assert_eq!(got[0].alerts.len(), 2);
+    assert_eq!(got[0].status, "firing");
+    assert_eq!(
+        got[0].group_labels.get("alertname").map(String::as_str),
+        Some("A")
+    );
+    assert_eq!(got[1].group_key, "{}:{alertname=\"B\"}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unchanged_group_repeats_only_after_repeat_interval() {
+    let mut h = Harness::start(settings(true));
+    h.send(vec![alert("A", "m1", false)]).await;
+    assert!(h.next(Duration::from_secs(31)).await.is_some());
+    // Still firing, re-sent by the rule each evaluation: no new notification.
+    for _ in 0..10 {
+        h.send(vec![alert("A", "m1", false)]).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    assert!(h.next(Duration::from_secs(3000 - 600 - 31)).await.is_none());
+    // After repeat_interval (checked at a group_interval tick) it repeats.
+    let again = h.next(Duration::from_secs(1200)).await.unwrap();
+    assert_eq!(again.alerts.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_alert_in_flushed_group_waits_for_group_interval() {
+    let mut h = Harness::start(settings(true));
+    h.send(vec![alert("A", "m1", false)]).await;
+    assert!(h.next(Duration::from_secs(31)).await.is_some());
+    h.send(vec![alert("A", "m2", false)]).await;
+    assert!(h.next(Duration::from_secs(200)).await.is_none());
+    let n = h.next(Duration::from_secs(101)).await.unwrap();
+    assert_eq!(n.alerts.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resolution_is_notified_then_group_is_dropped() {
+    let mut h = Harness::start(settings(true));
+    h.send(vec![alert("A", "m1", false)]).await;
+    assert!(h.next(Duration::from_secs(31)).await.is_some());
+    h.send(vec![alert("A", "m1", true)]).await;
+    let n = h.next(Duration::from_secs(301)).await.unwrap();
+    assert_eq!(n.status, "resolved");
+    assert_eq!(n.alerts[0].status, "resolved");
+    assert_ne!(n.alerts[0].ends_at, crate::alert::ZERO_TIME);
+    // Nothing more: the group is gone.
+    assert!(h.next(Duration::from_secs(7200)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_resolved_false_still_clears_without_sending_resolved() {
+    let mut h = Harness::start(settings(false));
+    h.send(vec![alert("A", "m1", false), alert("A", "m2", false)])
+        .await;
+    assert_eq!(
+        h.next(Duration::from_secs(31)).await.unwrap().alerts.len(),
+        2
+    );
+    h.send(vec![alert("A", "m2", true)]).await;
+    // One resolved, one still firing: nothing new to say without send_resolved.
+    assert!(h.next(Duration::from_secs(301)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_delivery_is_retried_at_next_interval() {
+    let mut h = Harness::start(settings(true));
+    h.send(vec![alert("A", "m1", false)]).await;
+    let req = tokio::time::timeout(Duration::from_secs(31), h.deliveries.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = req.done.send(false);
+    // Not logged as sent, so the next group_interval tick sends it again.
+    assert!(h.next(Duration::from_secs(301)).await.is_some());
+}
+
+#[test]
+fn group_key_formats_like_alertmanager() {
+    let l = Labels::new([("alertname", "A"), ("model_name", "m")]);
+    assert_eq!(group_key(&l), "{}:{alertname=\"A\", model_name=\"m\"}");
+    assert_eq!(group_key(&Labels::empty()), "{}:{}");
+}

@@ -1,0 +1,256 @@
+//! Assembles a running Klaxon from a validated config: plugin engine and
+//! registry, store, rule groups, routing, notification workers and the HTTP
+//! API, plus the store's retention sweep. `main` and the end-to-end tests
+//! both start Klaxon through `start`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::alert::Alert;
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::plugins::{EngineSettings, Plugin, PluginEngine, PluginRegistry};
+use crate::route::{Dispatcher, RouteSettings};
+use crate::rules::{EvalContext, build_groups, spawn_groups};
+use crate::store::Store;
+
+/// How often expired samples are swept.
+const GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What `start` needs.
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub config: Config,
+    /// Where the config came from (for error messages).
+    pub config_file: String,
+    /// The config's source text (to locate errors by line).
+    pub config_text: String,
+    /// Compiled-plugin cache and (later) persisted state.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A running Klaxon.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    http: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Shared state, for in-process inspection.
+    pub state: Arc<AppState>,
+}
+
+impl Server {
+    /// The address the API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting requests, finishes in-flight ones and stops evaluation.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.http).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Builds the plugin engine and registry: stock plugins plus configured files.
+pub async fn load_plugins(
+    config: &Config,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Arc<PluginRegistry>> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<PluginRegistry>> {
+        let max_memory = std::iter::once(&config.plugins.limits)
+            .chain(config.plugins.overrides.values())
+            .map(|l| l.memory_bytes)
+            .max()
+            .unwrap_or(64 << 20);
+        let settings = EngineSettings {
+            // The pool slot must hold the largest allowed memory (and a bit,
+            // so the limiter, not the pool, refuses growth).
+            max_memory_bytes: usize::try_from(max_memory.saturating_mul(2)).unwrap_or(usize::MAX),
+            cache_dir: data_dir.map(|d| d.join("plugin-cache")),
+            ..EngineSettings::default()
+        };
+        let engine = Arc::new(PluginEngine::new(settings)?);
+        let registry = Arc::new(PluginRegistry::new());
+        registry.load_stock(&engine, &config.plugins.limits)?;
+        for path in &config.plugins.files {
+            let plugin = Plugin::load_file(&engine, path, config.plugins.limits.clone())
+                .with_context(|| format!("loading plugin file {}", path.display()))?;
+            let name = plugin.info.name.clone();
+            let limits = config.plugins.limits_for(&name);
+            let plugin = if limits != plugin.limits {
+                Plugin::load_file(&engine, path, limits)?
+            } else {
+                plugin
+            };
+            tracing::info!(plugin = %name, kind = %plugin.info.kind, path = %path.display(), "loaded plugin file");
+            registry.insert(plugin);
+        }
+        // Stock plugins with overridden limits are reloaded with them.
+        for (name, limits) in &config.plugins.overrides {
+            if let Some(bytes) = crate::plugins::stock::bytes(name)
+                && registry.get(name).is_some_and(|p| p.source == crate::plugins::PluginSource::Stock)
+            {
+                let plugin = Plugin::load(&engine, Some(name), bytes, crate::plugins::PluginSource::Stock, limits.clone())?;
+                registry.insert(plugin);
+            }
+        }
+        Ok(registry)
+    })
+    .await
+    .map_err(|e| anyhow!("plugin loading panicked: {e}"))?
+}
+
+/// Validates the config against the loaded plugins.
+pub async fn validate(
+    config: &Config,
+    file: &str,
+    text: &str,
+    registry: Arc<PluginRegistry>,
+) -> anyhow::Result<()> {
+    config.validate_static(file, text)?;
+    let (config, file, text) = (config.clone(), file.to_string(), text.to_string());
+    tokio::task::spawn_blocking(move || config.validate_plugins(&file, &text, &registry))
+        .await
+        .map_err(|e| anyhow!("config validation panicked: {e}"))??;
+    Ok(())
+}
+
+/// Starts Klaxon; returns once the API is listening.
+pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
+    let ServerOptions {
+        listen,
+        config,
+        config_file,
+        config_text,
+        data_dir,
+    } = opts;
+    config.validate_static(&config_file, &config_text)?;
+    let plugins = load_plugins(&config, data_dir.clone()).await?;
+    validate(&config, &config_file, &config_text, plugins.clone()).await?;
+
+    let store = Arc::new(Store::new(config.store.clone()));
+    let groups = build_groups(&config).map_err(|e| anyhow!(e))?;
+    let mut tasks = Vec::new();
+
+    let (alert_tx, alert_rx) = mpsc::channel::<Vec<Alert>>(1024);
+    let notify = match RouteSettings::from_config(&config) {
+        Some(settings) => {
+            let notify = crate::notify::start(&config, plugins.clone());
+            let dispatcher = Dispatcher::new(settings, notify.clone());
+            tasks.push(tokio::spawn(dispatcher.run(alert_rx)));
+            Some(notify)
+        }
+        None => {
+            tracing::warn!("no route configured: alerts are visible in the API only");
+            tasks.push(tokio::spawn(async move {
+                let mut rx = alert_rx;
+                while rx.recv().await.is_some() {}
+            }));
+            None
+        }
+    };
+
+    let ctx = Arc::new(EvalContext {
+        store: store.clone(),
+        plugins: plugins.clone(),
+        external_labels: config.global.external_labels.clone(),
+        external_url: config.global.external_url.clone(),
+    });
+    tasks.extend(spawn_groups(&groups, ctx, alert_tx));
+
+    let gc_store = store.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GC_INTERVAL);
+        loop {
+            tick.tick().await;
+            let s = gc_store.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Ok(stats) = tokio::task::spawn_blocking(move || s.gc(now)).await
+                && (stats.samples_removed > 0 || stats.series_removed > 0)
+            {
+                tracing::debug!(
+                    samples = stats.samples_removed,
+                    series = stats.series_removed,
+                    "retention sweep"
+                );
+            }
+        }
+    }));
+
+    let state = Arc::new(AppState {
+        store,
+        plugins,
+        groups,
+        notify,
+        limits: config.limits.clone(),
+        config: Arc::new(config),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening on a non-loopback address without authentication");
+    }
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let app = router(state.clone());
+    let http = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = shutdown_rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(%addr, "klaxon listening");
+    Ok(Server {
+        addr,
+        shutdown: Some(shutdown_tx),
+        http,
+        tasks,
+        state,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,1 @@
+//! Whole-system tests, benches and examples live in this package.

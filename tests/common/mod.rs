@@ -1,0 +1,125 @@
+//! Shared pieces of the end-to-end tests: a real local webhook receiver, a
+//! Klaxon host on an ephemeral port, and HTTP helpers.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use klaxon_host::config::Config;
+use klaxon_host::server::{Server, ServerOptions, start};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// What the receiver got: every request body, in arrival order.
+#[derive(Clone, Default)]
+pub struct Received {
+    pub bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Received {
+    pub async fn all(&self) -> Vec<Value> {
+        self.bodies.lock().await.clone()
+    }
+
+    /// Waits until at least `n` requests arrived, or panics after `within`.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.all().await;
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "expected {n} notifications within {within:?}, got {}: {got:#?}",
+                    got.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A local webhook receiver answering 200 to `POST /hook`. Returns its base URL.
+pub async fn start_receiver() -> (String, Received) {
+    let received = Received::default();
+    async fn hook(State(r): State<Received>, Json(body): Json<Value>) -> StatusCode {
+        r.bodies.lock().await.push(body);
+        StatusCode::OK
+    }
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("receiver addr");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("receiver serves");
+    });
+    (format!("http://{addr}"), received)
+}
+
+/// Starts Klaxon with `yaml` on 127.0.0.1:0.
+pub async fn start_klaxon(yaml: &str) -> Server {
+    let config = Config::parse(yaml, "test.yml").expect("test config parses");
+    start(ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        config,
+        config_file: "test.yml".into(),
+        config_text: yaml.into(),
+        data_dir: None,
+    })
+    .await
+    .expect("klaxon starts")
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+pub async fn push(client: &reqwest::Client, base: &str, body: Value) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/v1/push"))
+        .json(&body)
+        .send()
+        .await
+        .expect("push request")
+}
+
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
+/// Polls `f` until it returns `Some`, or panics after `within` with `what`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

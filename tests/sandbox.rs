@@ -1,0 +1,167 @@
+//! A misbehaving plugin (endless loop, 1 GiB allocation, panic, invalid
+//! output) loaded by rules: each call fails cleanly with a recorded error,
+//! the other rule keeps firing correctly, and /healthz answers throughout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use klaxon_host::plugins::stock::FIXTURES;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plugins_fail_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, bytes) = FIXTURES
+        .iter()
+        .find(|(n, _)| *n == "misbehave")
+        .expect("fixture built");
+    let wasm = dir.path().join("misbehave.wasm");
+    std::fs::write(&wasm, bytes).expect("write fixture");
+
+    let (receiver, received) = start_receiver().await;
+    let rule = |name: &str, mode: &str| {
+        format!(
+            "      - alert: {name}\n        query: x\n        window: 1m\n        detector: misbehave\n        config: {{ mode: {mode} }}\n"
+        )
+    };
+    let yaml = format!(
+        r#"
+plugins:
+  files: ["{wasm}"]
+  overrides:
+    misbehave: {{ timeout: 100ms, memory_bytes: 67108864 }}
+groups:
+  - name: bad
+    interval: 1s
+    rules:
+{loop_}{alloc}{panic}{invalid}
+  - name: good
+    interval: 1s
+    rules:
+      - alert: Good
+        query: x
+        window: 1m
+        detector: threshold
+        config: {{ op: ">", value: 0.5 }}
+route:
+  receiver: hook
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+  - name: hook
+    webhook_configs: [{{ url: "{receiver}/hook" }}]
+"#,
+        wasm = wasm.display(),
+        loop_ = rule("Loop", "loop"),
+        alloc = rule("Alloc", "alloc"),
+        panic = rule("Panic", "panic"),
+        invalid = rule("Invalid", "invalid"),
+    );
+    let server = start_klaxon(&yaml).await;
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+    let resp = push(
+        &client,
+        &base,
+        json!({"series": [{"metric": "x", "labels": {"job": "j"}, "value": 1.0}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+
+    // Health stays up while the bad rules fail, evaluation after evaluation.
+    let health = {
+        let client = client.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            let mut checks = 0;
+            for _ in 0..40 {
+                let r = client
+                    .get(format!("{base}/healthz"))
+                    .send()
+                    .await
+                    .expect("healthz answers");
+                assert_eq!(r.status(), 200);
+                checks += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            checks
+        })
+    };
+
+    let errors = eventually(
+        Duration::from_secs(20),
+        "every bad rule to record an error",
+        || async {
+            let rules = get_json(&client, &format!("{base}/api/v1/rules")).await;
+            let bad = rules["data"]["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["name"] == "bad")?
+                .clone();
+            let errs: Vec<(String, String)> = bad["rules"]
+                .as_array()?
+                .iter()
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap_or("").to_string(),
+                        r["lastError"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            errs.iter().all(|(_, e)| !e.is_empty()).then_some(errs)
+        },
+    )
+    .await;
+    let err = |name: &str| {
+        errors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default()
+    };
+    assert!(err("Loop").contains("timed out"), "Loop: {}", err("Loop"));
+    assert!(
+        err("Alloc").contains("memory limit"),
+        "Alloc: {}",
+        err("Alloc")
+    );
+    assert!(err("Panic").contains("trapped"), "Panic: {}", err("Panic"));
+    assert!(
+        err("Invalid").contains("invalid output"),
+        "Invalid: {}",
+        err("Invalid")
+    );
+
+    // The good rule fired and was delivered.
+    let got = received.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got[0]["alerts"][0]["labels"]["alertname"], "Good");
+    assert!(
+        got.iter()
+            .all(|n| n["alerts"][0]["labels"]["alertname"] == "Good")
+    );
+
+    // The bad rules raised nothing, and the plugin's stats count the failures.
+    let alerts = get_json(&client, &format!("{base}/api/v1/alerts")).await;
+    let names: Vec<Value> = alerts["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["labels"]["alertname"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("Good")]);
+    let plugins = get_json(&client, &format!("{base}/api/v1/plugins")).await;
+    let m = plugins["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "misbehave")
+        .unwrap()
+        .clone();
+    assert!(m["stats"]["timeouts"].as_u64().unwrap() >= 1, "{m}");
+    assert!(m["stats"]["traps"].as_u64().unwrap() >= 2, "{m}");
+
+    assert_eq!(health.await.expect("health task"), 40);
+    server.shutdown().await;
+}
