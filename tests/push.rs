@@ -34,7 +34,7 @@ async fn bad_pushes_are_refused_whole() {
     let big_value = "v".repeat(25_000);
     let good_series = json!({"metric": "m", "labels": {"a": "2"}, "value": 1.0});
     let cases: Vec<(&str, String, &str)> = vec![
-        ("bad JSON", "{\"series\": [".into(), "body"),
+        ("bad JSON", "{\"series\": [".into(), "series[0]"),
         ("not an object", "[1,2]".into(), "body"),
         ("bad metric name", json!({"series": [good_series, {"metric": "3bad", "value": 1}]}).to_string(), "series[1].metric"),
         ("reserved label", json!({"series": [{"metric": "m", "labels": {"__x": "1"}, "value": 1}]}).to_string(), "series[0].labels.__x"),

@@ -144,6 +144,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         config_text,
         data_dir,
     } = opts;
+    install_tls_provider();
     config.validate_static(&config_file, &config_text)?;
     let plugins = load_plugins(&config, data_dir.clone()).await?;
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
@@ -232,6 +233,12 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         tasks,
         state,
     })
+}
+
+/// Selects rustls's crypto provider (ring) for every HTTP client in the
+/// process. Process-wide; installing again is a no-op.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 async fn shutdown_signal() {

@@ -123,3 +123,4 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+

@@ -128,8 +128,6 @@ struct IntegrationCtx {
 /// Starts a worker per integration of every receiver; returns the handle to
 /// enqueue on. Must be called inside a tokio runtime.
 pub fn start(config: &Config, plugins: Arc<PluginRegistry>) -> NotifyHandle {
-    // Providers are process-wide; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = config.notify.clone();
     let client = reqwest::Client::builder()
         .user_agent(concat!("Klaxon/", env!("CARGO_PKG_VERSION")))

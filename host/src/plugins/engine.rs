@@ -7,8 +7,6 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -41,12 +39,12 @@ impl Default for EngineSettings {
     }
 }
 
-/// A configured engine plus the thread advancing its epoch.
+/// A configured engine; a thread advances its epoch for as long as any
+/// clone of the engine lives.
 pub struct PluginEngine {
     engine: Engine,
     settings: EngineSettings,
     compat: String,
-    ticker_stop: Arc<AtomicBool>,
 }
 
 impl PluginEngine {
@@ -75,13 +73,13 @@ impl PluginEngine {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish());
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let stop = ticker_stop.clone();
+        // The ticker lives as long as the engine: plugins hold engine clones
+        // and outlive this wrapper, so it stops only when the last clone is gone.
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("klaxon-epoch".into())
             .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                loop {
                     std::thread::sleep(EPOCH_TICK);
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -94,7 +92,6 @@ impl PluginEngine {
             engine,
             settings,
             compat,
-            ticker_stop,
         })
     }
 
@@ -143,12 +140,6 @@ impl PluginEngine {
             .cache_dir
             .as_ref()
             .map(|dir| dir.join(format!("{hash}-{}.cwasm", self.compat)))
-    }
-}
-
-impl Drop for PluginEngine {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
