@@ -290,10 +290,14 @@ impl ReceiverConfig {
 impl Config {
     /// Parses YAML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        serde_norway::from_str(text).map_err(|e| ConfigError {
-            file: file.to_string(),
-            line: e.location().map(|l| l.line()).unwrap_or(0),
-            reason: strip_location(&e.to_string()),
+        serde_norway::from_str(text).map_err(|e| {
+            let reason = strip_location(&e.to_string());
+            let line = e.location().map(|l| l.line()).unwrap_or(0);
+            ConfigError {
+                file: file.to_string(),
+                line: refine_line(text, line, &reason),
+                reason,
+            }
         })
     }
 
@@ -465,6 +469,19 @@ fn strip_location(msg: &str) -> String {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
     }
+}
+
+/// serde reports a bad value at the start of its enclosing mapping; when the
+/// reason quotes the offending value (`five`), point at the line holding it.
+fn refine_line(text: &str, line: usize, reason: &str) -> usize {
+    let quoted = reason.split('`').nth(1).filter(|q| !q.is_empty());
+    let Some(quoted) = quoted else { return line };
+    text.lines()
+        .enumerate()
+        .skip(line.saturating_sub(1))
+        .find(|(_, l)| l.contains(quoted))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(line)
 }
 
 /// The 1-based line where `needle` first appears (ignoring quotes), 0 if nowhere.

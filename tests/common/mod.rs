@@ -123,4 +123,3 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

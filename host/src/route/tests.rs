@@ -72,7 +72,7 @@ async fn group_wait_batches_alerts_of_one_group() {
         h.next(Duration::from_secs(19)).await.is_none(),
         "nothing before group_wait"
     );
-    let mut got = vec![
+    let mut got = [
         h.next(Duration::from_secs(2)).await.unwrap(),
         h.next(Duration::from_secs(11)).await.unwrap(),
     ];
