@@ -232,8 +232,3 @@ async fn runtime(State(state): State<Arc<AppState>>) -> Response {
 async fn healthz() -> &'static str {
     "ok\n"
 }
-
-/// Maps an internal failure into a 500 (used by handlers that join blocking tasks).
-pub fn internal_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
-}
