@@ -69,7 +69,9 @@ fn bench_append(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
-        assert_eq!(store.series_count(), series);
+        // Zero when a filter skipped this case.
+        let stored = store.series_count();
+        assert!(stored == 0 || stored == series, "{stored} series stored");
     }
     group.finish();
 }

@@ -61,7 +61,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct GlobalConfig {
     /// Evaluation interval of groups that set none.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub evaluation_interval: Duration,
     /// Link back to Klaxon in notifications (`externalURL`).
     pub external_url: String,
@@ -106,20 +106,20 @@ impl PluginsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// First retry delay; doubles each attempt (with jitter).
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub initial_backoff: Duration,
     /// Longest delay between two attempts.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub max_backoff: Duration,
     /// Stop retrying a notification after this long (and log it).
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub give_up_after: Duration,
     /// Notifications waiting per integration before new ones are dropped (and logged).
     pub queue_capacity: usize,
     /// Deliveries in flight per integration.
     pub max_in_flight: usize,
     /// Per-request timeout of notifier HTTP calls.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub http_timeout: Duration,
 }
 
@@ -141,7 +141,7 @@ impl Default for NotifyConfig {
 #[serde(deny_unknown_fields)]
 pub struct RuleGroupConfig {
     pub name: String,
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "crate::duration::serde_opt")]
     pub interval: Option<Duration>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -156,7 +156,7 @@ pub struct RuleConfig {
     /// A series selector: `metric{label="value",other=~"re.*"}`.
     pub query: String,
     /// How much history the detector sees, ending at evaluation time.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub window: Duration,
     /// An optional baseline window, `offset` back from evaluation time.
     #[serde(default)]
@@ -167,10 +167,10 @@ pub struct RuleConfig {
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
     /// How long the condition must hold before the alert fires.
-    #[serde(default, rename = "for", with = "duration")]
+    #[serde(default, rename = "for", with = "crate::duration::serde_str")]
     pub for_: Duration,
     /// How long a firing alert keeps firing after the condition clears.
-    #[serde(default, with = "duration")]
+    #[serde(default, with = "crate::duration::serde_str")]
     pub keep_firing_for: Duration,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -186,10 +186,10 @@ fn empty_object() -> serde_json::Value {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaselineConfig {
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub offset: Duration,
     /// Defaults to the rule's window.
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "crate::duration::serde_opt")]
     pub window: Option<Duration>,
 }
 
@@ -201,11 +201,17 @@ pub struct RouteConfig {
     pub receiver: String,
     #[serde(default)]
     pub group_by: Vec<String>,
-    #[serde(default = "default_group_wait", with = "duration")]
+    #[serde(default = "default_group_wait", with = "crate::duration::serde_str")]
     pub group_wait: Duration,
-    #[serde(default = "default_group_interval", with = "duration")]
+    #[serde(
+        default = "default_group_interval",
+        with = "crate::duration::serde_str"
+    )]
     pub group_interval: Duration,
-    #[serde(default = "default_repeat_interval", with = "duration")]
+    #[serde(
+        default = "default_repeat_interval",
+        with = "crate::duration::serde_str"
+    )]
     pub repeat_interval: Duration,
 }
 
@@ -500,144 +506,9 @@ fn is_label_value_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Prometheus duration syntax: `1h30m`, `15s`, `500ms`, `1d`, `1w`, `1y`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total: u128 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration `{s}`: expected a number"));
-        }
-        let n: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            "" => {
-                return Err(format!(
-                    "invalid duration `{s}`: missing unit (ms, s, m, h, d, w, y)"
-                ));
-            }
-            u => return Err(format!("invalid duration `{s}`: unknown unit `{u}`")),
-        };
-        total = total
-            .checked_add(
-                n.checked_mul(ms)
-                    .ok_or_else(|| format!("duration `{s}` too large"))?,
-            )
-            .ok_or_else(|| format!("duration `{s}` too large"))?;
-        rest = &rest[unit_len..];
-    }
-    u64::try_from(total)
-        .map(Duration::from_millis)
-        .map_err(|_| format!("duration `{s}` too large"))
-}
-
-/// Formats a duration the Prometheus way (`1h30m`, `15s`, `0s`).
-pub fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("w", 604_800_000u128),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
-}
-
-/// serde `with` module for `Duration` as a Prometheus duration string.
-pub mod duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Seconds(u64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Text(s) => super::parse_duration(&s).map_err(serde::de::Error::custom),
-            Raw::Seconds(0) => Ok(Duration::ZERO),
-            Raw::Seconds(n) => Err(serde::de::Error::custom(format!(
-                "duration `{n}` needs a unit, e.g. `{n}s`"
-            ))),
-        }
-    }
-}
-
-/// serde `with` module for `Option<Duration>`.
-pub mod opt_duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_like_prometheus() {
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("15").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-    }
 
     #[test]
     fn embedded_default_is_valid() {

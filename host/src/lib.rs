@@ -13,6 +13,7 @@
 //! - [`route`]: grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup.
 //! - [`notify`]: per-integration delivery queues, retries with backoff, the delivery log.
 //! - [`api`]: the HTTP API (axum).
+//! - [`duration`]: Prometheus-style durations for config and API.
 //! - [`config`]: the YAML configuration, its validation and the embedded default.
 //! - [`server`]: assembles all of the above into a running host.
 //! - [`cli`]: the `klaxon` subcommands other than `serve` (`check`, `plugin run`).
@@ -21,6 +22,7 @@ pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod ingest;
 pub mod notify;
 pub mod plugins;

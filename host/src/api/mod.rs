@@ -15,7 +15,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::{Config, format_duration};
+use crate::config::Config;
+use crate::duration::format as format_duration;
 use crate::ingest::{IngestLimits, parse_push};
 use crate::notify::NotifyHandle;
 use crate::plugins::PluginRegistry;

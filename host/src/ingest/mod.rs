@@ -27,24 +27,13 @@
 //!   repeated timestamp).
 //! - unknown fields are errors, so a typo (`"sample"`) is not silently lost.
 //!
-//! # Why a hand-written reader
-//! The body is read in one pass straight into the output vectors by a small
-//! strict JSON reader (`json`) driven by the schema (`push`): no intermediate
-//! tree, strings borrowed from the body (UTF-8 is checked once for the whole
-//! body), numbers converted while they are scanned, limits checked as the
-//! parse goes so an oversized request fails early. The schema admits no
-//! unknown fields, so the reader never has to skip arbitrary values. Each step
-//! knows where it is (`series[3].samples[2][0]`), which serde's derive cannot
-//! report. The common sample shape `[1763780000000,0.125]` has a one-pass
-//! fast path (`Cursor::compact_sample`); values with more than ~16
-//! significant digits are rounded by the standard library, so every value is
-//! converted exactly as Rust's `f64::from_str` would. Measured on the 2-core
-//! dev box (`benches/store_ingest.rs`): 1.0–1.7× the speed of `serde_json`
-//! deserialising bare `Vec<(i64, f64)>` from the same text, and ~1.5× the
-//! same validation written as serde `DeserializeSeed` visitors (short
-//! values gain most: they never leave the fast path).
+//! # How it is read
+//! `serde_json` drives `DeserializeSeed` visitors (`push`) that build the
+//! output vectors directly: no intermediate tree, label strings borrowed
+//! from the body, limits checked as the body is read so an oversized request
+//! fails early, and each visitor records its field path when an error passes
+//! through it, so the innermost one names the field.
 
-mod json;
 mod push;
 #[cfg(test)]
 mod tests;
@@ -55,9 +44,9 @@ use serde::Deserialize;
 
 pub use push::parse_push;
 
+use crate::duration;
 #[doc(no_inline)]
 pub use crate::store::SeriesSamples;
-use crate::store::duration;
 
 /// Limits on what one push request may contain; in the config file under
 /// `limits:`.
@@ -79,10 +68,10 @@ pub struct IngestLimits {
     /// Longest label value, in bytes.
     pub max_label_value_bytes: usize,
     /// How far before the server's clock a sample may be, e.g. `6h`.
-    #[serde(deserialize_with = "duration::deserialize")]
+    #[serde(with = "duration::serde_str")]
     pub max_sample_age: Duration,
     /// How far after the server's clock a sample may be, e.g. `10m`.
-    #[serde(deserialize_with = "duration::deserialize")]
+    #[serde(with = "duration::serde_str")]
     pub max_sample_future: Duration,
 }
 

@@ -1,13 +1,20 @@
-//! The JSON push body, read in one pass straight into `SeriesSamples`,
-//! validating as it goes and naming the field of the first error.
+//! The JSON push body, read by `serde_json` through `DeserializeSeed`
+//! visitors straight into `SeriesSamples`: no intermediate tree, strings
+//! borrowed from the body where they have no escapes, limits checked while
+//! the body is read, and the field of the first error recorded on the way
+//! out (`series[3].samples[2][0]`), which serde's derive cannot report.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::fmt;
 
-use super::json::{At, Cursor, Fail, PResult, line_column};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
 use super::{IngestError, IngestLimits};
-use crate::store::{FpBuildHasher, Labels, METRIC_NAME, SeriesSamples, duration};
+use crate::duration::as_millis_i64;
+use crate::store::{FpBuildHasher, Labels, METRIC_NAME, SeriesSamples};
 
 /// Parses and validates a push body. `now_ms` is the server's clock: the time
 /// of `value` samples and the centre of the accepted timestamp range.
@@ -26,28 +33,24 @@ pub fn parse_push(
             ),
         });
     }
-    let mut parser = Parser {
-        c: Cursor::new(body),
+    let ctx = Ctx {
         limits,
         now_ms,
-        min_ts: now_ms.saturating_sub(duration::as_millis_i64(limits.max_sample_age)),
-        max_ts: now_ms.saturating_add(duration::as_millis_i64(limits.max_sample_future)),
-        samples: 0,
+        min_ts: now_ms.saturating_sub(as_millis_i64(limits.max_sample_age)),
+        max_ts: now_ms.saturating_add(as_millis_i64(limits.max_sample_future)),
+        samples: Cell::new(0),
+        failed_at: RefCell::new(None),
     };
-    match parser.body() {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = BodySeed(&ctx)
+        .deserialize(&mut de)
+        .and_then(|series| de.end().map(|()| series));
+    match parsed {
         Ok(series) => Ok(merge_duplicates(series)),
-        Err(fail) => {
-            let Fail {
-                field,
-                message,
-                pos,
-            } = *fail;
-            let (line, column) = line_column(body, pos);
-            Err(IngestError {
-                field: field.unwrap_or_else(|| "body".into()),
-                message: format!("{message} at line {line} column {column}"),
-            })
-        }
+        Err(e) => Err(IngestError {
+            field: ctx.failed_at.take().unwrap_or_else(|| "body".into()),
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -105,8 +108,8 @@ fn label_path(series: usize, name: &str) -> String {
     format!("series[{series}].labels.{}", short(name))
 }
 
-/// A client-chosen name as it appears in a field path: cut at 64 bytes so a
-/// huge key cannot make a huge error.
+/// A client-chosen name as it appears in a field path or message: cut at 64
+/// bytes so a huge key cannot make a huge error.
 fn short(name: &str) -> Cow<'_, str> {
     const MAX: usize = 64;
     if name.len() <= MAX {
@@ -121,161 +124,249 @@ fn short(name: &str) -> Cow<'_, str> {
 
 const SAMPLE_SHAPE: &str = "a sample must be [timestamp_ms, value]";
 const VALUE_EXPECTED: &str = r#"a number or one of "NaN", "+Inf", "Inf", "-Inf""#;
+const TIMESTAMP_EXPECTED: &str = "an integer timestamp in milliseconds since the Unix epoch";
 
-struct Parser<'a, 'l> {
-    c: Cursor<'a>,
+/// What every visitor shares: limits, the sample count so far, and where the
+/// first error happened.
+struct Ctx<'l> {
     limits: &'l IngestLimits,
     now_ms: i64,
     min_ts: i64,
     max_ts: i64,
     /// Samples so far, all series together.
-    samples: usize,
+    samples: Cell<usize>,
+    /// The field path of the innermost visitor an error passed through.
+    failed_at: RefCell<Option<String>>,
 }
 
-impl<'a> Parser<'a, '_> {
-    /// `{"series": [...]}` and nothing after it.
-    fn body(&mut self) -> PResult<Vec<SeriesSamples>> {
-        if !self.c.eat(b'{') {
-            return Err(self.c.unexpected(r#"a push body {"series": [...]}"#));
+impl Ctx<'_> {
+    /// Records `path` as the error's field unless an inner visitor already did.
+    #[cold]
+    fn mark(&self, path: impl FnOnce() -> String) {
+        let mut at = self.failed_at.borrow_mut();
+        if at.is_none() {
+            *at = Some(path());
         }
-        let mut series = None;
-        if !self.c.eat(b'}') {
-            loop {
-                let key_pos = self.c.pos();
-                let key = self.c.key()?;
-                if key != "series" {
-                    self.c.rewind(key_pos);
-                    return Err(self
-                        .c
-                        .fail_at(short(&key).into_owned(), "unknown field, expected `series`"));
-                }
-                if series.is_some() {
-                    self.c.rewind(key_pos);
-                    return Err(self.c.fail_at("series".into(), "duplicate field `series`"));
-                }
-                series = Some(self.series_list().at(|| "series".into())?);
-                if !self.c.next_member(b'}')? {
-                    break;
-                }
-            }
-        }
-        let Some(series) = series else {
-            return Err(self.c.fail_at("series".into(), "missing field `series`"));
-        };
-        if !self.c.at_end() {
-            let next = self.c.describe_next();
-            return Err(self
-                .c
-                .fail(format!("trailing characters after the body: {next}")));
-        }
-        Ok(series)
     }
 
-    /// `[series, ...]`
-    fn series_list(&mut self) -> PResult<Vec<SeriesSamples>> {
-        if !self.c.eat(b'[') {
-            return Err(self.c.unexpected("an array of series"));
+    /// Passes `r` through, recording `path` when it is an error.
+    #[inline]
+    fn at<T, E>(&self, r: Result<T, E>, path: impl FnOnce() -> String) -> Result<T, E> {
+        if r.is_err() {
+            self.mark(path);
         }
-        let mut out = Vec::new();
-        if self.c.eat(b']') {
-            return Ok(out);
+        r
+    }
+
+    /// A validation error of our own at `path`.
+    #[cold]
+    fn fail<E: de::Error>(&self, path: impl FnOnce() -> String, message: impl fmt::Display) -> E {
+        self.mark(path);
+        E::custom(message)
+    }
+
+    /// Counts one more sample against the request limit.
+    #[inline]
+    fn count_sample<E: de::Error>(&self, path: impl FnOnce() -> String) -> Result<(), E> {
+        let n = self.samples.get() + 1;
+        self.samples.set(n);
+        if n > self.limits.max_samples_per_request {
+            return Err(self.fail(
+                path,
+                format_args!(
+                    "request has more than {} samples (limits.max_samples_per_request)",
+                    self.limits.max_samples_per_request
+                ),
+            ));
         }
-        let mut i = 0;
-        loop {
-            if i == self.limits.max_series_per_request {
-                return Err(self.c.fail_at(
-                    "series".into(),
-                    format!(
-                        "request has more than {} series (limits.max_series_per_request)",
-                        self.limits.max_series_per_request
+        Ok(())
+    }
+}
+
+/// A string, borrowed from the body when it has no escapes.
+struct Str;
+
+impl<'de> DeserializeSeed<'de> for Str {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Str {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// `{"series": [...]}`.
+struct BodySeed<'c, 'l>(&'c Ctx<'l>);
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_, '_> {
+    type Value = Vec<SeriesSamples>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_, '_> {
+    type Value = Vec<SeriesSamples>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a push body {"series": [...]}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let ctx = self.0;
+        let mut series = None;
+        while let Some(key) = map.next_key_seed(Str)? {
+            if key != "series" {
+                return Err(ctx.fail(
+                    || short(&key).into_owned(),
+                    "unknown field, expected `series`",
+                ));
+            }
+            if series.is_some() {
+                return Err(ctx.fail(|| "series".into(), "duplicate field `series`"));
+            }
+            let list = map.next_value_seed(SeriesListSeed(ctx));
+            series = Some(ctx.at(list, || "series".into())?);
+        }
+        series.ok_or_else(|| ctx.fail(|| "series".into(), "missing field `series`"))
+    }
+}
+
+/// `[series, ...]`.
+struct SeriesListSeed<'c, 'l>(&'c Ctx<'l>);
+
+impl<'de> DeserializeSeed<'de> for SeriesListSeed<'_, '_> {
+    type Value = Vec<SeriesSamples>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SeriesListSeed<'_, '_> {
+    type Value = Vec<SeriesSamples>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of series")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let ctx = self.0;
+        let max = ctx.limits.max_series_per_request;
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(max));
+        for i in 0.. {
+            let next = seq.next_element_seed(SeriesSeed { ctx, i });
+            let Some(series) = ctx.at(next, || format!("series[{i}]"))? else {
+                break;
+            };
+            if i == max {
+                return Err(ctx.fail(
+                    || "series".into(),
+                    format_args!(
+                        "request has more than {max} series (limits.max_series_per_request)"
                     ),
                 ));
             }
             // `None`: a series with `"samples": []` carries nothing to store.
-            out.extend(self.series(i).at(|| format!("series[{i}]"))?);
-            i += 1;
-            if !self.c.next_member(b']')? {
-                return Ok(out);
-            }
+            out.extend(series);
         }
+        Ok(out)
     }
+}
 
-    /// One series object.
-    fn series(&mut self, i: usize) -> PResult<Option<SeriesSamples>> {
-        let series_start = self.c.pos();
-        if !self.c.eat(b'{') {
-            return Err(self.c.unexpected(
-                r#"a series object {"metric": ..., "labels": {...}, "samples": [...]}"#,
-            ));
-        }
-        let mut metric: Option<Cow<'a, str>> = None;
-        let mut labels: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>> = None;
+/// One series object.
+struct SeriesSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    i: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for SeriesSeed<'_, '_> {
+    type Value = Option<SeriesSamples>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SeriesSeed<'_, '_> {
+    type Value = Option<SeriesSamples>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a series object {"metric": ..., "labels": {...}, "samples": [...]}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let SeriesSeed { ctx, i } = self;
+        let mut metric: Option<Cow<'de, str>> = None;
+        let mut labels: Option<Vec<(Cow<'de, str>, Cow<'de, str>)>> = None;
         let mut samples: Option<Vec<(i64, f64)>> = None;
         let mut value: Option<f64> = None;
-        if !self.c.eat(b'}') {
-            loop {
-                let key_pos = self.c.pos();
-                let key = self.c.key()?;
-                let seen = match key.as_ref() {
-                    "metric" => metric.is_some(),
-                    "labels" => labels.is_some(),
-                    "samples" => samples.is_some(),
-                    "value" => value.is_some(),
-                    _ => {
-                        self.c.rewind(key_pos);
-                        return Err(self.c.fail_at(
-                            format!("series[{i}].{}", short(&key)),
-                            "unknown field, expected `metric`, `labels`, `samples` or `value`",
-                        ));
-                    }
-                };
-                if seen {
-                    self.c.rewind(key_pos);
-                    return Err(self.c.fail_at(
-                        format!("series[{i}].{key}"),
-                        format!("duplicate field `{key}`"),
+        while let Some(key) = map.next_key_seed(Str)? {
+            let seen = match key.as_ref() {
+                "metric" => metric.is_some(),
+                "labels" => labels.is_some(),
+                "samples" => samples.is_some(),
+                "value" => value.is_some(),
+                _ => {
+                    return Err(ctx.fail(
+                        || format!("series[{i}].{}", short(&key)),
+                        "unknown field, expected `metric`, `labels`, `samples` or `value`",
                     ));
                 }
-                match key.as_ref() {
-                    "metric" => metric = Some(self.metric().at(|| format!("series[{i}].metric"))?),
-                    "labels" => labels = Some(self.labels(i).at(|| format!("series[{i}].labels"))?),
-                    "samples" => {
-                        samples = Some(self.samples(i).at(|| format!("series[{i}].samples"))?)
-                    }
-                    _ => value = Some(self.value().at(|| format!("series[{i}].value"))?),
+            };
+            if seen {
+                return Err(ctx.fail(
+                    || format!("series[{i}].{key}"),
+                    format_args!("duplicate field `{key}`"),
+                ));
+            }
+            match key.as_ref() {
+                "metric" => {
+                    let name = map.next_value_seed(MetricSeed { ctx, i });
+                    metric = Some(ctx.at(name, || format!("series[{i}].metric"))?);
                 }
-                if !self.c.next_member(b'}')? {
-                    break;
+                "labels" => {
+                    let pairs = map.next_value_seed(LabelsSeed { ctx, i });
+                    labels = Some(ctx.at(pairs, || format!("series[{i}].labels"))?);
+                }
+                "samples" => {
+                    let list = map.next_value_seed(SamplesSeed { ctx, i });
+                    samples = Some(ctx.at(list, || format!("series[{i}].samples"))?);
+                }
+                _ => {
+                    let v = map.next_value_seed(ValueSeed);
+                    value = Some(ctx.at(v, || format!("series[{i}].value"))?);
                 }
             }
         }
-        let end = self.c.pos();
-        self.c.rewind(series_start);
         let Some(metric) = metric else {
-            return Err(self
-                .c
-                .fail_at(format!("series[{i}].metric"), "missing field `metric`"));
+            return Err(ctx.fail(|| format!("series[{i}].metric"), "missing field `metric`"));
         };
         let samples = match (samples, value) {
             (Some(samples), None) => samples,
             (None, Some(value)) => {
-                self.count_sample().at(|| format!("series[{i}].value"))?;
-                vec![(self.now_ms, value)]
+                ctx.count_sample(|| format!("series[{i}].value"))?;
+                vec![(ctx.now_ms, value)]
             }
             (Some(_), Some(_)) => {
-                return Err(self.c.fail_at(
-                    format!("series[{i}]"),
+                return Err(ctx.fail(
+                    || format!("series[{i}]"),
                     "give either `samples` or `value`, not both",
                 ));
             }
             (None, None) => {
-                return Err(self.c.fail_at(
-                    format!("series[{i}]"),
+                return Err(ctx.fail(
+                    || format!("series[{i}]"),
                     "missing field: give `samples` or `value`",
                 ));
             }
         };
-        self.c.rewind(end);
         if samples.is_empty() {
             return Ok(None);
         }
@@ -288,51 +379,77 @@ impl<'a> Parser<'a, '_> {
             samples,
         }))
     }
+}
 
-    fn metric(&mut self) -> PResult<Cow<'a, str>> {
-        let pos = self.c.pos();
-        let name = self.c.string()?;
+/// The `metric` field: a valid metric name within the name length limit.
+struct MetricSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    i: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MetricSeed<'_, '_> {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let MetricSeed { ctx, i } = self;
+        let name = Str.deserialize(d)?;
+        let path = || format!("series[{i}].metric");
         if !is_metric_name(&name) {
-            self.c.rewind(pos);
-            return Err(self.c.fail(format!(
-                "invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-                short(&name)
-            )));
+            return Err(ctx.fail(
+                path,
+                format_args!(
+                    "invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+                    short(&name)
+                ),
+            ));
         }
-        if name.len() > self.limits.max_label_name_bytes {
-            self.c.rewind(pos);
-            return Err(self.c.fail(format!(
-                "metric name is {} bytes, more than limits.max_label_name_bytes = {}",
-                name.len(),
-                self.limits.max_label_name_bytes
-            )));
+        let max = ctx.limits.max_label_name_bytes;
+        if name.len() > max {
+            return Err(ctx.fail(
+                path,
+                format_args!(
+                    "metric name is {} bytes, more than limits.max_label_name_bytes = {max}",
+                    name.len()
+                ),
+            ));
         }
         Ok(name)
     }
+}
 
-    /// `{"name": "value", ...}`, returned sorted by name.
-    fn labels(&mut self, i: usize) -> PResult<Vec<(Cow<'a, str>, Cow<'a, str>)>> {
-        if !self.c.eat(b'{') {
-            return Err(self
-                .c
-                .unexpected(r#"an object of label names to string values {"name": "value"}"#));
-        }
-        let limits = self.limits;
+/// `{"name": "value", ...}`, returned sorted by name.
+struct LabelsSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    i: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for LabelsSeed<'_, '_> {
+    type Value = Vec<(Cow<'de, str>, Cow<'de, str>)>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LabelsSeed<'_, '_> {
+    type Value = Vec<(Cow<'de, str>, Cow<'de, str>)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"an object of label names to string values {"name": "value"}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let LabelsSeed { ctx, i } = self;
+        let limits = ctx.limits;
         // Room for the metric name the caller adds.
-        let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(8);
-        if self.c.eat(b'}') {
-            return Ok(pairs);
-        }
-        loop {
-            let key_pos = self.c.pos();
-            let name = self.c.key()?;
-            let invalid = if pairs.len() == limits.max_labels_per_series {
-                self.c.rewind(key_pos);
-                return Err(self.c.fail(format!(
-                    "more than {} labels (limits.max_labels_per_series)",
-                    limits.max_labels_per_series
-                )));
-            } else if name == METRIC_NAME {
+        let mut pairs: Self::Value = Vec::with_capacity(8);
+        while let Some(name) = map.next_key_seed(Str)? {
+            if pairs.len() == limits.max_labels_per_series {
+                return Err(ctx.fail(
+                    || format!("series[{i}].labels"),
+                    format_args!(
+                        "more than {} labels (limits.max_labels_per_series)",
+                        limits.max_labels_per_series
+                    ),
+                ));
+            }
+            let invalid = if name == METRIC_NAME {
                 Some(Cow::from(
                     "label `__name__` is reserved: give the metric name as `metric`",
                 ))
@@ -352,16 +469,13 @@ impl<'a> Parser<'a, '_> {
                 None
             };
             if let Some(message) = invalid {
-                self.c.rewind(key_pos);
-                return Err(self.c.fail_at(label_path(i, &name), message));
+                return Err(ctx.fail(|| label_path(i, &name), message));
             }
-            let value_pos = self.c.pos();
-            let value = self.c.string().at(|| label_path(i, &name))?;
+            let value = ctx.at(map.next_value_seed(Str), || label_path(i, &name))?;
             if value.len() > limits.max_label_value_bytes {
-                self.c.rewind(value_pos);
-                return Err(self.c.fail_at(
-                    label_path(i, &name),
-                    format!(
+                return Err(ctx.fail(
+                    || label_path(i, &name),
+                    format_args!(
                         "label value is {} bytes, more than limits.max_label_value_bytes = {}",
                         value.len(),
                         limits.max_label_value_bytes
@@ -369,156 +483,169 @@ impl<'a> Parser<'a, '_> {
                 ));
             }
             pairs.push((name, value));
-            if !self.c.next_member(b'}')? {
-                break;
-            }
         }
         if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
             pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-                return Err(self
-                    .c
-                    .fail_at(label_path(i, &w[0].0), "duplicate label name"));
+                return Err(ctx.fail(|| label_path(i, &w[0].0), "duplicate label name"));
             }
         }
         Ok(pairs)
     }
+}
 
-    /// `[[timestamp_ms, value], ...]`: the hot loop.
-    fn samples(&mut self, i: usize) -> PResult<Vec<(i64, f64)>> {
-        if !self.c.eat(b'[') {
-            return Err(self.c.unexpected("an array of [timestamp_ms, value] pairs"));
-        }
+/// `[[timestamp_ms, value], ...]`: the hot loop.
+struct SamplesSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    i: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for SamplesSeed<'_, '_> {
+    type Value = Vec<(i64, f64)>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SamplesSeed<'_, '_> {
+    type Value = Vec<(i64, f64)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of [timestamp_ms, value] pairs")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let SamplesSeed { ctx, i } = self;
         let mut out = Vec::with_capacity(8);
-        if self.c.eat(b']') {
-            return Ok(out);
-        }
         loop {
             let j = out.len();
-            let start = self.c.pos();
-            let sample = match self.c.compact_sample() {
-                Some((t, v)) if t >= self.min_ts && t <= self.max_ts => {
-                    self.count_sample()
-                        .at(|| format!("series[{i}].samples[{j}]"))?;
-                    (t, v)
-                }
-                _ => {
-                    self.c.rewind(start);
-                    self.sample(i, j)
-                        .at(|| format!("series[{i}].samples[{j}]"))?
-                }
-            };
-            out.push(sample);
-            if !self.c.next_member(b']')? {
-                return Ok(out);
+            let next = seq.next_element_seed(SampleSeed { ctx, i, j });
+            match ctx.at(next, || format!("series[{i}].samples[{j}]"))? {
+                Some(sample) => out.push(sample),
+                None => return Ok(out),
             }
         }
     }
+}
 
+/// One `[timestamp_ms, value]` pair.
+struct SampleSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    i: usize,
+    j: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for SampleSeed<'_, '_> {
+    type Value = (i64, f64);
     #[inline]
-    fn sample(&mut self, i: usize, j: usize) -> PResult<(i64, f64)> {
-        let c = &mut self.c;
-        if !c.eat(b'[') {
-            return Err(c.unexpected("a sample [timestamp_ms, value]"));
-        }
-        if c.peek() == Some(b']') {
-            return Err(c.fail(SAMPLE_SHAPE));
-        }
-        let ts_pos = c.pos();
-        let t = self
-            .timestamp()
-            .at(|| format!("series[{i}].samples[{j}][0]"))?;
-        let c = &mut self.c;
-        match c.peek() {
-            Some(b',') => c.eat(b','),
-            Some(b']') => return Err(c.fail(SAMPLE_SHAPE)),
-            _ => return Err(c.unexpected("`,` or `]`")),
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SampleSeed<'_, '_> {
+    type Value = (i64, f64);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sample [timestamp_ms, value]")
+    }
+    #[inline]
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let SampleSeed { ctx, i, j } = self;
+        let here = || format!("series[{i}].samples[{j}]");
+        let t = seq.next_element_seed(TimestampSeed);
+        let Some(t) = ctx.at(t, || format!("series[{i}].samples[{j}][0]"))? else {
+            return Err(ctx.fail(here, SAMPLE_SHAPE));
         };
-        let v = self.value().at(|| format!("series[{i}].samples[{j}][1]"))?;
-        let c = &mut self.c;
-        if !c.eat(b']') {
-            return Err(if c.peek() == Some(b',') {
-                c.fail(SAMPLE_SHAPE)
-            } else {
-                c.unexpected("`]`")
-            });
+        let v = seq.next_element_seed(ValueSeed);
+        let Some(v) = ctx.at(v, || format!("series[{i}].samples[{j}][1]"))? else {
+            return Err(ctx.fail(here, SAMPLE_SHAPE));
+        };
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(ctx.fail(here, SAMPLE_SHAPE));
         }
-        if t < self.min_ts || t > self.max_ts {
-            c.rewind(ts_pos);
-            return Err(c.fail_at(
-                format!("series[{i}].samples[{j}][0]"),
-                format!(
+        if t < ctx.min_ts || t > ctx.max_ts {
+            return Err(ctx.fail(
+                || format!("series[{i}].samples[{j}][0]"),
+                format_args!(
                     "timestamp {t} is outside the accepted range [{}, {}] (server time {} minus \
                      limits.max_sample_age, plus limits.max_sample_future)",
-                    self.min_ts, self.max_ts, self.now_ms
+                    ctx.min_ts, ctx.max_ts, ctx.now_ms
                 ),
             ));
         }
-        self.count_sample()?;
+        ctx.count_sample(here)?;
         Ok((t, v))
     }
+}
 
-    /// An integer number of milliseconds.
+/// An integer number of milliseconds.
+struct TimestampSeed;
+
+impl<'de> DeserializeSeed<'de> for TimestampSeed {
+    type Value = i64;
     #[inline]
-    fn timestamp(&mut self) -> PResult<i64> {
-        const WHAT: &str = "an integer timestamp in milliseconds since the Unix epoch";
-        let pos = self.c.pos();
-        let n = self.c.number(WHAT)?;
-        match self.c.integer(&n) {
-            Some(t) => Ok(t),
-            None => {
-                let text = self.c.text(&n);
-                self.c.rewind(pos);
-                Err(self.c.fail(if n.integer {
-                    format!("timestamp {text} is out of range")
-                } else {
-                    format!("expected {WHAT}, found {text}")
-                }))
-            }
-        }
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_i64(self)
     }
+}
 
-    /// A JSON number, or `"NaN"`, `"+Inf"`, `"Inf"`, `"-Inf"`.
-    #[inline]
-    fn value(&mut self) -> PResult<f64> {
-        let pos = self.c.pos();
-        if self.c.peek() == Some(b'"') {
-            let s = self.c.string()?;
-            return match s.as_ref() {
-                "NaN" => Ok(f64::NAN),
-                "+Inf" | "Inf" => Ok(f64::INFINITY),
-                "-Inf" => Ok(f64::NEG_INFINITY),
-                _ => {
-                    self.c.rewind(pos);
-                    Err(self.c.fail(format!(
-                        "expected {VALUE_EXPECTED}, found string {:?}",
-                        short(&s)
-                    )))
-                }
-            };
-        }
-        let n = self.c.number(VALUE_EXPECTED)?;
-        let v = self.c.float(&n);
-        if v.is_finite() {
-            return Ok(v);
-        }
-        let text = self.c.text(&n);
-        self.c.rewind(pos);
-        Err(self.c.fail(format!(
-            "number {text} is out of range (use \"+Inf\" or \"-Inf\")"
-        )))
+impl Visitor<'_> for TimestampSeed {
+    type Value = i64;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(TIMESTAMP_EXPECTED)
     }
-
-    /// Counts one more sample against the request limit.
     #[inline]
-    fn count_sample(&mut self) -> PResult<()> {
-        self.samples += 1;
-        if self.samples > self.limits.max_samples_per_request {
-            return Err(self.c.fail(format!(
-                "request has more than {} samples (limits.max_samples_per_request)",
-                self.limits.max_samples_per_request
-            )));
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::custom(format_args!("timestamp {v} is out of range")))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        // serde_json reads integers beyond u64 as floats.
+        Err(if v.fract() == 0.0 && v.abs() >= 9.2e18 {
+            E::custom(format_args!("timestamp {v} is out of range"))
+        } else {
+            E::custom(format_args!("expected {TIMESTAMP_EXPECTED}, found {v}"))
+        })
+    }
+}
+
+/// A JSON number, or `"NaN"`, `"+Inf"`, `"Inf"`, `"-Inf"`.
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = f64;
+    #[inline]
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Visitor<'_> for ValueSeed {
+    type Value = f64;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(VALUE_EXPECTED)
+    }
+    #[inline]
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+        Ok(v)
+    }
+    #[inline]
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+        Ok(v as f64)
+    }
+    #[inline]
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+        Ok(v as f64)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+        match v {
+            "NaN" => Ok(f64::NAN),
+            "+Inf" | "Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            _ => Err(E::custom(format_args!(
+                "expected {VALUE_EXPECTED}, found string {:?}",
+                short(v)
+            ))),
         }
-        Ok(())
     }
 }

@@ -110,7 +110,7 @@ impl std::fmt::Display for PluginKind {
 #[serde(deny_unknown_fields, default)]
 pub struct PluginLimits {
     /// Wall-clock deadline of one call (epoch interruption).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::duration::serde_str")]
     pub timeout: Duration,
     /// Linear memory cap in bytes.
     pub memory_bytes: u64,

@@ -39,7 +39,6 @@
 //!   (`max_series`) is decided before anything is written. Readers may see a
 //!   batch half applied while it is being written (no snapshot isolation).
 
-pub(crate) mod duration;
 mod index;
 mod labels;
 mod matcher;
@@ -78,7 +77,7 @@ fn shard_index(fp: u64) -> usize {
 pub struct StoreConfig {
     /// How much history each series keeps, e.g. `6h`. Windows and baselines of
     /// rules must fit inside it.
-    #[serde(deserialize_with = "duration::deserialize")]
+    #[serde(with = "crate::duration::serde_str")]
     pub retention: Duration,
     /// Most series held at once; a batch that would create more is refused.
     pub max_series: usize,
@@ -259,7 +258,7 @@ impl Store {
     /// An empty store.
     pub fn new(config: StoreConfig) -> Store {
         Store {
-            retention_ms: duration::as_millis_i64(config.retention),
+            retention_ms: crate::duration::as_millis_i64(config.retention),
             max_series: config.max_series,
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             index: RwLock::new(LabelIndex::default()),
