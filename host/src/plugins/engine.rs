@@ -18,6 +18,9 @@ use super::PluginError;
 /// How often the engine's epoch advances; deadlines are counted in ticks of this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Memory per pool slot kept mapped between instances (see `PluginEngine::new`).
+const KEEP_RESIDENT_BYTES: usize = 4 << 20;
+
 /// Engine-wide settings (the per-plugin limits live in `PluginLimits`).
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -54,6 +57,10 @@ impl PluginEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if std::env::var_os("KLAXON_WASM_PERFMAP").is_some() {
+            // `perf` can then name plugin functions (/tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // Plugins are small and numeric: no need for the default 4 GiB
         // reservation per memory, but keep guard pages so bounds checks stay cheap.
         let mut pool = PoolingAllocationConfig::default();
@@ -65,7 +72,12 @@ impl PluginEngine {
             .max_core_instances_per_component(16)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            .max_memory_size(settings.max_memory_bytes);
+            .max_memory_size(settings.max_memory_bytes)
+            // A slot is reset between calls by zeroing up to this much in
+            // place rather than unmapping it: the next instance then finds
+            // its heap pages mapped instead of faulting each one in again.
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
 
