@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 const SERIES_PER_REQUEST: usize = 10;
 const SAMPLES_PER_SERIES: usize = 100;
+const STEP_MS: i64 = 100;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -36,12 +37,16 @@ fn main() {
 
     // The server, in its own process.
     let exe = std::env::current_exe().expect("own path");
-    let mut child = Command::new(exe)
-        .arg("--serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn server");
+    klaxon_host::server::install_tls_provider();
+    let mut server = ServerProcess(
+        Command::new(exe)
+            .arg("--serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn server"),
+    );
+    let child = &mut server.0;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
@@ -50,7 +55,8 @@ fn main() {
 
     // Pre-serialise every body: the generator should cost as little as possible.
     // Each connection owns 100 series; request k of a connection carries the
-    // next 100 samples of 10 of them, 1 s apart.
+    // next 100 samples of 10 of them, 100 ms apart (so even 20 M samples
+    // stay inside the server's 7 h `max_sample_age`).
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -58,7 +64,7 @@ fn main() {
     let per_conn = requests / connections;
     let series_groups = 10; // 10 groups of 10 series per connection
     let rounds = per_conn.div_ceil(series_groups);
-    let start_ms = now_ms - (rounds * SAMPLES_PER_SERIES) as i64 * 1000 - 60_000;
+    let start_ms = now_ms - (rounds * SAMPLES_PER_SERIES) as i64 * STEP_MS - 60_000;
     let bodies: Vec<Vec<bytes::Bytes>> = (0..connections)
         .map(|c| {
             (0..per_conn)
@@ -69,7 +75,7 @@ fn main() {
                         .map(|s| {
                             let samples: Vec<String> = (0..SAMPLES_PER_SERIES)
                                 .map(|i| {
-                                    let t = start_ms + ((round * SAMPLES_PER_SERIES + i) as i64) * 1000;
+                                    let t = start_ms + ((round * SAMPLES_PER_SERIES + i) as i64) * STEP_MS;
                                     format!("[{t},{}]", 0.1 + (i % 7) as f64 * 0.01)
                                 })
                                 .collect();
@@ -161,8 +167,7 @@ fn main() {
             })
         })
         .unwrap_or(0);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 
     let rate = sent_samples as f64 / elapsed.as_secs_f64();
     println!(
@@ -182,6 +187,16 @@ fn main() {
         rss_kib as f64 / 1024.0
     );
     assert_eq!(stored, sent_samples, "every pushed sample must be stored");
+}
+
+/// The server process, killed when this goes out of scope, panics included.
+struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
