@@ -7,6 +7,7 @@
 //! Data flows down this list; nothing reaches back up.
 //! - [`ingest`]: the JSON push format, its validation and limits.
 //! - [`store`]: per-series windowed sample storage with a label index and retention.
+//! - [`promql`]: the PromQL evaluator (Prometheus 3 semantics) over the store.
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
 //! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
 //! - [`alert`]: the `Alert` and `Notification` values handed from rules to routing to notification.
@@ -26,6 +27,7 @@ pub mod duration;
 pub mod ingest;
 pub mod notify;
 pub mod plugins;
+pub mod promql;
 pub mod route;
 pub mod rules;
 pub mod server;

@@ -197,6 +197,12 @@ fn push_quoted(out: &mut String, value: &str) {
 
 /// `metric{a="b", c="d"}` like Prometheus `model.Metric.String()`; `metric`
 /// alone when there are no other labels, `{}` for the empty set.
+impl Default for Labels {
+    fn default() -> Labels {
+        Labels::empty()
+    }
+}
+
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.metric_name();

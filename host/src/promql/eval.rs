@@ -1,0 +1,782 @@
+//! The evaluator: walks a parsed expression at one instant (a range query is
+//! the instant evaluation repeated at every step), reading each selector's
+//! samples from the [`Source`] once per query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::Matchers;
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, Offset, SubqueryExpr,
+    VectorMatchCardinality, VectorSelector,
+};
+
+use super::functions;
+use super::{
+    DEFAULT_LOOKBACK, EvalError, Query, RangeSeries, Sample, Source, SourceSeries, Value, is_stale,
+};
+use crate::store::{Labels, METRIC_NAME, Matcher};
+
+type Result<T> = std::result::Result<T, EvalError>;
+
+pub(super) fn err<T>(message: impl Into<String>) -> Result<T> {
+    Err(EvalError::Query(message.into()))
+}
+
+/// Evaluation settings shared by every query.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// How far back an instant selector looks for a sample (default 5m).
+    pub lookback_ms: i64,
+    /// Step of subqueries that give none (`x[1h:]`): the rule group's
+    /// evaluation interval in Prometheus; 1m by default.
+    pub default_subquery_step_ms: i64,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine {
+            lookback_ms: ms(DEFAULT_LOOKBACK),
+            default_subquery_step_ms: 60_000,
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => ms(*d),
+        Some(Offset::Neg(d)) => -ms(*d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => ms(d),
+        Err(e) => -ms(e.duration()),
+    }
+}
+
+impl Engine {
+    /// Evaluates `query` at instant `t_ms`.
+    pub fn instant(&self, src: &dyn Source, query: &Query, t_ms: i64) -> Result<Value> {
+        let mut ev = Evaluator::new(self, src, query.expr(), t_ms, t_ms);
+        let v = ev.eval(query.expr(), t_ms)?;
+        Ok(v)
+    }
+
+    /// Evaluates `query` at every step from `start_ms` to `end_ms` and
+    /// assembles one series per label set (a scalar result becomes one
+    /// series without labels). Only scalar and instant-vector queries can be
+    /// range queries.
+    pub fn range(
+        &self,
+        src: &dyn Source,
+        query: &Query,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<RangeSeries>> {
+        if step_ms <= 0 {
+            return err("zero or negative query resolution step widths are not accepted");
+        }
+        match query.expr().value_type() {
+            promql_parser::parser::value::ValueType::Vector
+            | promql_parser::parser::value::ValueType::Scalar => {}
+            other => {
+                return err(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    match other {
+                        promql_parser::parser::value::ValueType::Matrix => "range vector",
+                        _ => "string",
+                    }
+                ));
+            }
+        }
+        let mut ev = Evaluator::new(self, src, query.expr(), start_ms, end_ms);
+        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut t = start_ms;
+        while t <= end_ms {
+            match ev.eval(query.expr(), t)? {
+                Value::Scalar(v) => out.entry(Labels::empty()).or_default().push((t, v)),
+                Value::Vector(samples) => {
+                    for s in samples {
+                        out.entry(s.labels).or_default().push((t, s.v));
+                    }
+                }
+                other => {
+                    return err(format!(
+                        "range query evaluated to {}",
+                        other.value_type().as_str()
+                    ));
+                }
+            }
+            t += step_ms;
+        }
+        let mut series: Vec<RangeSeries> = out
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries { labels, samples })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(series)
+    }
+}
+
+/// Where a range function's window lies: `(start, end]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Window {
+    pub fn range_seconds(&self) -> f64 {
+        (self.end - self.start) as f64 / 1000.0
+    }
+}
+
+struct Evaluator<'a> {
+    engine: &'a Engine,
+    src: &'a dyn Source,
+    query_start: i64,
+    query_end: i64,
+    /// Per selector (by address in the expression tree): the time range the
+    /// whole query needs from it, then its loaded series.
+    ranges: HashMap<usize, (i64, i64)>,
+    loaded: HashMap<usize, Arc<Vec<SourceSeries>>>,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        engine: &'a Engine,
+        src: &'a dyn Source,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+    ) -> Evaluator<'a> {
+        let mut ev = Evaluator {
+            engine,
+            src,
+            query_start: start,
+            query_end: end,
+            ranges: HashMap::new(),
+            loaded: HashMap::new(),
+        };
+        ev.collect_ranges(expr, start, end);
+        ev
+    }
+
+    fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    /// Records, for every selector, the time range the query will read
+    /// when its enclosing expression is evaluated over `[start, end]`.
+    fn collect_ranges(&mut self, expr: &Expr, start: i64, end: i64) {
+        match expr {
+            Expr::VectorSelector(vs) => self.note_range(vs, start, end, self.engine.lookback_ms),
+            Expr::MatrixSelector(m) => self.note_range(&m.vs, start, end, ms(m.range)),
+            Expr::Subquery(sq) => {
+                let (s, e) = match self.at_time(&sq.at) {
+                    Some(at) => (at, at),
+                    None => (start, end),
+                };
+                let o = offset_ms(&sq.offset);
+                self.collect_ranges(&sq.expr, s - o - ms(sq.range), e - o);
+            }
+            Expr::Aggregate(a) => {
+                self.collect_ranges(&a.expr, start, end);
+                if let Some(p) = &a.param {
+                    self.collect_ranges(p, start, end);
+                }
+            }
+            Expr::Unary(u) => self.collect_ranges(&u.expr, start, end),
+            Expr::Binary(b) => {
+                self.collect_ranges(&b.lhs, start, end);
+                self.collect_ranges(&b.rhs, start, end);
+            }
+            Expr::Paren(p) => self.collect_ranges(&p.expr, start, end),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.collect_ranges(a, start, end);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn note_range(&mut self, vs: &VectorSelector, start: i64, end: i64, before: i64) {
+        let (s, e) = match self.at_time(&vs.at) {
+            Some(at) => (at, at),
+            None => (start, end),
+        };
+        let o = offset_ms(&vs.offset);
+        let (mint, maxt) = (s - o - before, e - o);
+        let r = self.ranges.entry(key(vs)).or_insert((mint, maxt));
+        r.0 = r.0.min(mint);
+        r.1 = r.1.max(maxt);
+    }
+
+    fn series(&mut self, vs: &VectorSelector) -> Arc<Vec<SourceSeries>> {
+        let k = key(vs);
+        if let Some(s) = self.loaded.get(&k) {
+            return s.clone();
+        }
+        let (mint, maxt) = self.ranges.get(&k).copied().unwrap_or((i64::MIN, i64::MAX));
+        let loaded = Arc::new(select(self.src, vs, mint, maxt));
+        self.loaded.insert(k, loaded.clone());
+        loaded
+    }
+
+    pub(super) fn eval(&mut self, expr: &Expr, t: i64) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(mut v) => {
+                    for s in &mut v {
+                        s.v = -s.v;
+                        s.labels = drop_name(&s.labels);
+                        s.t = t;
+                    }
+                    check_unique(&v)?;
+                    Ok(Value::Vector(v))
+                }
+                other => err(format!(
+                    "unary minus on {} is not allowed",
+                    other.value_type().as_str()
+                )),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selector(vs, t))),
+            Expr::MatrixSelector(m) => {
+                let (series, _) = self.range_selector(&m.vs, ms(m.range), t);
+                Ok(Value::Matrix(series))
+            }
+            Expr::Subquery(sq) => {
+                let (series, _) = self.subquery(sq, t)?;
+                Ok(Value::Matrix(series))
+            }
+            Expr::Binary(b) => self.binary(b, t),
+            Expr::Aggregate(a) => self.aggregate(a, t),
+            Expr::Call(c) => {
+                let mut args = Vec::with_capacity(c.args.args.len());
+                let mut window = None;
+                for a in &c.args.args {
+                    match unparen(a) {
+                        Expr::MatrixSelector(m) => {
+                            let (series, w) = self.range_selector(&m.vs, ms(m.range), t);
+                            window = Some(w);
+                            args.push(Value::Matrix(series));
+                        }
+                        Expr::Subquery(sq) => {
+                            let (series, w) = self.subquery(sq, t)?;
+                            window = Some(w);
+                            args.push(Value::Matrix(series));
+                        }
+                        other => args.push(self.eval(other, t)?),
+                    }
+                }
+                let out = functions::call(c.func.name, &c.args.args, args, window, t)?;
+                if let Value::Vector(v) = &out {
+                    check_unique(v)?;
+                }
+                Ok(out)
+            }
+            Expr::Extension(_) => err("extension expressions are not supported"),
+        }
+    }
+
+    fn instant_selector(&mut self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let ts = self.at_time(&vs.at).unwrap_or(t) - offset_ms(&vs.offset);
+        let lookback = self.engine.lookback_ms;
+        let series = self.series(vs);
+        let mut out = Vec::with_capacity(series.len());
+        for s in series.iter() {
+            let i = s.timestamps.partition_point(|&x| x <= ts);
+            if i == 0 {
+                continue;
+            }
+            let (st, v) = (s.timestamps[i - 1], s.values[i - 1]);
+            if st <= ts - lookback || is_stale(v) {
+                continue;
+            }
+            out.push(Sample {
+                labels: s.labels.clone(),
+                t: st,
+                v,
+            });
+        }
+        out
+    }
+
+    fn range_selector(
+        &mut self,
+        vs: &VectorSelector,
+        range: i64,
+        t: i64,
+    ) -> (Vec<RangeSeries>, Window) {
+        let end = self.at_time(&vs.at).unwrap_or(t) - offset_ms(&vs.offset);
+        let start = end - range;
+        let series = self.series(vs);
+        let mut out = Vec::new();
+        for s in series.iter() {
+            let lo = s.timestamps.partition_point(|&x| x <= start);
+            let hi = s.timestamps.partition_point(|&x| x <= end);
+            let samples: Vec<(i64, f64)> = s.timestamps[lo..hi]
+                .iter()
+                .zip(&s.values[lo..hi])
+                .filter(|(_, v)| !is_stale(**v))
+                .map(|(t, v)| (*t, *v))
+                .collect();
+            if !samples.is_empty() {
+                out.push(RangeSeries {
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        (out, Window { start, end })
+    }
+
+    fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<(Vec<RangeSeries>, Window)> {
+        let end = self.at_time(&sq.at).unwrap_or(t) - offset_ms(&sq.offset);
+        let range = ms(sq.range);
+        let step = sq
+            .step
+            .map(ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.engine.default_subquery_step_ms);
+        // First multiple of `step` after `end - range` (Go's truncating division).
+        let mut ts = step * ((end - range) / step);
+        if ts <= end - range {
+            ts += step;
+        }
+        let mut acc: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut order: Vec<Labels> = Vec::new();
+        while ts <= end {
+            match self.eval(&sq.expr, ts)? {
+                Value::Scalar(v) => push_point(&mut acc, &mut order, Labels::empty(), ts, v),
+                Value::Vector(samples) => {
+                    for s in samples {
+                        push_point(&mut acc, &mut order, s.labels, ts, s.v);
+                    }
+                }
+                other => {
+                    return err(format!(
+                        "subquery is only allowed on instant vector or scalar, got {}",
+                        other.value_type().as_str()
+                    ));
+                }
+            }
+            ts += step;
+        }
+        order.sort();
+        let series = order
+            .into_iter()
+            .filter_map(|l| {
+                acc.remove(&l)
+                    .map(|samples| RangeSeries { labels: l, samples })
+            })
+            .collect();
+        Ok((
+            series,
+            Window {
+                start: end - range,
+                end,
+            },
+        ))
+    }
+
+    fn aggregate(&mut self, a: &AggregateExpr, t: i64) -> Result<Value> {
+        let op = a.op.to_string();
+        let param = match &a.param {
+            Some(p) => Some(self.eval(p, t)?),
+            None => None,
+        };
+        let input = match self.eval(&a.expr, t)? {
+            Value::Vector(v) => v,
+            other => {
+                return err(format!(
+                    "expected instant vector in aggregation, got {}",
+                    other.value_type().as_str()
+                ));
+            }
+        };
+        functions::aggregate(&op, param, input, a.modifier.as_ref(), t)
+    }
+
+    fn binary(&mut self, b: &BinaryExpr, t: i64) -> Result<Value> {
+        let op = b.op.to_string();
+        let lhs = self.eval(&b.lhs, t)?;
+        let rhs = self.eval(&b.rhs, t)?;
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        let comparison = b.op.is_comparison_operator();
+        match (lhs, rhs) {
+            (Value::Scalar(l), Value::Scalar(r)) => {
+                let (v, keep) = scalar_binop(&op, l, r)?;
+                if comparison {
+                    if return_bool {
+                        return Ok(Value::Scalar(if keep { 1.0 } else { 0.0 }));
+                    }
+                    return err("comparisons between scalars must use BOOL modifier");
+                }
+                Ok(Value::Scalar(v))
+            }
+            (Value::Vector(v), Value::Scalar(s)) => {
+                vector_scalar(&op, v, s, false, comparison, return_bool, t)
+            }
+            (Value::Scalar(s), Value::Vector(v)) => {
+                vector_scalar(&op, v, s, true, comparison, return_bool, t)
+            }
+            (Value::Vector(l), Value::Vector(r)) => {
+                let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+                let card = b
+                    .modifier
+                    .as_ref()
+                    .map(|m| m.card.clone())
+                    .unwrap_or(VectorMatchCardinality::OneToOne);
+                if b.op.is_set_operator() {
+                    return Ok(Value::Vector(set_op(&op, l, r, matching)));
+                }
+                vector_vector(&op, l, r, matching, &card, comparison, return_bool, t)
+            }
+            (l, r) => err(format!(
+                "binary operator `{op}` between {} and {} is not allowed",
+                l.value_type().as_str(),
+                r.value_type().as_str()
+            )),
+        }
+    }
+}
+
+fn push_point(
+    acc: &mut HashMap<Labels, Vec<(i64, f64)>>,
+    order: &mut Vec<Labels>,
+    labels: Labels,
+    t: i64,
+    v: f64,
+) {
+    match acc.get_mut(&labels) {
+        Some(points) => points.push((t, v)),
+        None => {
+            order.push(labels.clone());
+            acc.insert(labels, vec![(t, v)]);
+        }
+    }
+}
+
+pub(super) fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+fn select(src: &dyn Source, vs: &VectorSelector, mint: i64, maxt: i64) -> Vec<SourceSeries> {
+    let base = base_matchers(vs);
+    let Matchers {
+        matchers: _,
+        or_matchers,
+    } = &vs.matchers;
+    if or_matchers.is_empty() {
+        return src.select(&base, mint, maxt);
+    }
+    // `{a="1" or b="2"}`: the union of each alternative.
+    let mut seen: HashMap<Labels, ()> = HashMap::new();
+    let mut out = Vec::new();
+    for alt in or_matchers {
+        let mut ms: Vec<Matcher> = base.clone();
+        ms.extend(alt.iter().map(Matcher::from_promql));
+        for s in src.select(&ms, mint, maxt) {
+            if seen.insert(s.labels.clone(), ()).is_none() {
+                out.push(s);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// The selector's matchers, the metric name as a `__name__` matcher.
+pub(super) fn base_matchers(vs: &VectorSelector) -> Vec<Matcher> {
+    let mut ms = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(name) = &vs.name {
+        ms.push(Matcher::equal(METRIC_NAME, name.as_str()));
+    }
+    ms.extend(vs.matchers.matchers.iter().map(Matcher::from_promql));
+    ms
+}
+
+/// The label set without `__name__`.
+pub(super) fn drop_name(l: &Labels) -> Labels {
+    if l.get(METRIC_NAME).is_none() {
+        return l.clone();
+    }
+    Labels::new(l.iter().filter(|(n, _)| *n != METRIC_NAME))
+}
+
+/// Prometheus refuses a vector with two elements of the same label set.
+pub(super) fn check_unique(v: &[Sample]) -> Result<()> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return err("vector cannot contain metrics with the same labelset");
+        }
+    }
+    Ok(())
+}
+
+/// `(value, keep)`: the arithmetic result, or for comparisons the left
+/// value and whether the comparison holds.
+pub(super) fn scalar_binop(op: &str, l: f64, r: f64) -> Result<(f64, bool)> {
+    Ok(match op {
+        "+" => (l + r, true),
+        "-" => (l - r, true),
+        "*" => (l * r, true),
+        "/" => (l / r, true),
+        "%" => (l % r, true),
+        "^" => (l.powf(r), true),
+        "atan2" => (l.atan2(r), true),
+        "==" => (l, l == r),
+        "!=" => (l, l != r),
+        ">" => (l, l > r),
+        "<" => (l, l < r),
+        ">=" => (l, l >= r),
+        "<=" => (l, l <= r),
+        other => return err(format!("operator `{other}` not allowed here")),
+    })
+}
+
+fn vector_scalar(
+    op: &str,
+    v: Vec<Sample>,
+    s: f64,
+    scalar_left: bool,
+    comparison: bool,
+    return_bool: bool,
+    t: i64,
+) -> Result<Value> {
+    let mut out = Vec::with_capacity(v.len());
+    for mut sample in v {
+        let (l, r) = if scalar_left {
+            (s, sample.v)
+        } else {
+            (sample.v, s)
+        };
+        let (mut value, mut keep) = scalar_binop(op, l, r)?;
+        if comparison && scalar_left {
+            value = r;
+        }
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            sample.v = value;
+            sample.t = t;
+            if !comparison || return_bool {
+                sample.labels = drop_name(&sample.labels);
+            }
+            out.push(sample);
+        }
+    }
+    check_unique(&out)?;
+    Ok(Value::Vector(out))
+}
+
+/// The match signature of a label set under `on(...)` / `ignoring(...)`
+/// (no modifier: all labels but the name).
+fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Vec<(String, String)> {
+    match matching {
+        Some(LabelModifier::Include(on)) => {
+            let mut names: Vec<&String> = on.labels.iter().collect();
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|n| (n.clone(), l.get(n).unwrap_or_default().to_owned()))
+                .collect()
+        }
+        Some(LabelModifier::Exclude(ign)) => l
+            .iter()
+            .filter(|(n, _)| *n != METRIC_NAME && !ign.labels.iter().any(|x| x == n))
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect(),
+        None => l
+            .iter()
+            .filter(|(n, _)| *n != METRIC_NAME)
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
+
+fn set_op(
+    op: &str,
+    l: Vec<Sample>,
+    r: Vec<Sample>,
+    matching: Option<&LabelModifier>,
+) -> Vec<Sample> {
+    match op {
+        "and" => {
+            let right: std::collections::HashSet<_> =
+                r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| right.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        "unless" => {
+            let right: std::collections::HashSet<_> =
+                r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| !right.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        _ => {
+            let left: std::collections::HashSet<_> =
+                l.iter().map(|s| signature(&s.labels, matching)).collect();
+            let mut out = l;
+            out.extend(
+                r.into_iter()
+                    .filter(|s| !left.contains(&signature(&s.labels, matching))),
+            );
+            out
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vector_vector(
+    op: &str,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    matching: Option<&LabelModifier>,
+    card: &VectorMatchCardinality,
+    comparison: bool,
+    return_bool: bool,
+    t: i64,
+) -> Result<Value> {
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let mut one_by_sig: HashMap<Vec<(String, String)>, &Sample> = HashMap::new();
+    for s in &one {
+        let sig = signature(&s.labels, matching);
+        if let Some(prev) = one_by_sig.insert(sig.clone(), s) {
+            let side = if one_to_many { "left" } else { "right" };
+            return err(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                fmt_sig(&sig),
+                prev.labels,
+                s.labels
+            ));
+        }
+    }
+    let include: &[String] = match card {
+        VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => &l.labels,
+        _ => &[],
+    };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let mut out = Vec::new();
+    let mut matched: HashMap<Vec<(String, String)>, std::collections::HashSet<Labels>> =
+        HashMap::new();
+    for ls in &many {
+        let sig = signature(&ls.labels, matching);
+        let Some(rs) = one_by_sig.get(&sig) else {
+            continue;
+        };
+        let (fl, fr) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
+        let (mut value, mut keep) = scalar_binop(op, fl, fr)?;
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if !keep {
+            continue;
+        }
+        let mut labels = result_labels(
+            &ls.labels,
+            &rs.labels,
+            !comparison,
+            one_to_one,
+            matching,
+            include,
+        );
+        if return_bool {
+            labels = drop_name(&labels);
+        }
+        let seen = matched.entry(sig).or_default();
+        if one_to_one {
+            if !seen.is_empty() {
+                return err(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                );
+            }
+        } else if seen.contains(&labels) {
+            return err("multiple matches for labels: grouping labels must ensure unique matches");
+        }
+        seen.insert(labels.clone());
+        out.push(Sample {
+            labels,
+            t,
+            v: value,
+        });
+    }
+    check_unique(&out)?;
+    Ok(Value::Vector(out))
+}
+
+fn fmt_sig(sig: &[(String, String)]) -> String {
+    let inner: Vec<String> = sig.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    drop_metric_name: bool,
+    one_to_one: bool,
+    matching: Option<&LabelModifier>,
+    include: &[String],
+) -> Labels {
+    let mut pairs: Vec<(String, String)> = many
+        .iter()
+        .filter(|(n, _)| !(drop_metric_name && *n == METRIC_NAME))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    if one_to_one {
+        match matching {
+            Some(LabelModifier::Include(on)) => pairs.retain(|(n, _)| on.labels.contains(n)),
+            Some(LabelModifier::Exclude(ign)) => pairs.retain(|(n, _)| !ign.labels.contains(n)),
+            None => {}
+        }
+    }
+    for name in include {
+        pairs.retain(|(n, _)| n != name);
+        if let Some(v) = one.get(name) {
+            pairs.push((name.clone(), v.to_owned()));
+        }
+    }
+    Labels::new(pairs)
+}
