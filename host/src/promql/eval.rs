@@ -707,6 +707,18 @@ fn vector_vector(
         } else {
             (ls.v, rs.v)
         };
+        // Prometheus reports an ambiguous one-to-one match even when the
+        // comparison would filter the samples out.
+        if one_to_one
+            && !matched
+                .entry(sig.clone())
+                .or_default()
+                .insert(Labels::empty())
+        {
+            return err(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+            );
+        }
         let (mut value, mut keep) = scalar_binop(op, fl, fr)?;
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
@@ -726,17 +738,9 @@ fn vector_vector(
         if return_bool {
             labels = drop_name(&labels);
         }
-        let seen = matched.entry(sig).or_default();
-        if one_to_one {
-            if !seen.is_empty() {
-                return err(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
-                );
-            }
-        } else if seen.contains(&labels) {
+        if !one_to_one && !matched.entry(sig).or_default().insert(labels.clone()) {
             return err("multiple matches for labels: grouping labels must ensure unique matches");
         }
-        seen.insert(labels.clone());
         out.push(Sample {
             labels,
             t,

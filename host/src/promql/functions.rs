@@ -14,6 +14,9 @@ use crate::store::{Labels, METRIC_NAME, MatchOp};
 
 type Result<T> = std::result::Result<T, EvalError>;
 
+/// A `*_over_time`-style reduction of one series' window.
+type RangeFn<'a> = dyn Fn(&[(i64, f64)]) -> Option<f64> + 'a;
+
 /// Functions the evaluator implements.
 const SUPPORTED: &[&str] = &[
     "abs",
@@ -358,12 +361,7 @@ fn absent_labels(arg: &Expr) -> Labels {
         if m.name() == METRIC_NAME {
             continue;
         }
-        if matchers
-            .iter()
-            .filter(|o| o.name() == m.name() && o.op() == MatchOp::Equal)
-            .count()
-            > 1
-        {
+        if matchers.iter().filter(|o| o.name() == m.name()).count() > 1 {
             repeated.push(m.name());
         }
         if m.op() == MatchOp::Equal {
@@ -393,10 +391,7 @@ pub(super) fn call(
                 .collect(),
         ))
     };
-    let over_time = |f: &dyn Fn(&[(i64, f64)]) -> Option<f64>,
-                     keep_name: bool,
-                     args: Vec<Value>|
-     -> Result<Value> {
+    let over_time = |f: &RangeFn<'_>, keep_name: bool, args: Vec<Value>| -> Result<Value> {
         let m = take_matrix(args.into_iter().last().unwrap_or(Value::Matrix(vec![])))?;
         Ok(Value::Vector(
             m.into_iter()
@@ -804,11 +799,9 @@ fn histogram_quantile(mut args: Vec<Value>, t: i64) -> Result<Value> {
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
             continue;
         };
-        let key = Labels::new(
-            s.labels
-                .iter()
-                .filter(|(n, _)| *n != "le" && *n != METRIC_NAME),
-        );
+        // Grouped by metric name too (two histograms never mix); the name
+        // is dropped from the output, where a clash is an error.
+        let key = Labels::new(s.labels.iter().filter(|(n, _)| *n != "le"));
         let entry = groups.entry(key.clone()).or_insert_with(|| {
             order.push(key);
             Vec::new()
@@ -819,7 +812,7 @@ fn histogram_quantile(mut args: Vec<Value>, t: i64) -> Result<Value> {
     for key in order {
         if let Some(mut buckets) = groups.remove(&key) {
             out.push(Sample {
-                labels: key,
+                labels: drop_name(&key),
                 t,
                 v: bucket_quantile(q, &mut buckets),
             });
@@ -838,7 +831,7 @@ fn parse_le(s: &str) -> Option<f64> {
 }
 
 /// Prometheus's `BucketQuantile` over `(upper bound, cumulative count)`.
-fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -1,7 +1,9 @@
 use super::*;
 use crate::store::{SeriesSamples, StoreConfig};
 
-fn store(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Store {
+type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+fn store(series: &[TestSeries<'_>]) -> Store {
     let store = Store::new(StoreConfig {
         retention: Duration::from_secs(10 * 365 * 86400),
         ..StoreConfig::default()
