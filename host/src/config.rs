@@ -147,22 +147,33 @@ pub struct RuleGroupConfig {
     pub rules: Vec<RuleConfig>,
 }
 
-/// One alerting rule: which series, what window, which detector.
+/// One alerting rule. Two kinds:
+/// - a Prometheus alerting rule, `expr`: every series the PromQL expression
+///   returns is an active alert, valued by its sample;
+/// - a detector rule, `query` + `window` + `detector` (+ `config`,
+///   `baseline`): the query's result over the window (the raw samples for a
+///   plain selector, otherwise the query evaluated at the group's interval)
+///   goes to a detector plugin, which decides per series.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// The alert's name (`alertname` label).
     pub alert: String,
-    /// A series selector: `metric{label="value",other=~"re.*"}`.
-    pub query: String,
+    /// A PromQL expression; each output series is an alert.
+    #[serde(default)]
+    pub expr: Option<String>,
+    /// A PromQL query whose result over `window` a detector judges.
+    #[serde(default)]
+    pub query: Option<String>,
     /// How much history the detector sees, ending at evaluation time.
-    #[serde(with = "crate::duration::serde_str")]
-    pub window: Duration,
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub window: Option<Duration>,
     /// An optional baseline window, `offset` back from evaluation time.
     #[serde(default)]
     pub baseline: Option<BaselineConfig>,
     /// Detector plugin name.
-    pub detector: String,
+    #[serde(default)]
+    pub detector: Option<String>,
     /// The detector's config (any JSON/YAML object).
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
@@ -354,11 +365,63 @@ impl Config {
                 if !rule_names.insert(rule.alert.as_str()) {
                     return Err(rerr(format!("duplicate rule in group `{}`", group.name)));
                 }
-                if rule.window.is_zero() {
-                    return Err(rerr("window must be > 0".into()));
+                match (&rule.expr, &rule.query) {
+                    (Some(_), Some(_)) => {
+                        return Err(rerr(
+                            "give either `expr` (a Prometheus alerting rule) or `query` with a `detector`, not both".into(),
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(rerr(
+                            "missing `expr` (a Prometheus alerting rule) or `query` with a `detector`".into(),
+                        ));
+                    }
+                    (Some(expr), None) => {
+                        let q = crate::promql::Query::parse(expr)
+                            .map_err(|e| rerr(format!("expr: {e}")))?;
+                        if q.value_type() != crate::promql::ValueType::Vector {
+                            return Err(rerr(format!(
+                                "expr: an alerting rule's expression must return an instant vector, not a {}",
+                                q.value_type().as_str()
+                            )));
+                        }
+                        for (field, set) in [
+                            ("window", rule.window.is_some()),
+                            ("baseline", rule.baseline.is_some()),
+                            ("detector", rule.detector.is_some()),
+                            (
+                                "config",
+                                rule.config.as_object().is_none_or(|o| !o.is_empty()),
+                            ),
+                        ] {
+                            if set {
+                                return Err(rerr(format!(
+                                    "`{field}` belongs to detector rules (`query`), not to `expr` rules"
+                                )));
+                            }
+                        }
+                    }
+                    (None, Some(query)) => {
+                        let q = crate::promql::Query::parse(query)
+                            .map_err(|e| rerr(format!("query: {e}")))?;
+                        if q.value_type() != crate::promql::ValueType::Vector {
+                            return Err(rerr(format!(
+                                "query: must return an instant vector (it is evaluated over the window), not a {}",
+                                q.value_type().as_str()
+                            )));
+                        }
+                        match rule.window {
+                            None => return Err(rerr("a `query` rule needs a `window`".into())),
+                            Some(w) if w.is_zero() => {
+                                return Err(rerr("window must be > 0".into()));
+                            }
+                            Some(_) => {}
+                        }
+                        if rule.detector.is_none() {
+                            return Err(rerr("a `query` rule needs a `detector`".into()));
+                        }
+                    }
                 }
-                crate::store::parse_selector(&rule.query)
-                    .map_err(|e| rerr(format!("query: {e}")))?;
                 if !rule.config.is_object() {
                     return Err(rerr("config must be a mapping".into()));
                 }
@@ -441,8 +504,11 @@ impl Config {
                     line: locate(text, &at),
                     reason: format!("rule `{}`: {reason}", rule.alert),
                 };
+                let Some(detector) = &rule.detector else {
+                    continue;
+                };
                 let plugin = registry
-                    .get_kind(&rule.detector, PluginKind::Detector)
+                    .get_kind(detector, PluginKind::Detector)
                     .map_err(|e| fail(format!("detector: {e}")))?;
                 plugin
                     .check_config(&rule.config.to_string())

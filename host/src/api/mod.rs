@@ -144,6 +144,10 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
                 .map(|r| {
                     let h = r.health();
                     let alerts = r.active_alerts();
+                    let detector = match &r.kind {
+                        crate::rules::RuleKind::Detector(d) => Some(d),
+                        crate::rules::RuleKind::Expr { .. } => None,
+                    };
                     let rule_state = if alerts.iter().any(|a| a.state == crate::rules::state::AlertState::Firing) {
                         "firing"
                     } else if alerts.is_empty() {
@@ -154,11 +158,11 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
                     json!({
                         "type": "alerting",
                         "name": r.name,
-                        "query": r.query,
-                        "window": format_duration(r.window),
-                        "baseline": r.baseline.map(|(o, w)| json!({"offset": format_duration(o), "window": format_duration(w)})),
-                        "detector": r.detector,
-                        "config": r.config,
+                        "query": r.query_text(),
+                        "window": detector.map(|d| format_duration(d.window)),
+                        "baseline": detector.and_then(|d| d.baseline).map(|(o, w)| json!({"offset": format_duration(o), "window": format_duration(w)})),
+                        "detector": detector.map(|d| d.detector.as_str()),
+                        "config": detector.map(|d| &d.config),
                         "duration": r.hold.as_secs_f64(),
                         "keepFiringFor": r.keep_firing_for.as_secs_f64(),
                         "labels": crate::rules::template_sources(&r.labels),

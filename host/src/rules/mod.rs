@@ -1,10 +1,15 @@
-//! Rules: each group evaluates its rules on its interval. One evaluation of a
-//! rule selects the matching series, reads their windows (and baselines) into
-//! one columnar batch, makes ONE detector call for the whole batch, and feeds
-//! the verdicts to the rule's alert state machine. Alerts that fire or
-//! resolve go forward to routing as `Alert` values.
+//! Rules: each group evaluates its rules on its interval. Two kinds:
+//! - Prometheus alerting rules (`expr`): the PromQL expression is evaluated
+//!   at the instant; each output series is an active alert.
+//! - Detector rules (`query`): the query's result over the window (raw
+//!   samples for a plain selector, otherwise the query evaluated at the
+//!   group's interval), and its baseline, go into one columnar batch and ONE
+//!   detector call for the whole batch.
 //!
-//! Imports store, plugins and alert; never route, notify or api.
+//! Either way the observations feed the rule's alert state machine; alerts
+//! that fire or resolve go forward to routing as `Alert` values.
+//!
+//! Imports store, promql, plugins and alert; never route, notify or api.
 
 pub mod state;
 pub mod template;
@@ -22,7 +27,8 @@ use crate::alert::Alert;
 use crate::config::{Config, RuleConfig};
 use crate::plugins::bindings::types::{Batch, SeriesInput, Span};
 use crate::plugins::{PluginKind, PluginRegistry};
-use crate::store::{Labels, Matcher, Store, parse_selector};
+use crate::promql::{Engine, Query, Value};
+use crate::store::{Labels, Matcher, Store};
 use state::{AlertState, AlertTable, Observation, Transition};
 use template::AlertTemplate;
 
@@ -52,23 +58,58 @@ struct RuleRuntime {
     detector_state: HashMap<u64, Vec<u8>>,
 }
 
-/// One alerting rule, ready to evaluate.
-pub struct Rule {
-    pub group: String,
-    pub name: String,
-    pub query: String,
-    selector: Vec<Matcher>,
+/// What a rule evaluates.
+pub enum RuleKind {
+    /// A Prometheus alerting rule: each series of `expr` is an alert.
+    Expr { expr: Query },
+    /// A detector rule: the query's result over the window goes to a detector.
+    Detector(DetectorRule),
+}
+
+/// The detector side of a detector rule.
+pub struct DetectorRule {
+    pub query: Query,
+    /// The query's matchers when it is a plain selector: raw samples are
+    /// read straight from the store.
+    selector: Option<Vec<Matcher>>,
     pub window: Duration,
     /// (offset, length) of the baseline window.
     pub baseline: Option<(Duration, Duration)>,
     pub detector: String,
     pub config: serde_json::Value,
     config_json: String,
+}
+
+/// One alerting rule, ready to evaluate.
+pub struct Rule {
+    pub group: String,
+    pub name: String,
+    pub kind: RuleKind,
+    /// Evaluation step of range queries and default subquery step: the
+    /// group's interval.
+    step: Duration,
     pub hold: Duration,
     pub keep_firing_for: Duration,
     pub labels: BTreeMap<String, AlertTemplate>,
     pub annotations: BTreeMap<String, AlertTemplate>,
     runtime: Mutex<RuleRuntime>,
+}
+
+/// The raw matchers of a query that is a plain selector (no offset, no `@`).
+fn plain_selector(q: &Query) -> Option<Vec<Matcher>> {
+    use promql_parser::parser::Expr;
+    let Expr::VectorSelector(vs) = q.expr() else {
+        return None;
+    };
+    if vs.offset.is_some() || vs.at.is_some() || !vs.matchers.or_matchers.is_empty() {
+        return None;
+    }
+    let mut ms = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(name) = &vs.name {
+        ms.push(Matcher::equal(crate::store::METRIC_NAME, name.as_str()));
+    }
+    ms.extend(vs.matchers.matchers.iter().map(Matcher::from_promql));
+    Some(ms)
 }
 
 /// An alert as the API shows it.
@@ -86,28 +127,66 @@ pub struct AlertView {
 }
 
 impl Rule {
-    /// Builds a rule from its validated config.
-    pub fn new(group: &str, cfg: &RuleConfig) -> Result<Self, String> {
-        let selector = parse_selector(&cfg.query).map_err(|e| e.to_string())?;
+    /// Builds a rule from its validated config; `step` is the group's interval.
+    pub fn new(group: &str, cfg: &RuleConfig, step: Duration) -> Result<Self, String> {
+        let kind = match (&cfg.expr, &cfg.query) {
+            (Some(expr), None) => RuleKind::Expr {
+                expr: Query::parse(expr).map_err(|e| e.to_string())?,
+            },
+            (None, Some(query)) => {
+                let query = Query::parse(query).map_err(|e| e.to_string())?;
+                let window = cfg
+                    .window
+                    .ok_or_else(|| format!("rule `{}` needs a window", cfg.alert))?;
+                RuleKind::Detector(DetectorRule {
+                    selector: plain_selector(&query),
+                    query,
+                    window,
+                    baseline: cfg
+                        .baseline
+                        .as_ref()
+                        .map(|b| (b.offset, b.window.unwrap_or(window))),
+                    detector: cfg
+                        .detector
+                        .clone()
+                        .ok_or_else(|| format!("rule `{}` needs a detector", cfg.alert))?,
+                    config: cfg.config.clone(),
+                    config_json: cfg.config.to_string(),
+                })
+            }
+            _ => {
+                return Err(format!(
+                    "rule `{}` needs exactly one of `expr` and `query`",
+                    cfg.alert
+                ));
+            }
+        };
         Ok(Self {
             group: group.to_string(),
             name: cfg.alert.clone(),
-            query: cfg.query.clone(),
-            selector,
-            window: cfg.window,
-            baseline: cfg
-                .baseline
-                .as_ref()
-                .map(|b| (b.offset, b.window.unwrap_or(cfg.window))),
-            detector: cfg.detector.clone(),
-            config: cfg.config.clone(),
-            config_json: cfg.config.to_string(),
+            kind,
+            step,
             hold: cfg.for_,
             keep_firing_for: cfg.keep_firing_for,
             labels: parse_templates(&cfg.labels)?,
             annotations: parse_templates(&cfg.annotations)?,
             runtime: Mutex::new(RuleRuntime::default()),
         })
+    }
+
+    /// The rule's PromQL text (`expr` or `query`).
+    pub fn query_text(&self) -> &str {
+        match &self.kind {
+            RuleKind::Expr { expr } => expr.text(),
+            RuleKind::Detector(d) => d.query.text(),
+        }
+    }
+
+    fn engine(&self) -> Engine {
+        Engine {
+            default_subquery_step_ms: self.step.as_millis().max(1) as i64,
+            ..Engine::default()
+        }
     }
 
     /// Evaluates the rule at `now` and returns the alerts routing must hear
@@ -167,74 +246,201 @@ impl Rule {
         ctx: &EvalContext,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
+        match &self.kind {
+            RuleKind::Expr { expr } => self.evaluate_expr(ctx, expr, now),
+            RuleKind::Detector(d) => self.evaluate_detector(ctx, d, now),
+        }
+    }
+
+    /// A Prometheus alerting rule: every output series is an active alert.
+    #[allow(clippy::type_complexity)]
+    fn evaluate_expr(
+        &self,
+        ctx: &EvalContext,
+        expr: &Query,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
+        let value = self
+            .engine()
+            .instant(&*ctx.store, expr, now.timestamp_millis())
+            .map_err(|e| format!("expr: {e}"))?;
+        let Value::Vector(samples) = value else {
+            return Err(format!(
+                "expr returned a {}, not an instant vector",
+                value.value_type().as_str()
+            ));
+        };
+        let observations = samples
+            .iter()
+            .map(|s| self.observation(ctx, &s.labels, s.v, BTreeMap::new()))
+            .collect();
+        Ok((observations, samples.len(), HashMap::new()))
+    }
+
+    /// Labels and annotations of an active alert for one series.
+    fn observation(
+        &self,
+        ctx: &EvalContext,
+        series_labels: &Labels,
+        value: f64,
+        mut annotations: BTreeMap<String, String>,
+    ) -> Observation {
+        let base: BTreeMap<String, String> = series_labels
+            .iter()
+            .filter(|(k, _)| *k != "__name__")
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let render = |t: &AlertTemplate| {
+            t.render(&base, &ctx.external_labels, value)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(rule = %self.name, error = %e, "template failed");
+                    format!("template error: {e}")
+                })
+        };
+        let mut labels = base.clone();
+        for (k, v) in &self.labels {
+            labels.insert(k.clone(), render(v));
+        }
+        for (k, v) in &ctx.external_labels {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        labels.insert("alertname".into(), self.name.clone());
+        for (k, v) in &self.annotations {
+            annotations.insert(k.clone(), render(v));
+        }
+        Observation {
+            labels: Labels::new(labels),
+            annotations,
+            value,
+            firing: true,
+        }
+    }
+
+    /// Reads the window (and baseline) of every series into `batch`: raw
+    /// samples for a plain selector, otherwise the query evaluated at the
+    /// rule's step over each window.
+    fn fill_batch(
+        &self,
+        ctx: &EvalContext,
+        d: &DetectorRule,
+        now_ms: i64,
+        batch: &mut Batch,
+        previous_states: &HashMap<u64, Vec<u8>>,
+    ) -> Result<Vec<Labels>, String> {
+        let window_ms = d.window.as_millis() as i64;
+        let mut judged = Vec::new();
+        let state_of = |labels: &Labels| previous_states.get(&labels.fingerprint()).cloned();
+        if let Some(selector) = &d.selector {
+            let handles = ctx.store.select(selector);
+            for handle in &handles {
+                let start = batch.values.len();
+                ctx.store.read_window(
+                    handle,
+                    now_ms - window_ms,
+                    now_ms,
+                    &mut batch.timestamps_ms,
+                    &mut batch.values,
+                );
+                let len = batch.values.len() - start;
+                if len == 0 {
+                    continue; // no sample in the window: the series is stale for this rule
+                }
+                let baseline = match d.baseline {
+                    Some((offset, length)) => {
+                        let end = now_ms - offset.as_millis() as i64;
+                        let b_start = batch.values.len();
+                        ctx.store.read_window(
+                            handle,
+                            end - length.as_millis() as i64,
+                            end,
+                            &mut batch.timestamps_ms,
+                            &mut batch.values,
+                        );
+                        span(b_start, batch.values.len())
+                    }
+                    None => span(batch.values.len(), batch.values.len()),
+                };
+                let labels = handle.labels();
+                batch.series.push(SeriesInput {
+                    labels: labels.to_prom_string(),
+                    window: span(start, start + len),
+                    baseline,
+                    state: state_of(labels),
+                });
+                judged.push(labels.clone());
+            }
+            return Ok(judged);
+        }
+        // A PromQL query: evaluated at the rule's step over (end - length, end].
+        let engine = self.engine();
+        let step = self.step.as_millis().max(1) as i64;
+        let range = |end: i64, length: i64| {
+            let start = end - ((length - 1).max(0) / step) * step;
+            engine
+                .range(&*ctx.store, &d.query, start, end, step)
+                .map_err(|e| format!("query: {e}"))
+        };
+        let window = range(now_ms, window_ms)?;
+        let mut baseline: HashMap<Labels, Vec<(i64, f64)>> = match d.baseline {
+            Some((offset, length)) => range(
+                now_ms - offset.as_millis() as i64,
+                length.as_millis() as i64,
+            )?
+            .into_iter()
+            .map(|s| (s.labels, s.samples))
+            .collect(),
+            None => HashMap::new(),
+        };
+        for s in window {
+            let start = batch.values.len();
+            for (t, v) in &s.samples {
+                batch.timestamps_ms.push(*t);
+                batch.values.push(*v);
+            }
+            let end = batch.values.len();
+            let b_start = batch.values.len();
+            for (t, v) in baseline.remove(&s.labels).unwrap_or_default() {
+                batch.timestamps_ms.push(t);
+                batch.values.push(v);
+            }
+            batch.series.push(SeriesInput {
+                labels: s.labels.to_prom_string(),
+                window: span(start, end),
+                baseline: span(b_start, batch.values.len()),
+                state: state_of(&s.labels),
+            });
+            judged.push(s.labels);
+        }
+        Ok(judged)
+    }
+
+    /// A detector rule: one batched detector call for every series.
+    #[allow(clippy::type_complexity)]
+    fn evaluate_detector(
+        &self,
+        ctx: &EvalContext,
+        d: &DetectorRule,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
         let now_ms = now.timestamp_millis();
-        let window_ms = self.window.as_millis() as i64;
-        let handles = ctx.store.select(&self.selector);
         let previous_states = std::mem::take(&mut self.runtime.lock().detector_state);
         let mut batch = Batch {
-            series: Vec::with_capacity(handles.len()),
+            series: Vec::new(),
             timestamps_ms: Vec::new(),
             values: Vec::new(),
             eval_time_ms: now_ms,
         };
-        let mut judged = Vec::with_capacity(handles.len());
-        for handle in &handles {
-            let start = batch.values.len();
-            ctx.store.read_window(
-                handle,
-                now_ms - window_ms,
-                now_ms,
-                &mut batch.timestamps_ms,
-                &mut batch.values,
-            );
-            let len = batch.values.len() - start;
-            if len == 0 {
-                continue; // no sample in the window: the series is stale for this rule
-            }
-            let baseline = match self.baseline {
-                Some((offset, length)) => {
-                    let end = now_ms - offset.as_millis() as i64;
-                    let b_start = batch.values.len();
-                    ctx.store.read_window(
-                        handle,
-                        end - length.as_millis() as i64,
-                        end,
-                        &mut batch.timestamps_ms,
-                        &mut batch.values,
-                    );
-                    Span {
-                        start: b_start as u32,
-                        len: (batch.values.len() - b_start) as u32,
-                    }
-                }
-                None => Span {
-                    start: batch.values.len() as u32,
-                    len: 0,
-                },
-            };
-            let labels = handle.labels();
-            let fp = labels.fingerprint();
-            batch.series.push(SeriesInput {
-                labels: labels.to_prom_string(),
-                window: Span {
-                    start: start as u32,
-                    len: len as u32,
-                },
-                baseline,
-                state: previous_states.get(&fp).cloned(),
-            });
-            judged.push(labels.clone());
-        }
+        let judged = self.fill_batch(ctx, d, now_ms, &mut batch, &previous_states)?;
         if batch.series.is_empty() {
             return Ok((Vec::new(), 0, HashMap::new()));
         }
         let plugin = ctx
             .plugins
-            .get_kind(&self.detector, PluginKind::Detector)
+            .get_kind(&d.detector, PluginKind::Detector)
             .map_err(|e| e.to_string())?;
         let outputs = plugin
-            .evaluate(&self.config_json, &batch)
-            .map_err(|e| format!("detector `{}`: {e}", self.detector))?;
+            .evaluate(&d.config_json, &batch)
+            .map_err(|e| format!("detector `{}`: {e}", d.detector))?;
 
         let mut states = HashMap::new();
         let mut observations = Vec::with_capacity(outputs.len());
@@ -246,26 +452,6 @@ impl Rule {
             if !verdict.firing {
                 continue; // absent from the observations = condition does not hold
             }
-            let base: BTreeMap<String, String> = series_labels
-                .iter()
-                .filter(|(k, _)| *k != "__name__")
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let render = |t: &AlertTemplate| {
-                t.render(&base, &ctx.external_labels, verdict.score)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(rule = %self.name, error = %e, "template failed");
-                        format!("template error: {e}")
-                    })
-            };
-            let mut labels = base.clone();
-            for (k, v) in &self.labels {
-                labels.insert(k.clone(), render(v));
-            }
-            for (k, v) in &ctx.external_labels {
-                labels.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            labels.insert("alertname".into(), self.name.clone());
             let mut annotations: BTreeMap<String, String> = verdict
                 .annotations
                 .into_iter()
@@ -274,15 +460,7 @@ impl Rule {
             if !verdict.summary.is_empty() {
                 annotations.insert("detector_summary".into(), verdict.summary);
             }
-            for (k, v) in &self.annotations {
-                annotations.insert(k.clone(), render(v));
-            }
-            observations.push(Observation {
-                labels: Labels::new(labels),
-                annotations,
-                value: verdict.score,
-                firing: true,
-            });
+            observations.push(self.observation(ctx, series_labels, verdict.score, annotations));
         }
         Ok((observations, judged.len(), states))
     }
@@ -333,6 +511,13 @@ pub fn template_sources(m: &BTreeMap<String, AlertTemplate>) -> BTreeMap<&str, &
     m.iter().map(|(k, v)| (k.as_str(), v.source())).collect()
 }
 
+fn span(start: usize, end: usize) -> Span {
+    Span {
+        start: start as u32,
+        len: (end - start) as u32,
+    }
+}
+
 /// A float the way Prometheus's API renders it.
 pub fn format_value(v: f64) -> String {
     if v.is_nan() {
@@ -379,14 +564,15 @@ pub fn build_groups(config: &Config) -> Result<Vec<Arc<RuleGroup>>, String> {
         .groups
         .iter()
         .map(|g| {
+            let interval = g.interval.unwrap_or(config.global.evaluation_interval);
             let rules = g
                 .rules
                 .iter()
-                .map(|r| Rule::new(&g.name, r).map(Arc::new))
+                .map(|r| Rule::new(&g.name, r, interval).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Arc::new(RuleGroup {
                 name: g.name.clone(),
-                interval: g.interval.unwrap_or(config.global.evaluation_interval),
+                interval,
                 rules,
                 last: Mutex::new((None, 0.0)),
             }))
