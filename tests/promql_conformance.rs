@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use klaxon_host::promql::{Engine, Query, RangeSeries, Value, stale_nan};
+use klaxon_host::promql::notation::{Point, expand, parse_number, parse_series as parse_labels};
+use klaxon_host::promql::{Engine, Query, RangeSeries, Value};
 use klaxon_host::store::{Labels, Matcher, SeriesSamples, Store, StoreConfig};
 
 /// Files the README puts out of scope.
@@ -83,93 +84,6 @@ fn parse_time(s: &str) -> Option<i64> {
         .map(|d| d.as_millis() as i64)
 }
 
-/// One value of a series line: a sample, a gap, or histogram data.
-#[derive(Debug, Clone, Copy)]
-enum Point {
-    Value(f64),
-    Omitted,
-    Histogram,
-}
-
-fn parse_number(s: &str) -> Option<f64> {
-    match s.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" => Some(f64::INFINITY),
-        "-inf" => Some(f64::NEG_INFINITY),
-        "nan" => Some(f64::NAN),
-        "stale" => Some(stale_nan()),
-        _ => {
-            if let Some(hex) = s.strip_prefix("0x") {
-                return i64::from_str_radix(hex, 16).ok().map(|v| v as f64);
-            }
-            s.parse().ok()
-        }
-    }
-}
-
-/// Expanding notation: `1 2 _ 3+2x4 5x2 _x3 stale`.
-fn expand(values: &str) -> Option<Vec<Point>> {
-    let mut out = Vec::new();
-    let mut rest = values.trim();
-    while !rest.is_empty() {
-        if rest.starts_with("{{") {
-            let end = rest.find("}}")?;
-            rest = &rest[end + 2..];
-            // `{{...}}+{{...}}xN`
-            while rest.starts_with("+{{") || rest.starts_with("-{{") {
-                let end = rest.find("}}")?;
-                rest = &rest[end + 2..];
-            }
-            rest = rest.trim_start();
-            // `{{...}}xN`
-            let mut n = 1;
-            if let Some(r) = rest.strip_prefix('x') {
-                let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-                n = digits.parse::<usize>().ok()? + 1;
-                rest = r[digits.len()..].trim_start();
-            }
-            out.extend(std::iter::repeat_n(Point::Histogram, n));
-            continue;
-        }
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let token = &rest[..end];
-        rest = rest[end..].trim_start();
-        if token == "_" {
-            out.push(Point::Omitted);
-            continue;
-        }
-        if let Some(n) = token.strip_prefix("_x") {
-            out.extend(std::iter::repeat_n(Point::Omitted, n.parse().ok()?));
-            continue;
-        }
-        // a+bxn, a-bxn, axn, a
-        let (head, times) = match token.rfind('x') {
-            Some(i)
-                if token[i + 1..].chars().all(|c| c.is_ascii_digit()) && i + 1 < token.len() =>
-            {
-                (&token[..i], Some(token[i + 1..].parse::<i64>().ok()?))
-            }
-            _ => (token, None),
-        };
-        let Some(times) = times else {
-            out.push(Point::Value(parse_number(head)?));
-            continue;
-        };
-        // Split a+b / a-b at the sign that is not the leading one nor part of an exponent.
-        let bytes = head.as_bytes();
-        let split = (1..bytes.len()).find(|&i| {
-            (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
-        });
-        let (start, step) = match split {
-            Some(i) => (parse_number(&head[..i])?, parse_number(&head[i..])?),
-            None => (parse_number(head)?, 0.0),
-        };
-        for k in 0..=times {
-            out.push(Point::Value(start + step * k as f64));
-        }
-    }
-    Some(out)
-}
-
 /// Splits `metric{a="b"} rest` into the series descriptor and the rest.
 fn split_series(line: &str) -> (&str, &str) {
     let line = line.trim();
@@ -201,27 +115,6 @@ fn split_series(line: &str) -> (&str, &str) {
         }
     }
     (line, "")
-}
-
-/// A series descriptor's labels, through the PromQL parser.
-fn parse_labels(desc: &str) -> Option<Labels> {
-    if desc == "{}" {
-        return Some(Labels::empty());
-    }
-    let expr = promql_parser::parser::parse(desc).ok()?;
-    let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-        return None;
-    };
-    let mut pairs: Vec<(String, String)> = vs
-        .matchers
-        .matchers
-        .iter()
-        .map(|m| (m.name.clone(), m.value.clone()))
-        .collect();
-    if let Some(name) = vs.name {
-        pairs.push(("__name__".into(), name));
-    }
-    Some(Labels::new(pairs))
 }
 
 fn almost_equal(a: f64, b: f64) -> bool {

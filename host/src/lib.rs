@@ -16,6 +16,7 @@
 //! - [`api`]: the HTTP API (axum).
 //! - [`duration`]: Prometheus-style durations for config and API.
 //! - [`config`]: the YAML configuration, its validation and the embedded default.
+//! - [`ruletest`]: `klaxon test rules`, promtool-format rule unit tests.
 //! - [`server`]: assembles all of the above into a running host.
 //! - [`cli`]: the `klaxon` subcommands other than `serve` (`check`, `plugin run`).
 
@@ -30,5 +31,6 @@ pub mod plugins;
 pub mod promql;
 pub mod route;
 pub mod rules;
+pub mod ruletest;
 pub mod server;
 pub mod store;

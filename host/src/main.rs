@@ -45,6 +45,21 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Unit-test rules offline.
+    Test {
+        #[command(subcommand)]
+        command: TestCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run Prometheus rule unit-test files (promtool's `test rules` format).
+    Rules {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,6 +120,18 @@ fn main() -> ExitCode {
                         input,
                     },
             } => cli::plugin_run(&plugin, &config, &input).await,
+            Command::Test {
+                command: TestCommand::Rules { files },
+            } => {
+                let mut out = String::new();
+                let ok = klaxon_host::ruletest::run_files(&files, &mut out);
+                print!("{out}");
+                if ok {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("some rule tests failed"))
+                }
+            }
         }
     });
     match result {

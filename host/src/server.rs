@@ -176,6 +176,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         plugins: plugins.clone(),
         external_labels: config.global.external_labels.clone(),
         external_url: config.global.external_url.clone(),
+        external_labels_on_alerts: true,
     });
     tasks.extend(spawn_groups(&groups, ctx, alert_tx));
 

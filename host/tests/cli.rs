@@ -1,4 +1,4 @@
-//! The `klaxon` binary's offline commands: `check` and `plugin run`.
+//! The `klaxon` binary's offline commands: `check`, `plugin run` and `test rules`.
 
 use std::process::Command;
 
@@ -124,4 +124,75 @@ fn plugin_run_rejects_bad_config() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("threshold"));
+}
+
+fn examples_rules() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules")
+}
+
+#[test]
+fn test_rules_passes_promtool_format_tests() {
+    let out = klaxon()
+        .args(["test", "rules"])
+        .arg(examples_rules().join("tests.yml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Unit Testing:  ") && stdout.contains("  SUCCESS"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn test_rules_reports_a_wrong_expectation_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        examples_rules().join("alerts.yml"),
+        dir.path().join("alerts.yml"),
+    )
+    .unwrap();
+    let tests = std::fs::read_to_string(examples_rules().join("tests.yml"))
+        .unwrap()
+        .replace(
+            "amount is null 0.3 of the time",
+            "amount is null 0.4 of the time",
+        )
+        .replace(
+            "value: 50\n          - labels: 'go_goroutines{job=\"node_exporter\"",
+            "value: 51\n          - labels: 'go_goroutines{job=\"node_exporter\"",
+        );
+    let path = dir.path().join("tests.yml");
+    std::fs::write(&path, tests).unwrap();
+    let out = klaxon()
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("  FAILED:"), "{stdout}");
+    // The alert test names the alert, the time, and both sides.
+    assert!(
+        stdout.contains("alertname: FeatureNullRateHigh, time: 33m"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"Annotations:{summary="amount is null 0.4 of the time"}"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"Annotations:{summary="amount is null 0.3 of the time"}"#),
+        "{stdout}"
+    );
+    // The expression test too.
+    assert!(
+        stdout.contains(r#"expr: "go_goroutines > 5", time: 4m"#),
+        "{stdout}"
+    );
 }

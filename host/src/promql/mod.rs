@@ -15,6 +15,7 @@
 
 mod eval;
 mod functions;
+pub mod notation;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -38,6 +38,10 @@ pub struct EvalContext {
     pub plugins: Arc<PluginRegistry>,
     pub external_labels: BTreeMap<String, String>,
     pub external_url: String,
+    /// Whether alerts carry the external labels (the server: yes, as
+    /// Prometheus adds them when it sends to Alertmanager; rule unit tests:
+    /// no, as promtool compares alerts without them).
+    pub external_labels_on_alerts: bool,
 }
 
 /// The outcome of a rule's last evaluation.
@@ -301,8 +305,10 @@ impl Rule {
         for (k, v) in &self.labels {
             labels.insert(k.clone(), render(v));
         }
-        for (k, v) in &ctx.external_labels {
-            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        if ctx.external_labels_on_alerts {
+            for (k, v) in &ctx.external_labels {
+                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
         }
         labels.insert("alertname".into(), self.name.clone());
         for (k, v) in &self.annotations {
