@@ -157,8 +157,13 @@ pub struct RuleGroupConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
-    /// The alert's name (`alertname` label).
-    pub alert: String,
+    /// An alerting rule's name (`alertname` label).
+    #[serde(default)]
+    pub alert: Option<String>,
+    /// A recording rule's output metric name: `expr`'s result is stored
+    /// under it at every evaluation.
+    #[serde(default)]
+    pub record: Option<String>,
     /// A PromQL expression; each output series is an alert.
     #[serde(default)]
     pub expr: Option<String>,
@@ -187,6 +192,31 @@ pub struct RuleConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl RuleConfig {
+    /// The rule's name: the alert name or the recorded metric name.
+    pub fn name(&self) -> &str {
+        self.alert
+            .as_deref()
+            .or(self.record.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Text that finds the rule's line in its file.
+    fn locator(&self) -> String {
+        match (&self.alert, &self.record) {
+            (Some(a), _) => format!("alert: {a}"),
+            (None, Some(r)) => format!("record: {r}"),
+            _ => "rules:".into(),
+        }
+    }
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn empty_object() -> serde_json::Value {
@@ -355,15 +385,45 @@ impl Config {
                     format!("group `{}`: interval must be > 0", group.name),
                 ));
             }
-            let mut rule_names = HashSet::new();
             for rule in &group.rules {
-                let at = format!("alert: {}", rule.alert);
-                let rerr = |reason: String| err(&at, format!("rule `{}`: {reason}", rule.alert));
-                if !is_label_value_name(&rule.alert) {
-                    return Err(rerr("alert name must match [a-zA-Z_][a-zA-Z0-9_]*".into()));
-                }
-                if !rule_names.insert(rule.alert.as_str()) {
-                    return Err(rerr(format!("duplicate rule in group `{}`", group.name)));
+                let at = rule.locator();
+                let rerr = |reason: String| err(&at, format!("rule `{}`: {reason}", rule.name()));
+                match (&rule.alert, &rule.record) {
+                    (Some(_), Some(_)) => {
+                        return Err(rerr("give either `alert` or `record`, not both".into()));
+                    }
+                    (None, None) => {
+                        return Err(rerr(
+                            "a rule needs `alert` (alerting) or `record` (recording)".into(),
+                        ));
+                    }
+                    (Some(alert), None) => {
+                        if !is_label_value_name(alert) {
+                            return Err(rerr(
+                                "alert name must match [a-zA-Z_][a-zA-Z0-9_]*".into(),
+                            ));
+                        }
+                    }
+                    (None, Some(record)) => {
+                        if !is_metric_name(record) {
+                            return Err(rerr(format!(
+                                "invalid recording rule name `{record}`: must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+                            )));
+                        }
+                        if rule.expr.is_none() || rule.query.is_some() {
+                            return Err(rerr(
+                                "a recording rule needs `expr` (and no `query`)".into(),
+                            ));
+                        }
+                        if !rule.for_.is_zero()
+                            || !rule.keep_firing_for.is_zero()
+                            || !rule.annotations.is_empty()
+                        {
+                            return Err(rerr(
+                                "`for`, `keep_firing_for` and `annotations` belong to alerting rules".into(),
+                            ));
+                        }
+                    }
                 }
                 match (&rule.expr, &rule.query) {
                     (Some(_), Some(_)) => {
@@ -498,11 +558,11 @@ impl Config {
     ) -> Result<(), ConfigError> {
         for group in &self.groups {
             for rule in &group.rules {
-                let at = format!("alert: {}", rule.alert);
+                let at = rule.locator();
                 let fail = |reason: String| ConfigError {
                     file: file.to_string(),
                     line: locate(text, &at),
-                    reason: format!("rule `{}`: {reason}", rule.alert),
+                    reason: format!("rule `{}`: {reason}", rule.name()),
                 };
                 let Some(detector) = &rule.detector else {
                     continue;

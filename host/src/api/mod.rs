@@ -146,7 +146,11 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
                     let alerts = r.active_alerts();
                     let detector = match &r.kind {
                         crate::rules::RuleKind::Detector(d) => Some(d),
-                        crate::rules::RuleKind::Expr { .. } => None,
+                        _ => None,
+                    };
+                    let kind = match &r.kind {
+                        crate::rules::RuleKind::Record { .. } => "recording",
+                        _ => "alerting",
                     };
                     let rule_state = if alerts.iter().any(|a| a.state == crate::rules::state::AlertState::Firing) {
                         "firing"
@@ -156,7 +160,7 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
                         "pending"
                     };
                     json!({
-                        "type": "alerting",
+                        "type": kind,
                         "name": r.name,
                         "query": r.query_text(),
                         "window": detector.map(|d| format_duration(d.window)),

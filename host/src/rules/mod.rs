@@ -28,7 +28,7 @@ use crate::config::{Config, RuleConfig};
 use crate::plugins::bindings::types::{Batch, SeriesInput, Span};
 use crate::plugins::{PluginKind, PluginRegistry};
 use crate::promql::{Engine, Query, Value};
-use crate::store::{Labels, Matcher, Store};
+use crate::store::{Labels, Matcher, SeriesSamples, Store};
 use state::{AlertState, AlertTable, Observation, Transition};
 use template::AlertTemplate;
 
@@ -60,12 +60,17 @@ struct RuleRuntime {
     health: RuleHealth,
     /// Detector state per series fingerprint, owned by the host.
     detector_state: HashMap<u64, Vec<u8>>,
+    /// Series a recording rule wrote last time: those missing now get a
+    /// staleness marker, as Prometheus writes.
+    recorded: std::collections::HashSet<Labels>,
 }
 
 /// What a rule evaluates.
 pub enum RuleKind {
     /// A Prometheus alerting rule: each series of `expr` is an alert.
     Expr { expr: Query },
+    /// A Prometheus recording rule: `expr`'s result is stored as `metric`.
+    Record { expr: Query, metric: String },
     /// A detector rule: the query's result over the window goes to a detector.
     Detector(DetectorRule),
 }
@@ -134,14 +139,20 @@ impl Rule {
     /// Builds a rule from its validated config; `step` is the group's interval.
     pub fn new(group: &str, cfg: &RuleConfig, step: Duration) -> Result<Self, String> {
         let kind = match (&cfg.expr, &cfg.query) {
-            (Some(expr), None) => RuleKind::Expr {
-                expr: Query::parse(expr).map_err(|e| e.to_string())?,
+            (Some(expr), None) => match &cfg.record {
+                Some(metric) => RuleKind::Record {
+                    expr: Query::parse(expr).map_err(|e| e.to_string())?,
+                    metric: metric.clone(),
+                },
+                None => RuleKind::Expr {
+                    expr: Query::parse(expr).map_err(|e| e.to_string())?,
+                },
             },
             (None, Some(query)) => {
                 let query = Query::parse(query).map_err(|e| e.to_string())?;
                 let window = cfg
                     .window
-                    .ok_or_else(|| format!("rule `{}` needs a window", cfg.alert))?;
+                    .ok_or_else(|| format!("rule `{}` needs a window", cfg.name()))?;
                 RuleKind::Detector(DetectorRule {
                     selector: plain_selector(&query),
                     query,
@@ -153,7 +164,7 @@ impl Rule {
                     detector: cfg
                         .detector
                         .clone()
-                        .ok_or_else(|| format!("rule `{}` needs a detector", cfg.alert))?,
+                        .ok_or_else(|| format!("rule `{}` needs a detector", cfg.name()))?,
                     config: cfg.config.clone(),
                     config_json: cfg.config.to_string(),
                 })
@@ -161,13 +172,13 @@ impl Rule {
             _ => {
                 return Err(format!(
                     "rule `{}` needs exactly one of `expr` and `query`",
-                    cfg.alert
+                    cfg.name()
                 ));
             }
         };
         Ok(Self {
             group: group.to_string(),
-            name: cfg.alert.clone(),
+            name: cfg.name().to_owned(),
             kind,
             step,
             hold: cfg.for_,
@@ -181,7 +192,7 @@ impl Rule {
     /// The rule's PromQL text (`expr` or `query`).
     pub fn query_text(&self) -> &str {
         match &self.kind {
-            RuleKind::Expr { expr } => expr.text(),
+            RuleKind::Expr { expr } | RuleKind::Record { expr, .. } => expr.text(),
             RuleKind::Detector(d) => d.query.text(),
         }
     }
@@ -252,8 +263,71 @@ impl Rule {
     ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
         match &self.kind {
             RuleKind::Expr { expr } => self.evaluate_expr(ctx, expr, now),
+            RuleKind::Record { expr, metric } => self.evaluate_record(ctx, expr, metric, now),
             RuleKind::Detector(d) => self.evaluate_detector(ctx, d, now),
         }
+    }
+
+    /// A recording rule: stores `expr`'s result under `metric`, and a
+    /// staleness marker for each series it wrote last time but not now.
+    #[allow(clippy::type_complexity)]
+    fn evaluate_record(
+        &self,
+        ctx: &EvalContext,
+        expr: &Query,
+        metric: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
+        let now_ms = now.timestamp_millis();
+        let samples = match self
+            .engine()
+            .instant(&*ctx.store, expr, now_ms)
+            .map_err(|e| format!("expr: {e}"))?
+        {
+            Value::Vector(v) => v.into_iter().map(|s| (s.labels, s.v)).collect(),
+            Value::Scalar(v) => vec![(Labels::empty(), v)],
+            other => {
+                return Err(format!(
+                    "expr returned a {}, not an instant vector",
+                    other.value_type().as_str()
+                ));
+            }
+        };
+        let mut batch: Vec<SeriesSamples> = Vec::with_capacity(samples.len());
+        let mut written = std::collections::HashSet::with_capacity(samples.len());
+        for (labels, v) in samples {
+            let mut pairs: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            pairs.insert(crate::store::METRIC_NAME.into(), metric.to_owned());
+            for (k, t) in &self.labels {
+                pairs.insert(k.clone(), t.source().to_owned());
+            }
+            let labels = Labels::new(pairs);
+            if !written.insert(labels.clone()) {
+                return Err(
+                    "vector contains metrics with the same labelset after applying rule labels"
+                        .into(),
+                );
+            }
+            batch.push(SeriesSamples {
+                labels,
+                samples: vec![(now_ms, v)],
+            });
+        }
+        let count = batch.len();
+        let mut rt = self.runtime.lock();
+        for gone in rt.recorded.iter().filter(|l| !written.contains(*l)) {
+            batch.push(SeriesSamples {
+                labels: gone.clone(),
+                samples: vec![(now_ms, crate::promql::stale_nan())],
+            });
+        }
+        rt.recorded = written;
+        drop(rt);
+        ctx.store.append(&batch).map_err(|e| e.to_string())?;
+        Ok((Vec::new(), count, HashMap::new()))
     }
 
     /// A Prometheus alerting rule: every output series is an active alert.
