@@ -143,6 +143,16 @@ pub struct RuleGroupConfig {
     pub name: String,
     #[serde(default, with = "crate::duration::serde_opt")]
     pub interval: Option<Duration>,
+    /// Prometheus's `query_offset`: queries see the data as of this long ago.
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub query_offset: Option<Duration>,
+    /// Prometheus's `limit`: an alerting rule producing more alerts (or a
+    /// recording rule more series) than this fails its evaluation; 0 = none.
+    #[serde(default)]
+    pub limit: usize,
+    /// Labels added to every rule of the group (a rule's own labels win).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
 }

@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::alert::Alert;
-use crate::config::{Config, RuleConfig};
+use crate::config::{Config, RuleConfig, RuleGroupConfig};
 use crate::plugins::bindings::types::{Batch, SeriesInput, Span};
 use crate::plugins::{PluginKind, PluginRegistry};
 use crate::promql::{Engine, Query, Value};
@@ -97,6 +97,10 @@ pub struct Rule {
     /// Evaluation step of range queries and default subquery step: the
     /// group's interval.
     step: Duration,
+    /// The group's `query_offset`: queries run this long before `now`.
+    query_offset: Duration,
+    /// The group's `limit` on alerts or recorded series (0: none).
+    limit: usize,
     pub hold: Duration,
     pub keep_firing_for: Duration,
     pub labels: BTreeMap<String, AlertTemplate>,
@@ -136,8 +140,9 @@ pub struct AlertView {
 }
 
 impl Rule {
-    /// Builds a rule from its validated config; `step` is the group's interval.
-    pub fn new(group: &str, cfg: &RuleConfig, step: Duration) -> Result<Self, String> {
+    /// Builds a rule of group `group` from its validated config; `step` is
+    /// the group's interval.
+    pub fn new(group: &RuleGroupConfig, cfg: &RuleConfig, step: Duration) -> Result<Self, String> {
         let kind = match (&cfg.expr, &cfg.query) {
             (Some(expr), None) => match &cfg.record {
                 Some(metric) => RuleKind::Record {
@@ -176,14 +181,18 @@ impl Rule {
                 ));
             }
         };
+        let mut labels = group.labels.clone();
+        labels.extend(cfg.labels.clone());
         Ok(Self {
-            group: group.to_string(),
+            group: group.name.clone(),
             name: cfg.name().to_owned(),
             kind,
             step,
+            query_offset: group.query_offset.unwrap_or_default(),
+            limit: group.limit,
             hold: cfg.for_,
             keep_firing_for: cfg.keep_firing_for,
-            labels: parse_templates(&cfg.labels)?,
+            labels: parse_templates(&labels)?,
             annotations: parse_templates(&cfg.annotations)?,
             runtime: Mutex::new(RuleRuntime::default()),
         })
@@ -195,6 +204,11 @@ impl Rule {
             RuleKind::Expr { expr } | RuleKind::Record { expr, .. } => expr.text(),
             RuleKind::Detector(d) => d.query.text(),
         }
+    }
+
+    /// The instant queries run at: `now` less the group's `query_offset`.
+    fn query_time(&self, now: DateTime<Utc>) -> i64 {
+        now.timestamp_millis() - self.query_offset.as_millis() as i64
     }
 
     fn engine(&self) -> Engine {
@@ -278,7 +292,7 @@ impl Rule {
         metric: &str,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
-        let now_ms = now.timestamp_millis();
+        let now_ms = self.query_time(now);
         let samples = match self
             .engine()
             .instant(&*ctx.store, expr, now_ms)
@@ -317,6 +331,12 @@ impl Rule {
             });
         }
         let count = batch.len();
+        if self.limit > 0 && count > self.limit {
+            return Err(format!(
+                "exceeded limit of {} with {count} series",
+                self.limit
+            ));
+        }
         let mut rt = self.runtime.lock();
         for gone in rt.recorded.iter().filter(|l| !written.contains(*l)) {
             batch.push(SeriesSamples {
@@ -340,7 +360,7 @@ impl Rule {
     ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
         let value = self
             .engine()
-            .instant(&*ctx.store, expr, now.timestamp_millis())
+            .instant(&*ctx.store, expr, self.query_time(now))
             .map_err(|e| format!("expr: {e}"))?;
         let Value::Vector(samples) = value else {
             return Err(format!(
@@ -348,6 +368,13 @@ impl Rule {
                 value.value_type().as_str()
             ));
         };
+        if self.limit > 0 && samples.len() > self.limit {
+            return Err(format!(
+                "exceeded limit of {} with {} alerts",
+                self.limit,
+                samples.len()
+            ));
+        }
         let observations = samples
             .iter()
             .map(|s| self.observation(ctx, &s.labels, s.v, BTreeMap::new()))
@@ -502,7 +529,7 @@ impl Rule {
         d: &DetectorRule,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
-        let now_ms = now.timestamp_millis();
+        let now_ms = self.query_time(now);
         let previous_states = std::mem::take(&mut self.runtime.lock().detector_state);
         let mut batch = Batch {
             series: Vec::new(),
@@ -541,6 +568,13 @@ impl Rule {
                 annotations.insert("detector_summary".into(), verdict.summary);
             }
             observations.push(self.observation(ctx, series_labels, verdict.score, annotations));
+        }
+        if self.limit > 0 && observations.len() > self.limit {
+            return Err(format!(
+                "exceeded limit of {} with {} alerts",
+                self.limit,
+                observations.len()
+            ));
         }
         Ok((observations, judged.len(), states))
     }
@@ -648,7 +682,7 @@ pub fn build_groups(config: &Config) -> Result<Vec<Arc<RuleGroup>>, String> {
             let rules = g
                 .rules
                 .iter()
-                .map(|r| Rule::new(&g.name, r, interval).map(Arc::new))
+                .map(|r| Rule::new(g, r, interval).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Arc::new(RuleGroup {
                 name: g.name.clone(),
