@@ -252,11 +252,16 @@ impl Rule {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             let render = |t: &AlertTemplate| {
-                t.render(&base, &ctx.external_labels, verdict.score)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(rule = %self.name, error = %e, "template failed");
-                        format!("template error: {e}")
-                    })
+                t.render(
+                    &base,
+                    &ctx.external_labels,
+                    &ctx.external_url,
+                    verdict.score,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(rule = %self.name, error = %e, "template failed");
+                    format!("template error: {e}")
+                })
             };
             let mut labels = base.clone();
             for (k, v) in &self.labels {
