@@ -6,17 +6,21 @@
 //! when the rule is built.
 //!
 //! # Engine
-//! `gotmpl` (a port of Go's text/template, maintained, parser and `printf`
-//! checked against Go) registers custom functions cleanly
-//! (`Template::funcs`). `gtmpl` was the alternative; it is older, has not
-//! been released since 2023, and prints floats with Rust's formatting too,
-//! so it would need the same fix below. One gap in gotmpl: it prints floats
-//! with Rust's `{}` (`1e21` as 22 digits, `1.5e-7` as `0.00000015`) where Go
-//! prints `1e+21` and `1.5e-07`. Until that is fixed upstream, each parsed
+//! `gotmpl` (a port of Go's text/template, parser and `printf` checked
+//! against Go) registers custom functions as closures (`Template::funcs`)
+//! and exposes its parse tree. `gtmpl` (0.7), the other Go-template crate,
+//! takes only plain `fn` pointers as functions and prints floats with Rust's
+//! `{}` as well, so switching would not close the gap below.
+//!
+//! The gap: gotmpl prints floats with Rust's `{}` (`1e21` as 22 digits,
+//! `1.5e-7` as `0.00000015`) where Go prints `1e+21` and `1.5e-07`. Until that is fixed upstream, each parsed
 //! template is rewritten once: every printing action gets a final Go-style
 //! printer command (`{{ x }}` runs as `{{ x | print-as-go }}`), and each
 //! `%v` argument of a `printf` with a literal format is converted the same
 //! way. Variables, comparisons and functions still see the float itself.
+//! Still in Rust's form: float operands of `print`/`println` (making them
+//! strings would change Go's rule for spaces between operands). `printf`
+//! verbs other than `%v` (`%.2f`, `%g`, …) are gotmpl's, which match Go.
 //!
 //! # Layout
 //! - `gofmt`: Go's `%v` and `%.4g` for floats.
