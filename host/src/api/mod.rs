@@ -3,6 +3,10 @@
 //! (`{"status":"error","errorType":"bad_data","error":"<field>: <reason>"}`).
 //!
 //! Reads from rules, notify and plugins through `AppState`; owns no state.
+//!
+//! - `params`: Prometheus read-API parameters (times, durations, `match[]`).
+//! - `prom_meta`: the Prometheus metadata endpoints (series, labels, buildinfo).
+//! - `prom_query`: the Prometheus query endpoints (`query`, `query_range`).
 
 use std::sync::Arc;
 
@@ -22,6 +26,10 @@ use crate::notify::NotifyHandle;
 use crate::plugins::PluginRegistry;
 use crate::rules::RuleGroup;
 use crate::store::Store;
+
+pub(crate) mod params;
+mod prom_meta;
+mod prom_query;
 
 /// What the handlers read.
 pub struct AppState {
@@ -45,6 +53,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/status/runtime", get(runtime))
+        .route(
+            "/api/v1/query",
+            get(prom_query::query).post(prom_query::query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prom_query::query_range).post(prom_query::query_range),
+        )
+        .route(
+            "/api/v1/series",
+            get(prom_meta::series).post(prom_meta::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prom_meta::labels).post(prom_meta::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(prom_meta::label_values))
+        .route("/api/v1/status/buildinfo", get(prom_meta::buildinfo))
         .route("/healthz", get(healthz))
         .route("/-/healthy", get(healthz))
         .route("/-/ready", get(healthz))
@@ -65,6 +91,15 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             kind: "bad_data",
+            message: message.into(),
+        }
+    }
+
+    /// 422 `execution`: a valid query that failed while evaluating.
+    pub fn execution(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            kind: "execution",
             message: message.into(),
         }
     }

@@ -396,7 +396,7 @@ impl Rule {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let render = |t: &AlertTemplate| {
-            t.render(&base, &ctx.external_labels, value)
+            t.render(&base, &ctx.external_labels, &ctx.external_url, value)
                 .unwrap_or_else(|e| {
                     tracing::warn!(rule = %self.name, error = %e, "template failed");
                     format!("template error: {e}")
