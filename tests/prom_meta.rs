@@ -267,6 +267,18 @@ async fn labels_endpoint() {
         ok(json!(["__name__", "env", "model_name"]))
     );
     assert_eq!(
+        f.post_form(p, &[("limit", "2")]).await,
+        (
+            200,
+            json!({"status": "success", "data": ["__name__", "env"],
+                   "warnings": ["results truncated due to limit"]})
+        )
+    );
+    assert_eq!(
+        f.get(p, &[("limit", "many")]).await,
+        bad_data(r#"invalid parameter "limit": strconv.Atoi: parsing "many": invalid syntax"#)
+    );
+    assert_eq!(
         f.get(p, &[("start", "soon")]).await,
         bad_data(r#"invalid time value for 'start': cannot parse "soon" to a valid timestamp"#)
     );
@@ -312,6 +324,14 @@ async fn label_values_endpoint() {
         ok(json!([]))
     );
     assert_eq!(f.get(&values("no_such_label"), &[]).await, ok(json!([])));
+    assert_eq!(
+        f.get(&values("model_name"), &[("limit", "1")]).await,
+        (
+            200,
+            json!({"status": "success", "data": ["churn"],
+                   "warnings": ["results truncated due to limit"]})
+        )
+    );
     assert_eq!(
         f.get(&values("a-b"), &[]).await,
         bad_data(r#"invalid label name: "a-b""#)

@@ -52,6 +52,8 @@ pub(crate) enum ParamError {
     Selector(#[from] SelectorError),
     #[error("match[] must contain at least one non-empty matcher")]
     AllMatchersEmpty,
+    #[error("invalid parameter \"limit\": {0}")]
+    Limit(String),
 }
 
 /// The request's parameters in Go's `r.Form` order: form body first, then
@@ -95,6 +97,28 @@ impl PromParams {
                 source: Box::new(e),
             }),
         }
+    }
+
+    /// `limit` (Prometheus's `parseLimitParam`): `None` when absent, empty
+    /// or 0, which mean no limit.
+    pub(crate) fn limit(&self) -> Result<Option<usize>, ParamError> {
+        let text = match self.first("limit") {
+            None | Some("") => return Ok(None),
+            Some(text) => text,
+        };
+        let n: i64 = text.parse().map_err(|e: std::num::ParseIntError| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    "value out of range"
+                }
+                _ => "invalid syntax",
+            };
+            ParamError::Limit(format!("strconv.Atoi: parsing {text:?}: {why}"))
+        })?;
+        if n < 0 {
+            return Err(ParamError::Limit("limit must be non-negative".into()));
+        }
+        Ok(usize::try_from(n).ok().filter(|&n| n > 0))
     }
 
     /// Every `match[]` parsed (Prometheus's `parseMatchersParam`); empty
@@ -296,6 +320,31 @@ mod tests {
         );
         assert!(parse_match_sets(&["rate(x[5m])"]).is_err());
         assert!(parse_match_sets(&["{"]).is_err());
+    }
+
+    #[test]
+    fn limit_as_prometheus_parses_it() {
+        let limit = |v: &str| {
+            PromParams::from_pairs(vec![("limit".into(), v.into())])
+                .limit()
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(PromParams::default().limit().ok(), Some(None));
+        assert_eq!(limit(""), Ok(None));
+        assert_eq!(limit("0"), Ok(None));
+        assert_eq!(limit("5"), Ok(Some(5)));
+        assert_eq!(
+            limit("-1"),
+            Err("invalid parameter \"limit\": limit must be non-negative".into())
+        );
+        assert_eq!(
+            limit("x"),
+            Err(r#"invalid parameter "limit": strconv.Atoi: parsing "x": invalid syntax"#.into())
+        );
+        assert_eq!(
+            limit("99999999999999999999"),
+            Err(r#"invalid parameter "limit": strconv.Atoi: parsing "99999999999999999999": value out of range"#.into())
+        );
     }
 
     #[test]

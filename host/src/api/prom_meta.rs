@@ -8,13 +8,18 @@
 //! `start <= t <= end` (Prometheus answers from whole blocks, so it may also
 //! list series just outside the range). Without `match[]`, `start` or `end`,
 //! names and values come straight from the label index.
-//! Not implemented: the `limit` parameter and `U__` escaped label names.
+//! `limit` truncates the answer and adds Prometheus's warning
+//! `results truncated due to limit`. Label names follow the classic rule
+//! (`[a-zA-Z_][a-zA-Z0-9_]*`, which ingest enforces); `U__` escaped names
+//! are not decoded.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
 
 use super::params::{MAX_TIME_MS, MIN_TIME_MS, ParamError, PromParams};
@@ -38,6 +43,29 @@ fn range(params: &PromParams) -> Result<Range, ApiError> {
         end,
         given: start != MIN_TIME_MS || end != MAX_TIME_MS,
     })
+}
+
+/// The success envelope with at most `limit` items; when more were found,
+/// Prometheus's truncation warning beside the data.
+fn limited<T: Serialize>(mut items: Vec<T>, limit: Option<usize>) -> Response {
+    match limit {
+        Some(limit) if items.len() > limit => {
+            items.truncate(limit);
+            Json(json!({
+                "status": "success",
+                "data": items,
+                "warnings": ["results truncated due to limit"],
+            }))
+            .into_response()
+        }
+        _ => success(items),
+    }
+}
+
+fn limit_param(params: &PromParams) -> Result<Option<usize>, ApiError> {
+    params
+        .limit()
+        .map_err(|e| ApiError::bad_data(e.to_string()))
 }
 
 /// Series matching any of `sets` (every series when `sets` is empty) with a
@@ -84,6 +112,7 @@ pub(super) async fn series(
     let sets = params
         .match_sets()
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+    let limit = limit_param(&params)?;
     let found = series_in_range(&state.store, &sets, &range);
     tracing::debug!(
         endpoint = "series",
@@ -92,7 +121,7 @@ pub(super) async fn series(
         "metadata query"
     );
     let labels: Vec<&Labels> = found.iter().map(SeriesHandle::labels).collect();
-    Ok(success(labels))
+    Ok(limited(labels, limit))
 }
 
 /// `GET|POST /api/v1/labels`: label names, optionally of the series matching
@@ -105,6 +134,7 @@ pub(super) async fn labels(
     let sets = params
         .match_sets()
         .map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let limit = limit_param(&params)?;
     let names: Vec<String> = if sets.is_empty() && !range.given {
         state.store.label_names()
     } else {
@@ -116,7 +146,7 @@ pub(super) async fn labels(
         names.into_iter().map(str::to_owned).collect()
     };
     tracing::debug!(endpoint = "labels", names = names.len(), "metadata query");
-    Ok(success(names))
+    Ok(limited(names, limit))
 }
 
 /// Prometheus's legacy label name rule, which ingest also enforces.
@@ -142,6 +172,7 @@ pub(super) async fn label_values(
     let sets = params
         .match_sets()
         .map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let limit = limit_param(&params)?;
     let values: Vec<String> = if sets.is_empty() && !range.given {
         state.store.label_values(&name)
     } else {
@@ -162,7 +193,7 @@ pub(super) async fn label_values(
         values.into_iter().map(str::to_owned).collect()
     };
     tracing::debug!(endpoint = "label_values", label = %name, values = values.len(), "metadata query");
-    Ok(success(values))
+    Ok(limited(values, limit))
 }
 
 /// `GET /api/v1/status/buildinfo`, shaped as Prometheus's (Grafana probes it).
