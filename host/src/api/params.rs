@@ -36,16 +36,8 @@ pub(crate) enum ParamError {
         #[source]
         source: Box<ParamError>,
     },
-    #[allow(
-        dead_code,
-        reason = "for `step` of /api/v1/query_range, not routed yet"
-    )]
     #[error("cannot parse {0:?} to a valid duration")]
     Duration(String),
-    #[allow(
-        dead_code,
-        reason = "for `step` of /api/v1/query_range, not routed yet"
-    )]
     #[error("cannot parse {0:?} to a valid duration. It overflows int64")]
     DurationOverflow(String),
     #[error(transparent)]
@@ -184,10 +176,6 @@ pub(crate) fn parse_time(text: &str) -> Result<i64, ParamError> {
 /// A duration from float seconds (`15`, `0.5`) or a Prometheus duration
 /// (`1m30s`), as Prometheus's `parseDuration` (used for `step`). Sign and
 /// zero are not checked here: that is the caller's rule.
-#[allow(
-    dead_code,
-    reason = "for `step` of /api/v1/query_range, not routed yet"
-)]
 pub(crate) fn parse_duration_or_float(text: &str) -> Result<TimeDelta, ParamError> {
     if let Ok(secs) = text.parse::<f64>() {
         if secs.is_nan() {
