@@ -23,6 +23,8 @@ use crate::plugins::PluginRegistry;
 use crate::rules::RuleGroup;
 use crate::store::Store;
 
+mod prom_ingest;
+
 /// What the handlers read.
 pub struct AppState {
     pub store: Arc<Store>,
@@ -40,6 +42,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_body_bytes.saturating_add(1);
     Router::new()
         .route("/api/v1/push", post(push))
+        .route(
+            "/api/v1/import/prometheus",
+            post(prom_ingest::import_prometheus),
+        )
+        .route("/api/v1/write", post(prom_ingest::remote_write))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/plugins", get(plugins))
