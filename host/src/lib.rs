@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! Data flows down this list; nothing reaches back up.
-//! - [`ingest`]: the JSON push format, its validation and limits.
+//! - [`ingest`]: the push formats (JSON, Prometheus text / OpenMetrics, remote write), their validation and limits.
 //! - [`store`]: per-series windowed sample storage with a label index and retention.
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
 //! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.

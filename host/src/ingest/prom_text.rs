@@ -289,15 +289,10 @@ impl<'a> Reader<'a, '_> {
             return Ok(());
         }
         let mut tokens = rest.split([' ', '\t']).filter(|t| !t.is_empty());
-        let keyword = tokens.next();
-        let is_keyword = match (keyword, self.format) {
-            (Some("HELP" | "TYPE"), _) | (Some("UNIT"), TextFormat::OpenMetrics) => true,
-            _ => false,
+        let keyword = match (tokens.next(), self.format) {
+            (Some(k @ ("HELP" | "TYPE")), _) | (Some(k @ "UNIT"), TextFormat::OpenMetrics) => k,
+            _ => return Ok(()),
         };
-        if !is_keyword {
-            return Ok(());
-        }
-        let keyword = keyword.unwrap_or_default();
         let Some(name) = tokens.next() else {
             return Err(at(n, format!("`# {keyword}` without a metric name")));
         };

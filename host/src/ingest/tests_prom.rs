@@ -286,7 +286,7 @@ fn bad_text_bodies() {
         ),
         (
             "exemplar in 0.0.4",
-            format!("m 1 # {{a=\"1\"}} 1\n"),
+            "m 1 # {a=\"1\"} 1\n".into(),
             err(1, r##"unexpected "#" after the timestamp"##),
         ),
         (
