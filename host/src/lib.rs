@@ -6,6 +6,7 @@
 //! # Layout
 //! Data flows down this list; nothing reaches back up.
 //! - [`ingest`]: the push formats (JSON, Prometheus text / OpenMetrics, remote write), their validation and limits.
+//! - [`scrape`]: pulls Prometheus-style `scrape_configs` targets into the store, with staleness markers.
 //! - [`store`]: per-series windowed sample storage with a label index and retention.
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
 //! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
@@ -28,5 +29,6 @@ pub mod notify;
 pub mod plugins;
 pub mod route;
 pub mod rules;
+pub mod scrape;
 pub mod server;
 pub mod store;

@@ -178,6 +178,11 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         external_url: config.global.external_url.clone(),
     });
     tasks.extend(spawn_groups(&groups, ctx, alert_tx));
+    tasks.extend(crate::scrape::spawn(
+        &config.scrape_configs,
+        store.clone(),
+        config.limits.clone(),
+    ));
 
     let gc_store = store.clone();
     tasks.push(tokio::spawn(async move {
