@@ -7,6 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,6 +16,10 @@ use common::*;
 use klaxon_host::server::Server;
 use klaxon_host::store::Labels;
 use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// Prometheus's staleness marker.
+const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 const CONFIG: &str = r#"
 limits:
@@ -281,13 +286,18 @@ async fn real_prometheus_remote_writes_what_it_scrapes() {
         .await
         .expect("bind exporter");
     let exporter = listener.local_addr().expect("exporter addr");
+    let exposition = Arc::new(Mutex::new(EXPOSITION.to_owned()));
+    let served = exposition.clone();
     let app = Router::new().route(
         "/metrics",
-        get(|| async {
-            (
-                [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                EXPOSITION,
-            )
+        get(move || {
+            let served = served.clone();
+            async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                    served.lock().await.clone(),
+                )
+            }
         }),
     );
     tokio::spawn(async move {
@@ -382,6 +392,25 @@ remote_write:
             .all(|n| n.starts_with("klaxon_e2e_") || n == "up" || n.starts_with("scrape_")),
         "{names:?}"
     );
+
+    // A series leaves the exposition: Prometheus remote-writes its staleness
+    // marker, which must arrive bit for bit.
+    *exposition.lock().await = EXPOSITION
+        .lines()
+        .filter(|l| !l.contains("room=\"hall\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let hall = with_target(EXPOSED[1].0);
+    eventually(
+        Duration::from_secs(60),
+        "the staleness marker of the removed series",
+        || {
+            let stale = last(&server, &hall).is_some_and(|(_, v)| v.to_bits() == STALE_NAN_BITS);
+            async move { stale.then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(value("up"), Some(1.0));
     drop(_prometheus);
     server.shutdown().await;
 }

@@ -150,13 +150,13 @@ pub fn parse_prom_text(
         types: HashMap::new(),
         out: Vec::new(),
     };
-    let mut eof_at: Option<usize> = None;
+    let mut seen_eof = false;
     let mut last_line = 0;
     let lines: Vec<&str> = text.split('\n').collect();
     for (i, raw) in lines.iter().enumerate() {
         let n = i + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if eof_at.is_some() {
+        if seen_eof {
             // Only the empty remainder after the final newline may follow.
             if line.is_empty() && n == lines.len() {
                 break;
@@ -169,7 +169,7 @@ pub fn parse_prom_text(
         }
         if let Some(rest) = line.strip_prefix('#') {
             if format == TextFormat::OpenMetrics && line == "# EOF" {
-                eof_at = Some(n);
+                seen_eof = true;
                 continue;
             }
             reader.comment(rest, n)?;
@@ -177,7 +177,7 @@ pub fn parse_prom_text(
             reader.sample(line, n)?;
         }
     }
-    if format == TextFormat::OpenMetrics && eof_at.is_none() {
+    if format == TextFormat::OpenMetrics && !seen_eof {
         return Err(at(
             last_line.max(1),
             "missing `# EOF`: an OpenMetrics body must end with it",
