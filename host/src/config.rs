@@ -54,6 +54,9 @@ pub struct Config {
     pub route: Option<RouteConfig>,
     #[serde(default)]
     pub receivers: Vec<ReceiverConfig>,
+    /// Targets to pull metrics from, as in Prometheus.
+    #[serde(default)]
+    pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
 }
 
 /// Settings that apply everywhere.
@@ -383,6 +386,8 @@ impl Config {
             line: locate(text, needle),
             reason,
         };
+        crate::scrape::validate(&self.scrape_configs)
+            .map_err(|e| err(&format!("job_name: {}", e.job), e.to_string()))?;
         let mut group_names = HashSet::new();
         for group in &self.groups {
             let at = format!("name: {}", group.name);

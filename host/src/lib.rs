@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! Data flows down this list; nothing reaches back up.
-//! - [`ingest`]: the JSON push format, its validation and limits.
+//! - [`ingest`]: the push formats (JSON, Prometheus text / OpenMetrics, remote write), their validation and limits.
+//! - [`scrape`]: pulls Prometheus-style `scrape_configs` targets into the store, with staleness markers.
 //! - [`store`]: per-series windowed sample storage with a label index and retention.
 //! - [`promql`]: the PromQL evaluator (Prometheus 3 semantics) over the store.
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
@@ -32,5 +33,6 @@ pub mod promql;
 pub mod route;
 pub mod rules;
 pub mod ruletest;
+pub mod scrape;
 pub mod server;
 pub mod store;

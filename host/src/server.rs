@@ -179,6 +179,11 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         external_labels_on_alerts: true,
     });
     tasks.extend(spawn_groups(&groups, ctx, alert_tx));
+    tasks.extend(crate::scrape::spawn(
+        &config.scrape_configs,
+        store.clone(),
+        config.limits.clone(),
+    ));
 
     let gc_store = store.clone();
     tasks.push(tokio::spawn(async move {

@@ -28,6 +28,7 @@ use crate::rules::RuleGroup;
 use crate::store::Store;
 
 pub(crate) mod params;
+mod prom_ingest;
 mod prom_meta;
 mod prom_query;
 
@@ -48,6 +49,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_body_bytes.saturating_add(1);
     Router::new()
         .route("/api/v1/push", post(push))
+        .route(
+            "/api/v1/import/prometheus",
+            post(prom_ingest::import_prometheus),
+        )
+        .route("/api/v1/write", post(prom_ingest::remote_write))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/plugins", get(plugins))

@@ -33,16 +33,30 @@
 //! from the body, limits checked as the body is read so an oversized request
 //! fails early, and each visitor records its field path when an error passes
 //! through it, so the innermost one names the field.
+//!
+//! # Prometheus formats
+//! - `prom_text`: the text exposition format 0.0.4 and OpenMetrics text
+//!   (`POST /api/v1/import/prometheus`); errors name the line.
+//! - `remote_write`: Prometheus remote write 1.0 (`POST /api/v1/write`),
+//!   snappy-compressed protobuf; errors name the field.
+//!
+//! Both follow the JSON push's name rules and [`IngestLimits`].
 
+mod prom_text;
 mod push;
+mod remote_write;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_prom;
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use prom_text::{ExtraLabel, TextFormat, parse_prom_text};
 pub use push::parse_push;
+pub use remote_write::{parse_remote_write, proto as remote_write_proto};
 
 use crate::duration;
 #[doc(no_inline)]

@@ -55,7 +55,7 @@ pub fn parse_push(
 }
 
 /// Folds repeated label sets into their first entry, keeping request order.
-fn merge_duplicates(series: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
+pub(super) fn merge_duplicates(series: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
     if series.len() < 2 {
         return series;
     }
@@ -87,7 +87,7 @@ fn merge_duplicates(series: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
     out
 }
 
-fn is_metric_name(name: &str) -> bool {
+pub(super) fn is_metric_name(name: &str) -> bool {
     let b = name.as_bytes();
     matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b':')
         && b[1..]
@@ -95,7 +95,7 @@ fn is_metric_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
-fn is_label_name(name: &str) -> bool {
+pub(super) fn is_label_name(name: &str) -> bool {
     let b = name.as_bytes();
     matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_')
         && b[1..]
@@ -110,7 +110,7 @@ fn label_path(series: usize, name: &str) -> String {
 
 /// A client-chosen name as it appears in a field path or message: cut at 64
 /// bytes so a huge key cannot make a huge error.
-fn short(name: &str) -> Cow<'_, str> {
+pub(super) fn short(name: &str) -> Cow<'_, str> {
     const MAX: usize = 64;
     if name.len() <= MAX {
         return Cow::Borrowed(name);
