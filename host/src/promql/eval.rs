@@ -337,13 +337,15 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for s in series.iter() {
             let lo = s.timestamps.partition_point(|&x| x <= start);
-            let hi = s.timestamps.partition_point(|&x| x <= end);
-            let samples: Vec<(i64, f64)> = s.timestamps[lo..hi]
-                .iter()
-                .zip(&s.values[lo..hi])
-                .filter(|(_, v)| !is_stale(**v))
-                .map(|(t, v)| (*t, *v))
-                .collect();
+            let hi = lo + s.timestamps[lo..].partition_point(|&x| x <= end);
+            let mut samples: Vec<(i64, f64)> = Vec::with_capacity(hi - lo);
+            samples.extend(
+                s.timestamps[lo..hi]
+                    .iter()
+                    .zip(&s.values[lo..hi])
+                    .filter(|(_, v)| !is_stale(**v))
+                    .map(|(t, v)| (*t, *v)),
+            );
             if !samples.is_empty() {
                 out.push(RangeSeries {
                     labels: s.labels.clone(),

@@ -157,15 +157,19 @@ fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
     s + c
 }
 
-fn kahan_mean(values: &[f64]) -> f64 {
-    let n = values.len() as f64;
-    let sum = kahan_sum(values.iter().copied());
-    if sum.is_finite() || values.iter().any(|v| !v.is_finite()) {
-        return sum / n;
+fn kahan_mean<I: Iterator<Item = f64> + Clone>(values: I) -> f64 {
+    let (mut sum, mut c, mut n) = (0.0, 0.0, 0usize);
+    for v in values.clone() {
+        (sum, c) = kahan_inc(v, sum, c);
+        n += 1;
+    }
+    let sum = sum + c;
+    if sum.is_finite() || values.clone().any(|v| !v.is_finite()) {
+        return sum / n as f64;
     }
     // The sum overflowed although every value is finite: incremental mean.
     let (mut mean, mut c) = (0.0, 0.0);
-    for (i, v) in values.iter().enumerate() {
+    for (i, v) in values.enumerate() {
         let count = (i + 1) as f64;
         (mean, c) = kahan_inc(v / count - (mean + c) / count, mean, c);
     }
@@ -560,7 +564,7 @@ pub(super) fn call(
         "present_over_time" => over_time(&|_| Some(1.0), false, args),
         "count_over_time" => over_time(&|s| Some(s.len() as f64), false, args),
         "sum_over_time" => over_time(&|s| Some(kahan_sum(s.iter().map(|p| p.1))), false, args),
-        "avg_over_time" => over_time(&|s| Some(kahan_mean(&values(s))), false, args),
+        "avg_over_time" => over_time(&|s| Some(kahan_mean(s.iter().map(|p| p.1))), false, args),
         "min_over_time" => over_time(
             &|s| {
                 Some(s.iter().skip(1).fold(
@@ -1051,7 +1055,7 @@ pub(super) fn aggregate(
         };
         let v = match op {
             "sum" => kahan_sum(vs.iter().copied()),
-            "avg" => kahan_mean(&vs),
+            "avg" => kahan_mean(vs.iter().copied()),
             "count" => vs.len() as f64,
             "group" => 1.0,
             "min" => vs
