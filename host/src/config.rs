@@ -538,13 +538,28 @@ impl Config {
         let mut receiver_names = HashSet::new();
         for receiver in &self.receivers {
             if !receiver_names.insert(receiver.name.as_str()) {
-                return Err(err(
-                    &format!("name: {}", receiver.name),
-                    format!(
+                // Point at the second definition, not the first.
+                let at = format!("name: {}", receiver.name);
+                let first = locate(text, &at);
+                let second = locate(
+                    text.split_inclusive('\n')
+                        .skip(first)
+                        .collect::<String>()
+                        .as_str(),
+                    &at,
+                );
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: if first > 0 && second > 0 {
+                        first + second
+                    } else {
+                        first
+                    },
+                    reason: format!(
                         "notification config name \"{}\" is not unique",
                         receiver.name
                     ),
-                ));
+                });
             }
             for (i, hook) in receiver.webhook_configs.iter().enumerate() {
                 if !hook.is_object() {
