@@ -706,7 +706,8 @@ routes:
     fn matching_follows_alertmanager_table() {
         let t = tree(TREE).unwrap();
         // (labels, receivers in order, route keys)
-        let cases: &[(&[(&str, &str)], &[&str], &[&str])] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
             (&[("alertname", "A")], &["default"], &["{}"]),
             (
                 &[("severity", "critical")],
