@@ -541,19 +541,12 @@ impl Config {
                 // Point at the second definition, not the first.
                 let at = format!("name: {}", receiver.name);
                 let first = locate(text, &at);
-                let second = locate(
-                    text.split_inclusive('\n')
-                        .skip(first)
-                        .collect::<String>()
-                        .as_str(),
-                    &at,
-                );
+                let rest: String = text.split_inclusive('\n').skip(first).collect();
                 return Err(ConfigError {
                     file: file.to_string(),
-                    line: if first > 0 && second > 0 {
-                        first + second
-                    } else {
-                        first
+                    line: match locate(&rest, &at) {
+                        0 => first,
+                        second => first + second,
                     },
                     reason: format!(
                         "notification config name \"{}\" is not unique",

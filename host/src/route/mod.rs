@@ -30,7 +30,8 @@ pub mod tree;
 
 pub use tree::{RouteError, RouteOpts, RouteTree};
 
-/// Routing settings resolved from config.
+/// One route's settings resolved from config: its options after
+/// inheritance and its receiver's integrations.
 #[derive(Debug, Clone)]
 pub struct RouteSettings {
     pub receiver: String,
@@ -97,6 +98,7 @@ impl Routing {
         };
         let names = config.receivers.iter().map(|r| r.name.as_str()).collect();
         let tree = RouteTree::build(route, &names)?;
+        tracing::info!(routes = tree.nodes().len(), "routing tree built");
         let routes = tree
             .nodes()
             .iter()
