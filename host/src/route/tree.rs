@@ -898,6 +898,21 @@ routes:
                 "invalid regular expression",
             ),
             (
+                "  receiver: default\n  group_by: [a, a]\n",
+                4,
+                "duplicated label \"a\" in group_by",
+            ),
+            (
+                "  receiver: default\n  routes:\n    - group_by: ['model-name']\n",
+                5,
+                "invalid label name \"model-name\" in group_by list",
+            ),
+            (
+                "  receiver: default\n  routes:\n    - receiver: default\n      match: {'a-b': c}\n",
+                6,
+                "invalid label name \"a-b\"",
+            ),
+            (
                 "  receiver: default\n  routes:\n    - mute_time_intervals: [weekends]\n",
                 5,
                 "mute_time_intervals are not yet supported",
