@@ -6,7 +6,9 @@
 //! rule files (plus `query`/`window`/`baseline`/`detector`/`config`), `route`
 //! and `receivers` as in Alertmanager.
 //!
-//! Never imports rules, route, notify or api: they read this, not the reverse.
+//! Never imports rules, notify or api: they read this, not the reverse. The
+//! one call into `route` is the routing tree's own validation, so the tree
+//! is built (and checked) by one piece of code.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -57,6 +59,12 @@ pub struct Config {
     /// Targets to pull metrics from, as in Prometheus.
     #[serde(default)]
     pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
+    /// Accepted only to be refused with a clear message: not yet supported.
+    #[serde(default)]
+    pub time_intervals: Option<serde::de::IgnoredAny>,
+    /// Accepted only to be refused with a clear message: not yet supported.
+    #[serde(default)]
+    pub mute_time_intervals: Option<serde::de::IgnoredAny>,
 }
 
 /// Settings that apply everywhere.
@@ -247,35 +255,56 @@ pub struct BaselineConfig {
     pub window: Option<Duration>,
 }
 
-/// The routing root (Alertmanager's `route`). Nested routes come with the
-/// routing tree; this level applies to every alert.
-#[derive(Debug, Clone, Deserialize)]
+/// A node of the routing tree (Alertmanager's `route`): the root applies to
+/// every alert, nested `routes` narrow it down. Unset `receiver`, `group_by`
+/// and timers are inherited from the parent (the root's from Alertmanager's
+/// defaults); the tree itself is built and checked by `route::tree`.
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    pub receiver: String,
     #[serde(default)]
-    pub group_by: Vec<String>,
-    #[serde(default = "default_group_wait", with = "crate::duration::serde_str")]
-    pub group_wait: Duration,
-    #[serde(
-        default = "default_group_interval",
-        with = "crate::duration::serde_str"
-    )]
-    pub group_interval: Duration,
-    #[serde(
-        default = "default_repeat_interval",
-        with = "crate::duration::serde_str"
-    )]
-    pub repeat_interval: Duration,
+    pub receiver: Option<String>,
+    /// Labels to group by; `['...']` groups by all labels. Unset inherits.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    /// Keep matching later siblings after this route matched.
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+    /// Alertmanager matchers: `severity="critical"`, `team!=ml`, `x=~"a.*"`.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Legacy equality matchers.
+    #[serde(default, rename = "match")]
+    pub match_: BTreeMap<String, String>,
+    /// Legacy regex matchers (anchored).
+    #[serde(default)]
+    pub match_re: BTreeMap<String, String>,
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub group_wait: Option<Duration>,
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub group_interval: Option<Duration>,
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub repeat_interval: Option<Duration>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Accepted only to be refused with a clear message: not yet supported.
+    #[serde(default)]
+    pub mute_time_intervals: Option<serde::de::IgnoredAny>,
+    /// Accepted only to be refused with a clear message: not yet supported.
+    #[serde(default)]
+    pub active_time_intervals: Option<serde::de::IgnoredAny>,
 }
 
-fn default_group_wait() -> Duration {
+/// Alertmanager's default `group_wait` of the root route.
+pub fn default_group_wait() -> Duration {
     Duration::from_secs(30)
 }
-fn default_group_interval() -> Duration {
+/// Alertmanager's default `group_interval` of the root route.
+pub fn default_group_interval() -> Duration {
     Duration::from_secs(300)
 }
-fn default_repeat_interval() -> Duration {
+/// Alertmanager's default `repeat_interval` of the root route.
+pub fn default_repeat_interval() -> Duration {
     Duration::from_secs(4 * 3600)
 }
 
@@ -514,13 +543,21 @@ impl Config {
         let mut receiver_names = HashSet::new();
         for receiver in &self.receivers {
             if !receiver_names.insert(receiver.name.as_str()) {
-                return Err(err(
-                    &format!("name: {}", receiver.name),
-                    format!(
+                // Point at the second definition, not the first.
+                let at = format!("name: {}", receiver.name);
+                let first = locate(text, &at);
+                let rest: String = text.split_inclusive('\n').skip(first).collect();
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: match locate(&rest, &at) {
+                        0 => first,
+                        second => first + second,
+                    },
+                    reason: format!(
                         "notification config name \"{}\" is not unique",
                         receiver.name
                     ),
-                ));
+                });
             }
             for (i, hook) in receiver.webhook_configs.iter().enumerate() {
                 if !hook.is_object() {
@@ -534,25 +571,26 @@ impl Config {
                 }
             }
         }
+        for (field, set) in [
+            ("time_intervals", self.time_intervals.is_some()),
+            ("mute_time_intervals", self.mute_time_intervals.is_some()),
+        ] {
+            if set {
+                return Err(err(
+                    &format!("{field}:"),
+                    format!("{field} are not yet supported"),
+                ));
+            }
+        }
         if let Some(route) = &self.route {
-            if !receiver_names.contains(route.receiver.as_str()) {
-                return Err(err(
-                    &format!("receiver: {}", route.receiver),
-                    format!("undefined receiver \"{}\" used in route", route.receiver),
-                ));
-            }
-            if route.group_interval.is_zero() {
-                return Err(err(
-                    "group_interval",
-                    "group_interval cannot be zero".into(),
-                ));
-            }
-            if route.repeat_interval.is_zero() {
-                return Err(err(
-                    "repeat_interval",
-                    "repeat_interval cannot be zero".into(),
-                ));
-            }
+            // The routing tree checks itself, with Alertmanager's messages.
+            crate::route::tree::RouteTree::build(route, &receiver_names).map_err(|e| {
+                ConfigError {
+                    file: file.to_string(),
+                    line: e.line(text),
+                    reason: e.reason,
+                }
+            })?;
         } else if !self.receivers.is_empty() {
             return Err(err(
                 "receivers:",

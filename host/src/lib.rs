@@ -12,7 +12,7 @@
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
 //! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
 //! - [`alert`]: the `Alert` and `Notification` values handed from rules to routing to notification.
-//! - [`route`]: grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup.
+//! - [`route`]: the Alertmanager routing tree, grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup.
 //! - [`notify`]: per-integration delivery queues, retries with backoff, the delivery log.
 //! - [`api`]: the HTTP API (axum).
 //! - [`duration`]: Prometheus-style durations for config and API.
@@ -20,6 +20,7 @@
 //! - [`ruletest`]: `klaxon test rules`, promtool-format rule unit tests.
 //! - [`server`]: assembles all of the above into a running host.
 //! - [`cli`]: the `klaxon` subcommands other than `serve` (`check`, `plugin run`).
+//! - [`routes_cli`]: `klaxon routes show` / `routes test`, amtool's routing commands.
 
 pub mod alert;
 pub mod api;
@@ -31,6 +32,7 @@ pub mod notify;
 pub mod plugins;
 pub mod promql;
 pub mod route;
+pub mod routes_cli;
 pub mod rules;
 pub mod ruletest;
 pub mod scrape;

@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Show or test the routing tree (amtool's `config routes`).
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
     /// Unit-test rules offline.
     Test {
         #[command(subcommand)]
@@ -59,6 +64,28 @@ enum TestCommand {
         /// Test files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print the routing tree.
+    Show {
+        #[arg(long, alias = "config.file")]
+        config: PathBuf,
+    },
+    /// Print the receivers an alert with the given labels is routed to.
+    Test {
+        #[arg(long, alias = "config.file")]
+        config: PathBuf,
+        /// Expected receivers, comma-separated in tree order; exit 1 if they differ.
+        #[arg(long = "verify.receivers")]
+        verify_receivers: Option<String>,
+        /// Also print the matching routes as a tree.
+        #[arg(long)]
+        tree: bool,
+        /// Labels of the alert, `name=value`.
+        labels: Vec<String>,
     },
 }
 
@@ -120,6 +147,29 @@ fn main() -> ExitCode {
                         input,
                     },
             } => cli::plugin_run(&plugin, &config, &input).await,
+            Command::Routes {
+                command: RoutesCommand::Show { config },
+            } => klaxon_host::routes_cli::show(&config),
+            Command::Routes {
+                command:
+                    RoutesCommand::Test {
+                        config,
+                        verify_receivers,
+                        tree,
+                        labels,
+                    },
+            } => {
+                if klaxon_host::routes_cli::test(
+                    &config,
+                    verify_receivers.as_deref(),
+                    tree,
+                    &labels,
+                )? {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("expected receivers did not match"))
+                }
+            }
             Command::Test {
                 command: TestCommand::Rules { files },
             } => {

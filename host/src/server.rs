@@ -16,7 +16,7 @@ use crate::alert::Alert;
 use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::plugins::{EngineSettings, Plugin, PluginEngine, PluginRegistry};
-use crate::route::{Dispatcher, RouteSettings};
+use crate::route::{Dispatcher, Routing};
 use crate::rules::{EvalContext, build_groups, spawn_groups};
 use crate::store::Store;
 
@@ -154,10 +154,10 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let mut tasks = Vec::new();
 
     let (alert_tx, alert_rx) = mpsc::channel::<Vec<Alert>>(1024);
-    let notify = match RouteSettings::from_config(&config) {
-        Some(settings) => {
+    let notify = match Routing::from_config(&config)? {
+        Some(routing) => {
             let notify = crate::notify::start(&config, plugins.clone());
-            let dispatcher = Dispatcher::new(settings, notify.clone());
+            let dispatcher = Dispatcher::with_routing(routing, notify.clone());
             tasks.push(tokio::spawn(dispatcher.run(alert_rx)));
             Some(notify)
         }

@@ -109,6 +109,26 @@ impl NotifyHandle {
         (handle, rx)
     }
 
+    /// Like [`NotifyHandle::capture`], for several receivers: `(name,
+    /// integrations)` each.
+    #[doc(hidden)]
+    pub fn capture_many(
+        receivers: &[(&str, usize)],
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<DeliveryRequest>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let queues = receivers
+            .iter()
+            .flat_map(|&(name, n)| (0..n).map(move |i| (name.to_string(), i)))
+            .map(|key| (key, tx.clone()))
+            .collect();
+        let handle = Self {
+            queues: Arc::new(queues),
+            log: Arc::new(Mutex::new(VecDeque::new())),
+        };
+        (handle, rx)
+    }
+
     /// The most recent delivery records, newest last.
     pub fn delivery_log(&self) -> Vec<DeliveryRecord> {
         self.log.lock().iter().cloned().collect()

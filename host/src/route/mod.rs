@@ -6,6 +6,10 @@
 //! and resolved alerts are dropped from a group once their resolution was
 //! delivered.
 //!
+//! Alerts are matched against the routing tree ([`tree`]); every matched
+//! route has its own aggregation groups, timers and receiver, and its group
+//! keys start with the route's key (`{}/{severity="critical"}:{...}`).
+//!
 //! One task owns all groups (no locks on the hot path); timers are tokio's,
 //! so tests drive them with paused time. Hands notifications forward to
 //! notify; never imports rules.
@@ -18,11 +22,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::alert::{Alert, Notification};
-use crate::config::{Config, RouteConfig};
+use crate::config::Config;
 use crate::notify::{DeliveryRequest, NotifyHandle};
 use crate::store::Labels;
 
-/// Routing settings resolved from config.
+pub mod tree;
+
+pub use tree::{RouteError, RouteOpts, RouteTree};
+
+/// One route's settings resolved from config: its options after
+/// inheritance and its receiver's integrations.
 #[derive(Debug, Clone)]
 pub struct RouteSettings {
     pub receiver: String,
@@ -36,24 +45,28 @@ pub struct RouteSettings {
 }
 
 impl RouteSettings {
-    /// From a validated config; `None` when there is no route (alerts are
-    /// then visible in the API only).
-    pub fn from_config(config: &Config) -> Option<Self> {
-        let route: &RouteConfig = config.route.as_ref()?;
-        let receiver = config.receivers.iter().find(|r| r.name == route.receiver)?;
-        Some(Self {
-            receiver: route.receiver.clone(),
-            group_by: route.group_by.clone(),
-            group_wait: route.group_wait,
-            group_interval: route.group_interval,
-            repeat_interval: route.repeat_interval,
+    /// The settings of one route of the tree; `send_resolved` comes from
+    /// the route's receiver (none when it has no integrations).
+    pub fn for_route(opts: &RouteOpts, config: &Config) -> Self {
+        let send_resolved = config
+            .receivers
+            .iter()
+            .find(|r| r.name == opts.receiver)
+            .map(|r| r.integrations().iter().map(|i| i.send_resolved).collect())
+            .unwrap_or_default();
+        Self {
+            receiver: opts.receiver.clone(),
+            group_by: if opts.group_by_all {
+                vec!["...".into()]
+            } else {
+                opts.group_by.clone()
+            },
+            group_wait: opts.group_wait,
+            group_interval: opts.group_interval,
+            repeat_interval: opts.repeat_interval,
             external_url: config.global.external_url.clone(),
-            send_resolved: receiver
-                .integrations()
-                .iter()
-                .map(|i| i.send_resolved)
-                .collect(),
-        })
+            send_resolved,
+        }
     }
 
     /// The labels an alert is grouped by.
@@ -69,15 +82,72 @@ impl RouteSettings {
     }
 }
 
-/// Alertmanager's group key: the route's matcher path and the group labels,
-/// e.g. `{}:{alertname="A", model_name="m"}`.
+/// The routing tree and each route's settings, indexed by node id.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    tree: RouteTree,
+    routes: Vec<RouteSettings>,
+}
+
+impl Routing {
+    /// From a config; `None` when there is no route (alerts are then
+    /// visible in the API only). A validated config builds without error.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, RouteError> {
+        let Some(route) = &config.route else {
+            return Ok(None);
+        };
+        let names = config.receivers.iter().map(|r| r.name.as_str()).collect();
+        let tree = RouteTree::build(route, &names)?;
+        tracing::info!(routes = tree.nodes().len(), "routing tree built");
+        let routes = tree
+            .nodes()
+            .iter()
+            .map(|n| RouteSettings::for_route(&n.opts, config))
+            .collect();
+        Ok(Some(Self { tree, routes }))
+    }
+
+    /// Only a root route, with these settings.
+    pub fn single(settings: RouteSettings) -> Self {
+        let opts = RouteOpts {
+            receiver: settings.receiver.clone(),
+            group_by: settings.group_by.clone(),
+            group_by_all: settings.group_by.iter().any(|g| g == "..."),
+            group_wait: settings.group_wait,
+            group_interval: settings.group_interval,
+            repeat_interval: settings.repeat_interval,
+        };
+        Self {
+            tree: RouteTree::single(opts),
+            routes: vec![settings],
+        }
+    }
+
+    /// The routing tree.
+    pub fn tree(&self) -> &RouteTree {
+        &self.tree
+    }
+}
+
+/// Alertmanager's group key on the root route, e.g.
+/// `{}:{alertname="A", model_name="m"}`.
 pub fn group_key(group_labels: &Labels) -> String {
+    route_group_key("{}", group_labels)
+}
+
+/// Alertmanager's group key: the route's key (its matcher path) and the
+/// group labels, e.g. `{}/{severity="critical"}:{alertname="A"}`.
+pub fn route_group_key(route_key: &str, group_labels: &Labels) -> String {
     let inner: Vec<String> = group_labels
         .iter()
         .map(|(k, v)| format!("{k}={v:?}"))
         .collect();
-    format!("{{}}:{{{}}}", inner.join(", "))
+    format!("{route_key}:{{{}}}", inner.join(", "))
 }
+
+/// An aggregation group's identity: its route (node id) and group key. Two
+/// routes may form the same key (same matchers); their groups stay apart.
+type GroupId = (usize, String);
 
 /// What the notification log remembers of the last delivery.
 #[derive(Debug, Clone)]
@@ -88,7 +158,7 @@ struct LogEntry {
 }
 
 struct AggrGroup {
-    key: String,
+    id: GroupId,
     labels: Labels,
     alerts: HashMap<u64, Alert>,
     next_flush: Instant,
@@ -98,7 +168,7 @@ struct AggrGroup {
 
 /// Reported back to the dispatcher when a flush's deliveries finished.
 struct Flushed {
-    key: String,
+    id: GroupId,
     firing: HashSet<u64>,
     resolved: HashSet<u64>,
     /// The resolved alerts as flushed: dropped if unchanged and all succeeded.
@@ -109,17 +179,22 @@ struct Flushed {
 
 /// The routing task's state.
 pub struct Dispatcher {
-    settings: RouteSettings,
+    routing: Routing,
     notify: NotifyHandle,
-    groups: HashMap<String, AggrGroup>,
-    log: HashMap<(String, usize), LogEntry>,
+    groups: HashMap<GroupId, AggrGroup>,
+    log: HashMap<(GroupId, usize), LogEntry>,
 }
 
 impl Dispatcher {
-    /// A dispatcher delivering through `notify`.
+    /// A dispatcher with only a root route, delivering through `notify`.
     pub fn new(settings: RouteSettings, notify: NotifyHandle) -> Self {
+        Self::with_routing(Routing::single(settings), notify)
+    }
+
+    /// A dispatcher routing through a tree, delivering through `notify`.
+    pub fn with_routing(routing: Routing, notify: NotifyHandle) -> Self {
         Self {
-            settings,
+            routing,
             notify,
             groups: HashMap::new(),
             log: HashMap::new(),
@@ -150,49 +225,56 @@ impl Dispatcher {
     fn insert(&mut self, batch: Vec<Alert>, now: Instant) {
         let now_utc = Utc::now();
         for alert in batch {
-            let labels = self.settings.group_labels(&alert.labels);
-            let key = group_key(&labels);
-            let group_wait = self.settings.group_wait;
-            let group = self.groups.entry(key.clone()).or_insert_with(|| {
-                tracing::debug!(group = %key, "new alert group");
-                AggrGroup {
-                    key,
-                    labels,
-                    alerts: HashMap::new(),
-                    next_flush: now + group_wait,
-                    has_flushed: false,
-                    flushing: false,
+            let routes = self.routing.tree.match_labels(&alert.labels);
+            for route in routes {
+                let settings = &self.routing.routes[route];
+                let labels = settings.group_labels(&alert.labels);
+                let key = route_group_key(&self.routing.tree.node(route).key, &labels);
+                let group_wait = settings.group_wait;
+                let id = (route, key);
+                let group = self.groups.entry(id.clone()).or_insert_with(|| {
+                    tracing::debug!(group = %id.1, receiver = %settings.receiver, "new alert group");
+                    AggrGroup {
+                        id,
+                        labels,
+                        alerts: HashMap::new(),
+                        next_flush: now + group_wait,
+                        has_flushed: false,
+                        flushing: false,
+                    }
+                });
+                // An alert older than group_wait need not wait for company.
+                let age = (now_utc - alert.starts_at).to_std().unwrap_or_default();
+                if !group.has_flushed && age >= group_wait && group.next_flush > now {
+                    group.next_flush = now;
                 }
-            });
-            // An alert older than group_wait need not wait for company.
-            let age = (now_utc - alert.starts_at).to_std().unwrap_or_default();
-            if !group.has_flushed && age >= group_wait && group.next_flush > now {
-                group.next_flush = now;
+                group.alerts.insert(alert.fingerprint(), alert.clone());
             }
-            group.alerts.insert(alert.fingerprint(), alert);
         }
     }
 
     fn flush_due(&mut self, now: Instant, flushed_tx: &mpsc::UnboundedSender<Flushed>) {
-        let due: Vec<String> = self
+        let due: Vec<GroupId> = self
             .groups
             .values()
             .filter(|g| !g.flushing && g.next_flush <= now)
-            .map(|g| g.key.clone())
+            .map(|g| g.id.clone())
             .collect();
-        for key in due {
-            self.flush(&key, now, flushed_tx);
+        for id in due {
+            self.flush(&id, now, flushed_tx);
         }
     }
 
-    fn flush(&mut self, key: &str, now: Instant, flushed_tx: &mpsc::UnboundedSender<Flushed>) {
-        let Some(group) = self.groups.get_mut(key) else {
+    fn flush(&mut self, id: &GroupId, now: Instant, flushed_tx: &mpsc::UnboundedSender<Flushed>) {
+        let Some(group) = self.groups.get_mut(id) else {
             return;
         };
         if group.alerts.is_empty() {
-            self.groups.remove(key);
+            self.groups.remove(id);
             return;
         }
+        let settings = &self.routing.routes[id.0];
+        let key = id.1.as_str();
         let now_utc = Utc::now();
         let mut alerts: Vec<Alert> = group.alerts.values().cloned().collect();
         alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -202,18 +284,18 @@ impl Dispatcher {
         let resolved: HashSet<u64> = resolved_alerts.iter().map(|a| a.fingerprint()).collect();
         group.flushing = true;
         group.has_flushed = true;
-        group.next_flush = now + self.settings.group_interval;
+        group.next_flush = now + settings.group_interval;
 
         let mut outcomes: Vec<Option<bool>> = Vec::new();
         let mut pending = Vec::new();
-        for (idx, send_resolved) in self.settings.send_resolved.iter().copied().enumerate() {
-            let entry = self.log.get(&(key.to_string(), idx));
+        for (idx, send_resolved) in settings.send_resolved.iter().copied().enumerate() {
+            let entry = self.log.get(&(id.clone(), idx));
             if !needs_update(
                 entry,
                 &firing,
                 &resolved,
                 send_resolved,
-                self.settings.repeat_interval,
+                settings.repeat_interval,
                 now,
             ) {
                 outcomes.push(None);
@@ -229,22 +311,22 @@ impl Dispatcher {
                 continue;
             }
             let notification = Notification::build(
-                &self.settings.receiver,
+                &settings.receiver,
                 key,
                 &group.labels,
-                &self.settings.external_url,
+                &settings.external_url,
                 &to_send,
                 now_utc,
             );
             let (done_tx, done_rx) = oneshot::channel();
             let request = DeliveryRequest {
-                receiver: self.settings.receiver.clone(),
+                receiver: settings.receiver.clone(),
                 integration: idx,
                 notification,
                 done: done_tx,
             };
             if let Err(e) = self.notify.enqueue(request) {
-                tracing::error!(group = %key, integration = idx, error = %e, "notification dropped");
+                tracing::error!(group = %key, receiver = %settings.receiver, integration = idx, error = %e, "notification dropped");
                 outcomes.push(Some(false));
                 continue;
             }
@@ -252,7 +334,7 @@ impl Dispatcher {
             pending.push((idx, done_rx));
         }
         let flushed = Flushed {
-            key: key.to_string(),
+            id: id.clone(),
             firing,
             resolved,
             resolved_alerts: resolved_alerts.into_iter().cloned().collect(),
@@ -276,7 +358,7 @@ impl Dispatcher {
         for (idx, outcome) in done.outcomes.iter().enumerate() {
             if *outcome == Some(true) {
                 self.log.insert(
-                    (done.key.clone(), idx),
+                    (done.id.clone(), idx),
                     LogEntry {
                         firing: done.firing.clone(),
                         resolved: done.resolved.clone(),
@@ -286,7 +368,7 @@ impl Dispatcher {
             }
         }
         let all_ok = done.outcomes.iter().all(|o| *o != Some(false));
-        let Some(group) = self.groups.get_mut(&done.key) else {
+        let Some(group) = self.groups.get_mut(&done.id) else {
             return;
         };
         group.flushing = false;
@@ -299,11 +381,11 @@ impl Dispatcher {
             }
         }
         if group.alerts.is_empty() {
-            self.groups.remove(&done.key);
+            self.groups.remove(&done.id);
             // Keep log entries that still remember firing alerts, so a group
             // that comes back is deduplicated against what was last sent.
             self.log
-                .retain(|(key, _), entry| key != &done.key || !entry.firing.is_empty());
+                .retain(|(id, _), entry| id != &done.id || !entry.firing.is_empty());
         }
     }
 }

@@ -161,3 +161,100 @@ fn group_key_formats_like_alertmanager() {
     assert_eq!(group_key(&l), "{}:{alertname=\"A\", model_name=\"m\"}");
     assert_eq!(group_key(&Labels::empty()), "{}:{}");
 }
+
+/// A dispatcher over a routing tree parsed from `route` YAML, capturing the
+/// deliveries of receivers `default`, `pager` and `ml` (one integration each).
+fn tree_harness(route_yaml: &str) -> Harness {
+    let yaml = format!(
+        "route:\n{route_yaml}receivers:\n  - name: default\n    webhook_configs: [{{url: 'http://d'}}]\n  - name: pager\n    webhook_configs: [{{url: 'http://p'}}]\n  - name: ml\n    webhook_configs: [{{url: 'http://m'}}]\n"
+    );
+    let config = Config::parse(&yaml, "t.yml").unwrap();
+    config.validate_static("t.yml", &yaml).unwrap();
+    let routing = Routing::from_config(&config).unwrap().unwrap();
+    let (notify, deliveries) =
+        NotifyHandle::capture_many(&[("default", 1), ("pager", 1), ("ml", 1)], 100);
+    let (tx, rx) = mpsc::channel(100);
+    tokio::spawn(Dispatcher::with_routing(routing, notify).run(rx));
+    Harness {
+        alerts: tx,
+        deliveries,
+    }
+}
+
+fn labelled(pairs: &[(&str, &str)]) -> Alert {
+    Alert {
+        labels: Labels::new(pairs.iter().copied()),
+        annotations: Default::default(),
+        starts_at: Utc::now(),
+        ends_at: None,
+        generator_url: String::new(),
+    }
+}
+
+const TREE: &str = "  receiver: default\n  group_by: [alertname]\n  group_wait: 30s\n  group_interval: 5m\n  routes:\n    - matchers: ['severity=\"critical\"']\n      receiver: pager\n      group_wait: 10s\n      continue: true\n    - match: {team: ml}\n      receiver: ml\n      group_by: ['...']\n";
+
+#[tokio::test(start_paused = true)]
+async fn each_matched_route_groups_and_notifies_its_receiver() {
+    let mut h = tree_harness(TREE);
+    h.send(vec![
+        labelled(&[("alertname", "A"), ("severity", "critical"), ("team", "ml")]),
+        labelled(&[("alertname", "B"), ("severity", "warning")]),
+    ])
+    .await;
+    // The pager route's own group_wait (10s) comes first.
+    let first = h.next(Duration::from_secs(11)).await.unwrap();
+    assert_eq!(first.receiver, "pager");
+    assert_eq!(
+        first.group_key,
+        "{}/{severity=\"critical\"}:{alertname=\"A\"}"
+    );
+    assert!(
+        h.next(Duration::from_secs(18)).await.is_none(),
+        "the other routes wait 30s"
+    );
+    let mut rest = [
+        h.next(Duration::from_secs(3)).await.unwrap(),
+        h.next(Duration::from_secs(1)).await.unwrap(),
+    ];
+    rest.sort_by(|a, b| a.receiver.cmp(&b.receiver));
+    assert_eq!(rest[0].receiver, "default");
+    assert_eq!(rest[0].group_key, "{}:{alertname=\"B\"}");
+    assert_eq!(rest[1].receiver, "ml");
+    // `...` groups by every label; the timers are inherited from the root.
+    assert_eq!(
+        rest[1].group_key,
+        "{}/{team=\"ml\"}:{alertname=\"A\", severity=\"critical\", team=\"ml\"}"
+    );
+    assert_eq!(rest[1].group_labels.len(), 3);
+    assert!(h.next(Duration::from_secs(3600)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn resolution_reaches_every_matched_route() {
+    let mut h = tree_harness(TREE);
+    let labels = [("alertname", "A"), ("severity", "critical"), ("team", "ml")];
+    h.send(vec![labelled(&labels)]).await;
+    let mut got = Vec::new();
+    while let Some(n) = h.next(Duration::from_secs(31)).await {
+        got.push(n.receiver);
+        if got.len() == 2 {
+            break;
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["ml", "pager"]);
+    let mut resolved = labelled(&labels);
+    resolved.ends_at = Some(Utc::now());
+    h.send(vec![resolved]).await;
+    let mut got = Vec::new();
+    while let Some(n) = h.next(Duration::from_secs(301)).await {
+        assert_eq!(n.status, "resolved");
+        got.push(n.receiver);
+        if got.len() == 2 {
+            break;
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["ml", "pager"]);
+    assert!(h.next(Duration::from_secs(7200)).await.is_none());
+}
