@@ -16,9 +16,8 @@
 //!
 //! Run: `cargo bench --bench ingest_compare`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,42 +25,14 @@ use klaxon_host::ingest::remote_write_proto::{Label, Sample, TimeSeries, WriteRe
 use prost::Message;
 use serde_json::Value;
 
+#[path = "shared/harness.rs"]
+mod harness;
 #[path = "shared/mlseries.rs"]
 mod mlseries;
+use harness::{Proc, free_port, wait_http};
 use mlseries::{Family, STEP_S, generate, render};
 
 const HOURS: i64 = 6;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn wait_http(url: &str) {
-    let client = reqwest::blocking::Client::new();
-    for _ in 0..600 {
-        if client
-            .get(url)
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{url} did not come up");
-}
 
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -85,23 +56,11 @@ struct Target {
 }
 
 fn start_klaxon() -> Target {
-    let exe = std::env::current_exe().expect("own path");
-    let mut child = Command::new(exe)
-        .arg("--serve-klaxon")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn klaxon");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("klaxon prints its address");
-    let base = format!("http://{}", line.trim());
-    wait_http(&format!("{base}/healthz"));
+    let (proc, base) = harness::spawn_klaxon();
     Target {
         name: "Klaxon",
         base,
-        proc: Proc(child),
+        proc,
     }
 }
 
@@ -348,26 +307,9 @@ fn main() {
     }
 }
 
-/// Klaxon with no rules on an ephemeral port, keeping 7 h; prints its address.
+/// Klaxon with no rules, keeping 7 h.
 fn serve_klaxon() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let yaml =
-            "limits:\n  max_sample_age: 7h\n  max_body_bytes: 33554432\nstore:\n  retention: 7h\n";
-        let config = klaxon_host::config::Config::parse(yaml, "bench.yml").expect("config");
-        let server = klaxon_host::server::start(klaxon_host::server::ServerOptions {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            config,
-            config_file: "bench.yml".into(),
-            config_text: yaml.into(),
-            data_dir: None,
-        })
-        .await
-        .expect("server starts");
-        println!("{}", server.addr());
-        server.run_until_signal().await;
-    });
+    harness::serve_klaxon(
+        "limits:\n  max_sample_age: 7h\n  max_body_bytes: 33554432\nstore:\n  retention: 7h\n",
+    );
 }

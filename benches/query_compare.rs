@@ -14,15 +14,17 @@
 //! Run: `cargo bench --bench query_compare` (`-- --runs N`, default 20).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "shared/harness.rs"]
+mod harness;
 #[path = "shared/mlseries.rs"]
 mod mlseries;
+use harness::{Proc, free_port, wait_http};
 use mlseries::{STEP_S, generate, render};
 
 const HOURS: i64 = 6;
@@ -50,23 +52,6 @@ const QUERIES: [(&str, &str); 5] = [
     ),
 ];
 
-/// Kills the child when dropped, panics included.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -74,21 +59,6 @@ fn arg(name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn wait_http(url: &str) {
-    let client = reqwest::blocking::Client::new();
-    for _ in 0..600 {
-        if client
-            .get(url)
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{url} did not come up");
 }
 
 fn query(
@@ -231,24 +201,11 @@ fn main() {
             .expect("start victoria-metrics"),
     );
     // Klaxon, in its own process.
-    let exe = std::env::current_exe().expect("own path");
-    let mut klaxon_child = Command::new(exe)
-        .arg("--serve-klaxon")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn klaxon");
-    let mut line = String::new();
-    BufReader::new(klaxon_child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("klaxon prints its address");
-    let _klaxon = Proc(klaxon_child);
-    let klaxon = format!("http://{}", line.trim());
+    let (_klaxon, klaxon) = harness::spawn_klaxon();
     let prom = format!("http://127.0.0.1:{prom_port}");
     let vm = format!("http://127.0.0.1:{vm_port}");
     wait_http(&format!("{prom}/-/ready"));
     wait_http(&format!("{vm}/health"));
-    wait_http(&format!("{klaxon}/healthz"));
 
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -337,25 +294,7 @@ fn main() {
     }
 }
 
-/// Klaxon with no rules on an ephemeral port, keeping 7 h; prints its address.
+/// Klaxon with no rules, keeping 7 h.
 fn serve_klaxon() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let yaml = "limits:\n  max_sample_age: 7h\nstore:\n  retention: 7h\n";
-        let config = klaxon_host::config::Config::parse(yaml, "bench.yml").expect("config");
-        let server = klaxon_host::server::start(klaxon_host::server::ServerOptions {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            config,
-            config_file: "bench.yml".into(),
-            config_text: yaml.into(),
-            data_dir: None,
-        })
-        .await
-        .expect("server starts");
-        println!("{}", server.addr());
-        server.run_until_signal().await;
-    });
+    harness::serve_klaxon("limits:\n  max_sample_age: 7h\nstore:\n  retention: 7h\n");
 }
