@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -237,48 +236,9 @@ const EXPOSED: &[(&[(&str, &str)], f64)] = &[
     (&[("__name__", "klaxon_e2e_untyped")], 42.0),
 ];
 
-/// Debian's path; `PROMETHEUS_BIN` overrides it.
-fn prometheus_bin() -> PathBuf {
-    let path = std::env::var_os("PROMETHEUS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"));
-    assert!(
-        path.is_file(),
-        "{} is missing: this test needs a real Prometheus. Install it with \
-         `apt-get install -y prometheus` (as .ci/run does) or point PROMETHEUS_BIN at one.",
-        path.display()
-    );
-    path
-}
-
-/// A running Prometheus, killed when dropped (also on a panic, when its log
-/// is printed).
-struct Prometheus {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- prometheus log ---\n{log}");
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_remote_writes_what_it_scrapes() {
-    let bin = prometheus_bin();
+    let bin = debian_bin("prometheus", "PROMETHEUS_BIN", "prometheus");
     let server = start_klaxon(CONFIG).await;
     let klaxon = server.addr();
 
@@ -340,7 +300,7 @@ remote_write:
         .stderr(log_file)
         .spawn()
         .expect("start prometheus");
-    let _prometheus = Prometheus {
+    let _prometheus = Process {
         child,
         log: log.clone(),
     };

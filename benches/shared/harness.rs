@@ -44,9 +44,15 @@ pub fn wait_http(url: &str) {
 /// Re-runs this executable with `--serve-klaxon`; returns the process and
 /// Klaxon's base URL once it is healthy.
 pub fn spawn_klaxon() -> (Proc, String) {
+    spawn_klaxon_with(&[])
+}
+
+/// Like [`spawn_klaxon`], passing `args` after `--serve-klaxon`.
+pub fn spawn_klaxon_with(args: &[&str]) -> (Proc, String) {
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
         .arg("--serve-klaxon")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

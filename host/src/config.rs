@@ -56,6 +56,9 @@ pub struct Config {
     pub route: Option<RouteConfig>,
     #[serde(default)]
     pub receivers: Vec<ReceiverConfig>,
+    /// Alertmanager's inhibition rules.
+    #[serde(default)]
+    pub inhibit_rules: Vec<InhibitRuleConfig>,
     /// Targets to pull metrics from, as in Prometheus.
     #[serde(default)]
     pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
@@ -78,6 +81,13 @@ pub struct GlobalConfig {
     pub external_url: String,
     /// Labels added to every alert.
     pub external_labels: BTreeMap<String, String>,
+    /// Alertmanager's `resolve_timeout`: an alert posted to
+    /// `/api/v2/alerts` without `endsAt` resolves after this unless re-sent.
+    #[serde(with = "crate::duration::serde_str")]
+    pub resolve_timeout: Duration,
+    /// How long expired silences are kept (Alertmanager's `--data.retention`).
+    #[serde(with = "crate::duration::serde_str")]
+    pub silence_retention: Duration,
 }
 
 impl Default for GlobalConfig {
@@ -86,6 +96,8 @@ impl Default for GlobalConfig {
             evaluation_interval: Duration::from_secs(15),
             external_url: "http://127.0.0.1:9190".into(),
             external_labels: BTreeMap::new(),
+            resolve_timeout: Duration::from_secs(300),
+            silence_retention: crate::silence::DEFAULT_RETENTION,
         }
     }
 }
@@ -306,6 +318,29 @@ pub fn default_group_interval() -> Duration {
 /// Alertmanager's default `repeat_interval` of the root route.
 pub fn default_repeat_interval() -> Duration {
     Duration::from_secs(4 * 3600)
+}
+
+/// One Alertmanager inhibit rule: firing alerts matching the source side
+/// mute alerts matching the target side that have equal `equal` labels.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRuleConfig {
+    #[serde(default)]
+    pub source_matchers: Vec<String>,
+    #[serde(default)]
+    pub target_matchers: Vec<String>,
+    /// Legacy equality matchers of the source side.
+    #[serde(default)]
+    pub source_match: BTreeMap<String, String>,
+    /// Legacy regex matchers of the source side.
+    #[serde(default)]
+    pub source_match_re: BTreeMap<String, String>,
+    #[serde(default)]
+    pub target_match: BTreeMap<String, String>,
+    #[serde(default)]
+    pub target_match_re: BTreeMap<String, String>,
+    #[serde(default)]
+    pub equal: Vec<String>,
 }
 
 /// A named receiver and its integrations.
@@ -581,6 +616,9 @@ impl Config {
                     format!("{field} are not yet supported"),
                 ));
             }
+        }
+        if let Err(e) = crate::route::inhibit::Inhibitor::from_config(&self.inhibit_rules) {
+            return Err(err("inhibit_rules:", e.to_string()));
         }
         if let Some(route) = &self.route {
             // The routing tree checks itself, with Alertmanager's messages.

@@ -37,4 +37,5 @@ pub mod rules;
 pub mod ruletest;
 pub mod scrape;
 pub mod server;
+pub mod silence;
 pub mod store;

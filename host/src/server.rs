@@ -16,8 +16,10 @@ use crate::alert::Alert;
 use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::plugins::{EngineSettings, Plugin, PluginEngine, PluginRegistry};
-use crate::route::{Dispatcher, Routing};
+use crate::route::inhibit::Inhibitor;
+use crate::route::{AlertStore, Dispatcher, DispatcherQuery, Muter, Routing};
 use crate::rules::{EvalContext, build_groups, spawn_groups};
+use crate::silence::Silences;
 use crate::store::Store;
 
 /// How often expired samples are swept.
@@ -153,23 +155,80 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let groups = build_groups(&config).map_err(|e| anyhow!(e))?;
     let mut tasks = Vec::new();
 
-    let (alert_tx, alert_rx) = mpsc::channel::<Vec<Alert>>(1024);
-    let notify = match Routing::from_config(&config)? {
+    let silences = Arc::new(match &data_dir {
+        Some(dir) => Silences::open(dir, config.global.silence_retention)?,
+        None => Silences::in_memory(config.global.silence_retention),
+    });
+    let inhibitor = Arc::new(Inhibitor::from_config(&config.inhibit_rules)?);
+    let muter = Muter {
+        silences: silences.clone(),
+        inhibitor: inhibitor.clone(),
+    };
+    let alerts = Arc::new(AlertStore::new(inhibitor));
+
+    // Alerts from rules and from the API go through the alert store to the
+    // routing task.
+    let (dispatch_tx, dispatch_rx) = mpsc::channel::<Vec<Alert>>(1024);
+    let (query_tx, query_rx) = mpsc::channel::<DispatcherQuery>(16);
+    let routing = Routing::from_config(&config)?;
+    let notify = match routing.clone() {
         Some(routing) => {
             let notify = crate::notify::start(&config, plugins.clone());
-            let dispatcher = Dispatcher::with_routing(routing, notify.clone());
-            tasks.push(tokio::spawn(dispatcher.run(alert_rx)));
+            let dispatcher =
+                Dispatcher::with_routing(routing, notify.clone()).with_muter(muter.clone());
+            tasks.push(tokio::spawn(
+                dispatcher.run_with_queries(dispatch_rx, query_rx),
+            ));
             Some(notify)
         }
         None => {
             tracing::warn!("no route configured: alerts are visible in the API only");
             tasks.push(tokio::spawn(async move {
-                let mut rx = alert_rx;
+                let mut rx = dispatch_rx;
                 while rx.recv().await.is_some() {}
             }));
             None
         }
     };
+    let (alert_tx, mut alert_rx) = mpsc::channel::<Vec<Alert>>(1024);
+    {
+        let (alerts, dispatch_tx) = (alerts.clone(), dispatch_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Some(batch) = alert_rx.recv().await {
+                let now = chrono::Utc::now();
+                let stored = batch
+                    .into_iter()
+                    .map(|alert| crate::route::StoredAlert {
+                        alert,
+                        updated_at: now,
+                        timeout: false,
+                    })
+                    .collect();
+                let merged = alerts.put(stored, now);
+                if dispatch_tx.send(merged).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    {
+        let (alerts, silences) = (alerts.clone(), silences.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(GC_INTERVAL);
+            loop {
+                tick.tick().await;
+                let now = chrono::Utc::now();
+                let dropped = alerts.gc(now);
+                match silences.gc(now) {
+                    Ok(n) if n > 0 || dropped > 0 => {
+                        tracing::debug!(alerts = dropped, silences = n, "alert and silence gc")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "silence gc"),
+                }
+            }
+        }));
+    }
 
     let ctx = Arc::new(EvalContext {
         store: store.clone(),
@@ -210,6 +269,13 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         groups,
         notify,
         limits: config.limits.clone(),
+        alerts,
+        muter,
+        dispatch: dispatch_tx,
+        dispatcher_queries: routing.is_some().then_some(query_tx),
+        routing,
+        config_text: config_text.clone(),
+        started_at: chrono::Utc::now(),
         config: Arc::new(config),
     });
     let listener = tokio::net::TcpListener::bind(listen)

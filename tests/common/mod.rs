@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::path::PathBuf;
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,4 +124,45 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A program from a Debian package, at `/usr/bin/<name>` unless `env`
+/// points elsewhere; panics with the install command when it is missing.
+pub fn debian_bin(name: &str, env: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/usr/bin/{name}")));
+    assert!(
+        path.is_file(),
+        "{} is missing: this test needs it. Install it with \
+         `apt-get install -y {package}` (as .ci/run does) or point {env} at one.",
+        path.display()
+    );
+    path
+}
+
+/// A running outside process, killed when dropped (also on a panic, when
+/// its log is printed).
+pub struct Process {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- {} log ---\n{log}", self.log.display());
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

@@ -4,6 +4,7 @@
 //!
 //! Reads from rules, notify and plugins through `AppState`; owns no state.
 //!
+//! - `am`: Alertmanager's API v2 (alerts, groups, silences, status, receivers).
 //! - `params`: Prometheus read-API parameters (times, durations, `match[]`).
 //! - `prom_meta`: the Prometheus metadata endpoints (series, labels, buildinfo).
 //! - `prom_query`: the Prometheus query endpoints (`query`, `query_range`).
@@ -19,14 +20,18 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::alert::Alert;
 use crate::config::Config;
 use crate::duration::format as format_duration;
 use crate::ingest::{IngestLimits, parse_push};
 use crate::notify::NotifyHandle;
 use crate::plugins::PluginRegistry;
+use crate::route::{AlertStore, DispatcherQuery, Muter, Routing};
 use crate::rules::RuleGroup;
 use crate::store::Store;
+use tokio::sync::mpsc;
 
+mod am;
 pub(crate) mod params;
 mod prom_ingest;
 mod prom_meta;
@@ -39,6 +44,18 @@ pub struct AppState {
     pub groups: Vec<Arc<RuleGroup>>,
     pub notify: Option<NotifyHandle>,
     pub limits: IngestLimits,
+    /// Every alert received (rules and API), for the Alertmanager API.
+    pub alerts: Arc<AlertStore>,
+    /// Silences and inhibition.
+    pub muter: Muter,
+    /// Into the routing task (through which API alerts are routed).
+    pub dispatch: mpsc::Sender<Vec<Alert>>,
+    /// Questions to the routing task; `None` without a route.
+    pub dispatcher_queries: Option<mpsc::Sender<DispatcherQuery>>,
+    pub routing: Option<Routing>,
+    /// The config's source text (`/api/v2/status`).
+    pub config_text: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
     pub config: Arc<Config>,
 }
 
@@ -77,6 +94,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/label/{name}/values", get(prom_meta::label_values))
         .route("/api/v1/status/buildinfo", get(prom_meta::buildinfo))
+        .route("/api/v2/alerts", get(am::get_alerts).post(am::post_alerts))
+        .route("/api/v2/alerts/groups", get(am::get_groups))
+        .route(
+            "/api/v2/silences",
+            get(am::get_silences).post(am::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(am::get_silence).delete(am::delete_silence),
+        )
+        .route("/api/v2/status", get(am::status))
+        .route("/api/v2/receivers", get(am::receivers))
         .route("/healthz", get(healthz))
         .route("/-/healthy", get(healthz))
         .route("/-/ready", get(healthz))

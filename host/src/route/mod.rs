@@ -26,8 +26,11 @@ use crate::config::Config;
 use crate::notify::{DeliveryRequest, NotifyHandle};
 use crate::store::Labels;
 
+pub mod alerts;
+pub mod inhibit;
 pub mod tree;
 
+pub use alerts::{AlertStore, MuteStatus, Muter, StoredAlert};
 pub use tree::{RouteError, RouteOpts, RouteTree};
 
 /// One route's settings resolved from config: its options after
@@ -177,12 +180,27 @@ struct Flushed {
     outcomes: Vec<Option<bool>>,
 }
 
+/// One aggregation group as the API shows it.
+#[derive(Debug, Clone)]
+pub struct GroupSnapshot {
+    pub labels: Labels,
+    pub receiver: String,
+    pub alerts: Vec<Alert>,
+}
+
+/// A question to the routing task, answered on `reply`.
+pub enum DispatcherQuery {
+    /// Every aggregation group with its alerts, sorted by receiver and labels.
+    Groups(oneshot::Sender<Vec<GroupSnapshot>>),
+}
+
 /// The routing task's state.
 pub struct Dispatcher {
     routing: Routing,
     notify: NotifyHandle,
     groups: HashMap<GroupId, AggrGroup>,
     log: HashMap<(GroupId, usize), LogEntry>,
+    muter: Option<Muter>,
 }
 
 impl Dispatcher {
@@ -198,11 +216,28 @@ impl Dispatcher {
             notify,
             groups: HashMap::new(),
             log: HashMap::new(),
+            muter: None,
         }
     }
 
+    /// Mutes silenced and inhibited alerts at flush time.
+    pub fn with_muter(mut self, muter: Muter) -> Self {
+        self.muter = Some(muter);
+        self
+    }
+
     /// Runs until `alerts` closes.
-    pub async fn run(mut self, mut alerts: mpsc::Receiver<Vec<Alert>>) {
+    pub async fn run(self, alerts: mpsc::Receiver<Vec<Alert>>) {
+        let (_keep, queries) = mpsc::channel(1);
+        self.run_with_queries(alerts, queries).await;
+    }
+
+    /// Runs until `alerts` closes, answering `queries` as well.
+    pub async fn run_with_queries(
+        mut self,
+        mut alerts: mpsc::Receiver<Vec<Alert>>,
+        mut queries: mpsc::Receiver<DispatcherQuery>,
+    ) {
         let (flushed_tx, mut flushed_rx) = mpsc::unbounded_channel::<Flushed>();
         loop {
             let next = self
@@ -217,7 +252,30 @@ impl Dispatcher {
                     None => break,
                 },
                 Some(done) = flushed_rx.recv() => self.on_flushed(done, Instant::now()),
+                Some(query) = queries.recv() => self.answer(query),
                 _ = sleep_until_opt(next) => self.flush_due(Instant::now(), &flushed_tx),
+            }
+        }
+    }
+
+    fn answer(&self, query: DispatcherQuery) {
+        match query {
+            DispatcherQuery::Groups(reply) => {
+                let mut out: Vec<GroupSnapshot> = self
+                    .groups
+                    .values()
+                    .map(|g| {
+                        let mut alerts: Vec<Alert> = g.alerts.values().cloned().collect();
+                        alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+                        GroupSnapshot {
+                            labels: g.labels.clone(),
+                            receiver: self.routing.routes[g.id.0].receiver.clone(),
+                            alerts,
+                        }
+                    })
+                    .collect();
+                out.sort_by(|a, b| (&a.receiver, &a.labels).cmp(&(&b.receiver, &b.labels)));
+                let _ = reply.send(out);
             }
         }
     }
@@ -278,6 +336,35 @@ impl Dispatcher {
         let now_utc = Utc::now();
         let mut alerts: Vec<Alert> = group.alerts.values().cloned().collect();
         alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Resolved alerts leave the group once the flush succeeded, muted or not.
+        let resolved_all: Vec<Alert> = alerts
+            .iter()
+            .filter(|a| a.is_resolved_at(now_utc))
+            .cloned()
+            .collect();
+        // Alertmanager's mute stages: silenced and inhibited alerts are not
+        // sent, and when nothing is left nothing is sent or logged.
+        if let Some(muter) = &self.muter {
+            let before = alerts.len();
+            alerts.retain(|a| !muter.mutes(&a.labels, now_utc));
+            if alerts.len() < before {
+                tracing::debug!(group = %key, muted = before - alerts.len(), "muted alerts not sent");
+            }
+        }
+        group.has_flushed = true;
+        if alerts.is_empty() {
+            group.next_flush = now + settings.group_interval;
+            let flushed = Flushed {
+                id: id.clone(),
+                firing: HashSet::new(),
+                resolved: HashSet::new(),
+                resolved_alerts: resolved_all,
+                outcomes: vec![None; settings.send_resolved.len()],
+            };
+            group.flushing = true;
+            self.on_flushed(flushed, now);
+            return;
+        }
         let (resolved_alerts, firing_alerts): (Vec<&Alert>, Vec<&Alert>) =
             alerts.iter().partition(|a| a.is_resolved_at(now_utc));
         let firing: HashSet<u64> = firing_alerts.iter().map(|a| a.fingerprint()).collect();
@@ -337,7 +424,7 @@ impl Dispatcher {
             id: id.clone(),
             firing,
             resolved,
-            resolved_alerts: resolved_alerts.into_iter().cloned().collect(),
+            resolved_alerts: resolved_all,
             outcomes,
         };
         if pending.is_empty() {

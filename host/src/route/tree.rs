@@ -462,7 +462,7 @@ fn op_rank(op: MatchOp) -> u8 {
 }
 
 /// Prometheus's legacy label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-fn is_label_name(s: &str) -> bool {
+pub(crate) fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -1,0 +1,325 @@
+//! Alert handling, Klaxon side by side with Alertmanager (Debian's
+//! `prometheus-alertmanager`), each a fresh process started by this harness
+//! on loopback, with the same routing config and the same stream of alerts:
+//!
+//! 1. 1 000 silences are created through `POST /api/v2/silences`, each
+//!    muting one (alertname, model_name) pair;
+//! 2. 10 000 distinct alerts (100 alert names × 100 models) are posted to
+//!    `POST /api/v2/alerts` in batches of 64 (Prometheus's batch size) over
+//!    4 connections: accepted alerts/s;
+//! 3. every alert is its own group (`group_by: [alertname, model_name]`),
+//!    so 9 000 notifications (the unsilenced alerts) reach a local webhook
+//!    receiver: notifications/s from the first post to the last delivery,
+//!    and a check that no silenced alert was delivered;
+//! 4. the same 10 000 alerts are re-posted 3 times (Prometheus re-sends
+//!    firing alerts): accepted alerts/s with 10 000 active alerts and 1 000
+//!    silences, best of 3;
+//! 5. resident memory (VmRSS) of the server afterwards.
+//!
+//! Run: `cargo bench --bench alertmanager_compare`.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+#[path = "shared/harness.rs"]
+mod harness;
+use harness::{Proc, free_port, wait_http};
+
+const NAMES: usize = 100;
+const MODELS: usize = 100;
+const SILENCES: usize = 1000;
+const BATCH: usize = 64;
+const CONNECTIONS: usize = 4;
+
+fn config(receiver: &str) -> String {
+    format!(
+        r#"route:
+  receiver: hook
+  group_by: [alertname, model_name]
+  group_wait: 1s
+  group_interval: 5m
+  repeat_interval: 4h
+receivers:
+  - name: hook
+    webhook_configs: [{{ url: "{receiver}/hook" }}]
+"#
+    )
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// What the local receiver counted.
+#[derive(Default)]
+struct Counter {
+    notifications: AtomicUsize,
+    alerts: Mutex<Vec<(String, String)>>,
+    last: Mutex<Option<Instant>>,
+}
+
+async fn hook(State(c): State<Arc<Counter>>, Json(body): Json<Value>) -> &'static str {
+    let mut alerts = c.alerts.lock();
+    for a in body["alerts"].as_array().into_iter().flatten() {
+        alerts.push((
+            a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+            a["labels"]["model_name"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    drop(alerts);
+    c.notifications.fetch_add(1, Ordering::SeqCst);
+    *c.last.lock() = Some(Instant::now());
+    "ok"
+}
+
+fn alert(i: usize) -> Value {
+    json!({
+        "labels": {
+            "alertname": format!("Alert{}", i % NAMES),
+            "model_name": format!("model{}", i / NAMES),
+            "severity": if i.is_multiple_of(10) { "critical" } else { "warning" },
+            "team": "ml",
+        },
+        "annotations": {"summary": format!("alert {i} of the benchmark"), "runbook_url": "https://runbooks.example/x"},
+        "generatorURL": "http://prometheus.example/graph",
+    })
+}
+
+/// Silence `k` mutes the k-th alert (name k % NAMES, model k / NAMES).
+fn silenced(name: &str, model: &str) -> bool {
+    let n: usize = name
+        .trim_start_matches("Alert")
+        .parse()
+        .unwrap_or(usize::MAX);
+    let m: usize = model
+        .trim_start_matches("model")
+        .parse()
+        .unwrap_or(usize::MAX);
+    m * NAMES + n < SILENCES
+}
+
+async fn post_all(client: &reqwest::Client, base: &str, bodies: &Arc<Vec<String>>) -> Duration {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, base, bodies, next) = (
+            client.clone(),
+            base.to_string(),
+            bodies.clone(),
+            next.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(body) = bodies.get(i) else { break };
+                let r = client
+                    .post(format!("{base}/api/v2/alerts"))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("POST alerts");
+                assert!(r.status().is_success(), "POST alerts: {}", r.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("poster");
+    }
+    started.elapsed()
+}
+
+struct Outcome {
+    name: &'static str,
+    silences_per_s: f64,
+    first_accept_per_s: f64,
+    notify_per_s: f64,
+    delivered_after_post: Duration,
+    resend_accept_per_s: f64,
+    rss_mib: f64,
+}
+
+async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter>) -> Outcome {
+    let client = reqwest::Client::new();
+    // 1. Silences.
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+    for k in 0..SILENCES {
+        let body = json!({
+            "matchers": [
+                {"name": "alertname", "value": format!("Alert{}", k % NAMES), "isRegex": false, "isEqual": true},
+                {"name": "model_name", "value": format!("model{}", k / NAMES), "isRegex": false, "isEqual": true},
+            ],
+            "startsAt": now.to_rfc3339(),
+            "endsAt": (now + chrono::Duration::hours(2)).to_rfc3339(),
+            "createdBy": "bench",
+            "comment": "benchmark silence",
+        });
+        let r = client
+            .post(format!("{base}/api/v2/silences"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST silence");
+        assert!(r.status().is_success(), "POST silence: {}", r.status());
+    }
+    let silences_per_s = SILENCES as f64 / started.elapsed().as_secs_f64();
+
+    // 2. The alerts, first time.
+    let total = NAMES * MODELS;
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..total)
+            .collect::<Vec<_>>()
+            .chunks(BATCH)
+            .map(|c| Value::Array(c.iter().map(|&i| alert(i)).collect()).to_string())
+            .collect(),
+    );
+    let first_post = Instant::now();
+    let took = post_all(&client, base, &bodies).await;
+    let first_accept_per_s = total as f64 / took.as_secs_f64();
+    let posted = Instant::now();
+
+    // 3. Deliveries.
+    let expected = total - SILENCES;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while counter.alerts.lock().len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "{name}: only {} of {expected} delivered",
+            counter.alerts.lock().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = counter.last.lock().unwrap_or_else(Instant::now);
+    let notify_per_s = expected as f64 / (last - first_post).as_secs_f64();
+    let delivered_after_post = last.saturating_duration_since(posted);
+    // A little longer: nothing more (in particular nothing silenced) arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    {
+        let alerts = counter.alerts.lock();
+        let distinct: HashSet<&(String, String)> = alerts.iter().collect();
+        assert_eq!(alerts.len(), expected, "{name}: duplicate deliveries");
+        assert_eq!(distinct.len(), expected);
+        assert!(
+            alerts.iter().all(|(n, m)| !silenced(n, m)),
+            "{name}: a silenced alert was delivered"
+        );
+    }
+
+    // 4. Re-sends.
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let took = post_all(&client, base, &bodies).await;
+        best = best.max(total as f64 / took.as_secs_f64());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Outcome {
+        name,
+        silences_per_s,
+        first_accept_per_s,
+        notify_per_s,
+        delivered_after_post,
+        resend_accept_per_s: best,
+        rss_mib: rss_mib(pid),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve-klaxon") {
+        let receiver = args.get(i + 1).expect("receiver URL after --serve-klaxon");
+        harness::serve_klaxon(&config(receiver));
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut outcomes = Vec::new();
+    for which in ["alertmanager", "klaxon"] {
+        let counter = Arc::new(Counter::default());
+        let app = Router::new()
+            .route("/hook", post(hook))
+            .with_state(counter.clone());
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind receiver");
+        let receiver = format!("http://{}", listener.local_addr().expect("addr"));
+        rt.spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (proc, base, name): (Proc, String, &'static str) = if which == "klaxon" {
+            let (p, b) = harness::spawn_klaxon_with(&[&receiver]);
+            (p, b, "Klaxon")
+        } else {
+            let cfg = dir.path().join("alertmanager.yml");
+            std::fs::write(&cfg, config(&receiver)).expect("write config");
+            let port = free_port();
+            let child = Command::new("/usr/bin/prometheus-alertmanager")
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start /usr/bin/prometheus-alertmanager (apt-get install prometheus-alertmanager)");
+            let base = format!("http://127.0.0.1:{port}");
+            wait_http(&format!("{base}/-/ready"));
+            (Proc(child), base, "Alertmanager 0.25")
+        };
+        let outcome = rt.block_on(measure(name, &base, proc.0.id(), &counter));
+        drop(proc);
+        outcomes.push(outcome);
+    }
+    println!(
+        "\n{NAMES}×{MODELS} alerts (one group each), {SILENCES} silences, batches of {BATCH}, {CONNECTIONS} connections\n"
+    );
+    println!(
+        "| server | silences created/s | alerts accepted/s (first post) | notifications/s (first post → last delivery) | last delivery after posting ended | alerts accepted/s (re-send, 10k active, best of 3) | RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for o in &outcomes {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} s | {:.0} | {:.0} |",
+            o.name,
+            o.silences_per_s,
+            o.first_accept_per_s,
+            o.notify_per_s,
+            o.delivered_after_post.as_secs_f64(),
+            o.resend_accept_per_s,
+            o.rss_mib
+        );
+    }
+    if let [am, k] = &outcomes[..] {
+        println!(
+            "\nKlaxon / Alertmanager: accept {:.2}× (first), {:.2}× (re-send), notifications {:.2}×, memory {:.2}×",
+            k.first_accept_per_s / am.first_accept_per_s,
+            k.resend_accept_per_s / am.resend_accept_per_s,
+            k.notify_per_s / am.notify_per_s,
+            k.rss_mib / am.rss_mib
+        );
+    }
+}

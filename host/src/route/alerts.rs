@@ -1,0 +1,248 @@
+//! The alert store (Alertmanager's alert provider): every alert the host
+//! received, from its own rules or from `POST /api/v2/alerts`, by
+//! fingerprint. A re-sent alert is merged with the one stored as
+//! Alertmanager merges them (earliest start; an explicit end beats a
+//! timeout); alerts posted without an end time resolve by themselves after
+//! `resolve_timeout` unless re-sent. Resolved alerts are dropped by `gc`.
+//!
+//! Also what muting needs: every stored alert is shown to the inhibitor, and
+//! [`Muter`] answers "is this alert silenced or inhibited now, and by what".
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+use crate::alert::Alert;
+use crate::silence::Silences;
+use crate::store::Labels;
+
+use super::inhibit::Inhibitor;
+
+/// An alert as stored: the alert and what merging needs.
+#[derive(Debug, Clone)]
+pub struct StoredAlert {
+    pub alert: Alert,
+    pub updated_at: DateTime<Utc>,
+    /// The end time is a timeout (`resolve_timeout`), not one the sender set.
+    pub timeout: bool,
+}
+
+impl StoredAlert {
+    fn end(&self) -> DateTime<Utc> {
+        self.alert.ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    fn resolved(&self, now: DateTime<Utc>) -> bool {
+        self.alert.is_resolved_at(now)
+    }
+
+    /// Alertmanager's `Alert.Merge`; `self` is the older alert.
+    fn merge(&self, newer: StoredAlert, now: DateTime<Utc>) -> StoredAlert {
+        if newer.updated_at < self.updated_at {
+            return newer.merge(self.clone(), now);
+        }
+        let mut res = newer.clone();
+        if self.alert.starts_at < newer.alert.starts_at {
+            res.alert.starts_at = self.alert.starts_at;
+        }
+        if newer.resolved(now) {
+            if self.resolved(now) && self.end() > newer.end() {
+                res.alert.ends_at = self.alert.ends_at;
+            }
+        } else if self.end() > newer.end() && !self.timeout {
+            res.alert.ends_at = self.alert.ends_at;
+            res.timeout = false;
+        }
+        res
+    }
+}
+
+/// Every alert the host knows, by fingerprint.
+pub struct AlertStore {
+    alerts: DashMap<u64, StoredAlert>,
+    inhibitor: Arc<Inhibitor>,
+}
+
+impl AlertStore {
+    pub fn new(inhibitor: Arc<Inhibitor>) -> Self {
+        Self {
+            alerts: DashMap::new(),
+            inhibitor,
+        }
+    }
+
+    /// Stores alerts, merging each with the stored one when their activity
+    /// overlaps; returns them as stored, for the dispatcher.
+    pub fn put(&self, incoming: Vec<StoredAlert>, now: DateTime<Utc>) -> Vec<Alert> {
+        let mut out = Vec::with_capacity(incoming.len());
+        for alert in incoming {
+            let fp = alert.alert.fingerprint();
+            let merged = match self.alerts.get(&fp) {
+                Some(old)
+                    if (alert.end() > old.alert.starts_at && alert.end() < old.end())
+                        || (alert.alert.starts_at > old.alert.starts_at
+                            && alert.alert.starts_at < old.end()) =>
+                {
+                    old.merge(alert, now)
+                }
+                _ => alert,
+            };
+            self.inhibitor.observe(&merged.alert);
+            out.push(merged.alert.clone());
+            self.alerts.insert(fp, merged);
+        }
+        out
+    }
+
+    /// Every stored alert.
+    pub fn list(&self) -> Vec<StoredAlert> {
+        self.alerts.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Number of stored alerts.
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// True when no alert is stored.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+
+    /// Drops resolved alerts (the dispatcher keeps its own copies until
+    /// their resolution was delivered); returns how many.
+    pub fn gc(&self, now: DateTime<Utc>) -> usize {
+        let before = self.alerts.len();
+        self.alerts.retain(|_, a| !a.resolved(now));
+        self.inhibitor.gc(now);
+        before - self.alerts.len()
+    }
+}
+
+/// Why an alert is muted right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MuteStatus {
+    /// Ids of the active silences that match it.
+    pub silenced_by: Vec<String>,
+    /// Fingerprints of the firing alerts that inhibit it.
+    pub inhibited_by: Vec<String>,
+}
+
+impl MuteStatus {
+    pub fn is_muted(&self) -> bool {
+        !self.silenced_by.is_empty() || !self.inhibited_by.is_empty()
+    }
+}
+
+/// Silences and inhibition together: Alertmanager's mute stages.
+#[derive(Clone)]
+pub struct Muter {
+    pub silences: Arc<Silences>,
+    pub inhibitor: Arc<Inhibitor>,
+}
+
+impl Muter {
+    /// Whether (and by what) `labels` are muted at `now`.
+    pub fn status(&self, labels: &Labels, now: DateTime<Utc>) -> MuteStatus {
+        MuteStatus {
+            inhibited_by: self
+                .inhibitor
+                .mutes(labels, now)
+                .map(crate::alert::fingerprint_hex)
+                .into_iter()
+                .collect(),
+            silenced_by: self.silences.mutes(labels, now),
+        }
+    }
+
+    /// True when inhibited or silenced at `now`.
+    pub fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
+        self.inhibitor.mutes(labels, now).is_some() || !self.silences.mutes(labels, now).is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().expect("test time")
+    }
+
+    fn stored(start: &str, end: Option<&str>, updated: &str, timeout: bool) -> StoredAlert {
+        StoredAlert {
+            alert: Alert {
+                labels: Labels::new([("alertname", "A")]),
+                annotations: BTreeMap::new(),
+                starts_at: t(start),
+                ends_at: end.map(t),
+                generator_url: String::new(),
+            },
+            updated_at: t(updated),
+            timeout,
+        }
+    }
+
+    #[test]
+    fn resent_alert_keeps_earliest_start_and_refreshes_timeout() {
+        let store = AlertStore::new(Arc::new(Inhibitor::default()));
+        let now = t("2026-01-01T10:00:00Z");
+        store.put(
+            vec![stored(
+                "2026-01-01T09:00:00Z",
+                Some("2026-01-01T10:05:00Z"),
+                "2026-01-01T10:00:00Z",
+                true,
+            )],
+            now,
+        );
+        let later = t("2026-01-01T10:01:00Z");
+        let out = store.put(
+            vec![stored(
+                "2026-01-01T09:30:00Z",
+                Some("2026-01-01T10:06:00Z"),
+                "2026-01-01T10:01:00Z",
+                true,
+            )],
+            later,
+        );
+        assert_eq!(out[0].starts_at, t("2026-01-01T09:00:00Z"));
+        assert_eq!(out[0].ends_at, Some(t("2026-01-01T10:06:00Z")));
+        assert_eq!(store.gc(later), 0);
+        assert_eq!(
+            store.gc(t("2026-01-01T10:07:00Z")),
+            1,
+            "timed out and resolved"
+        );
+    }
+
+    #[test]
+    fn explicit_resolution_wins() {
+        let store = AlertStore::new(Arc::new(Inhibitor::default()));
+        let now = t("2026-01-01T10:00:00Z");
+        store.put(
+            vec![stored(
+                "2026-01-01T09:00:00Z",
+                Some("2026-01-01T10:05:00Z"),
+                "2026-01-01T10:00:00Z",
+                true,
+            )],
+            now,
+        );
+        let later = t("2026-01-01T10:02:00Z");
+        let out = store.put(
+            vec![stored(
+                "2026-01-01T09:00:00Z",
+                Some("2026-01-01T10:01:30Z"),
+                "2026-01-01T10:02:00Z",
+                false,
+            )],
+            later,
+        );
+        assert_eq!(out[0].ends_at, Some(t("2026-01-01T10:01:30Z")));
+        assert!(out[0].is_resolved_at(later));
+    }
+}

@@ -1,0 +1,724 @@
+//! Silences with Alertmanager's semantics: a silence mutes every alert whose
+//! labels match all of its matchers while it is active (`startsAt <= now <=
+//! endsAt`). Silences are created, updated and expired through the API; a
+//! silence may start in the future (a maintenance window). Expired silences
+//! are kept for `retention` and then dropped.
+//!
+//! Owns the silence set and its file in the data dir (`silences.json`,
+//! rewritten atomically on every change, loaded at start), so silences
+//! survive a restart. Imports nothing from route, rules or api.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Labels, MatchOp, Matcher};
+
+/// How long expired silences are kept, unless configured: Alertmanager's
+/// `--data.retention` default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(120 * 3600);
+
+/// One matcher of a silence, in the API's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SilenceMatcher {
+    pub name: String,
+    pub value: String,
+    pub is_regex: bool,
+    /// `false` for `!=` and `!~`; Alertmanager defaults it to true.
+    #[serde(default = "yes")]
+    pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SilenceMatcher {
+    fn op(&self) -> MatchOp {
+        match (self.is_regex, self.is_equal) {
+            (false, true) => MatchOp::Equal,
+            (false, false) => MatchOp::NotEqual,
+            (true, true) => MatchOp::RegexMatch,
+            (true, false) => MatchOp::RegexNoMatch,
+        }
+    }
+
+    /// The compiled matcher (regexes anchored, as Alertmanager does).
+    fn compile(&self) -> Result<Matcher, SilenceError> {
+        if !is_label_name(&self.name) {
+            return Err(SilenceError::Invalid(format!(
+                "invalid label matcher: invalid label name {:?}",
+                self.name
+            )));
+        }
+        Matcher::new(self.op(), self.name.clone(), self.value.clone())
+            .map_err(|e| SilenceError::Invalid(format!("invalid label matcher: {e}")))
+    }
+}
+
+/// A silence as stored and served.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: String,
+    pub comment: String,
+}
+
+/// A silence's state at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SilenceState {
+    Pending,
+    Active,
+    Expired,
+}
+
+impl SilenceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceState::Pending => "pending",
+            SilenceState::Active => "active",
+            SilenceState::Expired => "expired",
+        }
+    }
+}
+
+impl Silence {
+    /// Alertmanager's `getState`.
+    pub fn state(&self, now: DateTime<Utc>) -> SilenceState {
+        if now < self.starts_at {
+            SilenceState::Pending
+        } else if now > self.ends_at {
+            SilenceState::Expired
+        } else {
+            SilenceState::Active
+        }
+    }
+}
+
+/// What a client posts to create or update a silence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostableSilence {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub comment: String,
+}
+
+/// Why a silence operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceError {
+    #[error("silence not found")]
+    NotFound,
+    #[error("silence {0} already expired")]
+    AlreadyExpired(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot persist silences to {path}: {source}")]
+    Persist {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A silence and its compiled matchers.
+struct Entry {
+    silence: Silence,
+    matchers: Vec<Matcher>,
+}
+
+impl Entry {
+    fn new(silence: Silence) -> Result<Self, SilenceError> {
+        let matchers = silence
+            .matchers
+            .iter()
+            .map(SilenceMatcher::compile)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { silence, matchers })
+    }
+
+    fn matches(&self, labels: &Labels) -> bool {
+        self.matchers
+            .iter()
+            .all(|m| m.matches(labels.get(m.name()).unwrap_or("")))
+    }
+}
+
+/// The silence set.
+pub struct Silences {
+    entries: RwLock<HashMap<String, Entry>>,
+    file: Option<PathBuf>,
+    retention: Duration,
+}
+
+impl Silences {
+    /// An empty set kept only in memory.
+    pub fn in_memory(retention: Duration) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            file: None,
+            retention,
+        }
+    }
+
+    /// The set persisted in `dir/silences.json`, loaded from it when present.
+    pub fn open(dir: &Path, retention: Duration) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        let file = dir.join("silences.json");
+        let mut entries = HashMap::new();
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                let silences: Vec<Silence> = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("cannot read silences from {}", file.display()))?;
+                for s in silences {
+                    let id = s.id.clone();
+                    let entry = Entry::new(s)
+                        .with_context(|| format!("silence {id} in {}", file.display()))?;
+                    entries.insert(id, entry);
+                }
+                tracing::info!(silences = entries.len(), file = %file.display(), "silences loaded");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", file.display()));
+            }
+        }
+        Ok(Self {
+            entries: RwLock::new(entries),
+            file: Some(file),
+            retention,
+        })
+    }
+
+    /// Creates a silence, or updates the one with the posted id: in place
+    /// when Alertmanager allows it (same matchers; an active silence keeps
+    /// its start and does not end in the past; a pending one does not start
+    /// in the past), otherwise by expiring the old one and creating a new
+    /// one. Returns the id now in effect.
+    pub fn set(&self, post: PostableSilence, now: DateTime<Utc>) -> Result<String, SilenceError> {
+        validate(&post, now)?;
+        // Millisecond precision, the API's: a silence read back and posted
+        // again compares equal.
+        let now = millis(now);
+        let (starts_at, ends_at) = (millis(post.starts_at), millis(post.ends_at));
+        let mut entries = self.entries.write();
+        let mut silence = Silence {
+            id: post.id.clone().unwrap_or_default(),
+            matchers: post.matchers,
+            starts_at,
+            ends_at,
+            updated_at: now,
+            created_by: post.created_by,
+            comment: post.comment,
+        };
+        let prev = match post.id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => Some(entries.get(id).ok_or(SilenceError::NotFound)?),
+            None => None,
+        };
+        if let Some(prev) = prev {
+            if can_update(&prev.silence, &silence, now) {
+                let entry = Entry::new(silence)?;
+                let id = entry.silence.id.clone();
+                entries.insert(id.clone(), entry);
+                self.persist(&entries)?;
+                return Ok(id);
+            }
+            let prev_id = prev.silence.id.clone();
+            if prev.silence.state(now) != SilenceState::Expired {
+                expire_entry(&mut entries, &prev_id, now)?;
+            }
+        }
+        silence.id = uuid::Uuid::new_v4().to_string();
+        if silence.starts_at < now {
+            silence.starts_at = now;
+        }
+        let entry = Entry::new(silence)?;
+        let id = entry.silence.id.clone();
+        entries.insert(id.clone(), entry);
+        self.persist(&entries)?;
+        tracing::info!(silence = %id, "silence set");
+        Ok(id)
+    }
+
+    /// Expires a silence now; an already expired one is an error.
+    pub fn expire(&self, id: &str, now: DateTime<Utc>) -> Result<(), SilenceError> {
+        let mut entries = self.entries.write();
+        expire_entry(&mut entries, id, now)?;
+        self.persist(&entries)?;
+        tracing::info!(silence = %id, "silence expired");
+        Ok(())
+    }
+
+    /// One silence.
+    pub fn get(&self, id: &str) -> Option<Silence> {
+        self.entries.read().get(id).map(|e| e.silence.clone())
+    }
+
+    /// Every silence, in no particular order.
+    pub fn list(&self) -> Vec<Silence> {
+        self.entries
+            .read()
+            .values()
+            .map(|e| e.silence.clone())
+            .collect()
+    }
+
+    /// Ids of the active silences that mute `labels`, sorted.
+    pub fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .entries
+            .read()
+            .values()
+            .filter(|e| e.silence.state(now) == SilenceState::Active && e.matches(labels))
+            .map(|e| e.silence.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Drops silences expired longer than the retention ago; returns how many.
+    pub fn gc(&self, now: DateTime<Utc>) -> Result<usize, SilenceError> {
+        let retention = chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
+        let mut entries = self.entries.write();
+        let before = entries.len();
+        entries.retain(|_, e| {
+            e.silence
+                .ends_at
+                .checked_add_signed(retention)
+                .is_none_or(|until| until > now)
+        });
+        let removed = before - entries.len();
+        if removed > 0 {
+            self.persist(&entries)?;
+        }
+        Ok(removed)
+    }
+
+    /// Rewrites the file (write to a temporary file, then rename).
+    fn persist(&self, entries: &HashMap<String, Entry>) -> Result<(), SilenceError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let mut all: Vec<&Silence> = entries.values().map(|e| &e.silence).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let err = |source| SilenceError::Persist {
+            path: file.display().to_string(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| err(e.into()))?;
+        let tmp = file.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes).map_err(err)?;
+        std::fs::rename(&tmp, file).map_err(err)
+    }
+}
+
+/// `t` truncated to whole milliseconds.
+fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+/// Alertmanager's `expire`: an active silence ends now; a pending one starts
+/// and ends now.
+fn expire_entry(
+    entries: &mut HashMap<String, Entry>,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), SilenceError> {
+    let entry = entries.get_mut(id).ok_or(SilenceError::NotFound)?;
+    let s = &mut entry.silence;
+    let state = s.state(now);
+    let now = millis(now);
+    match state {
+        SilenceState::Expired => return Err(SilenceError::AlreadyExpired(id.to_string())),
+        SilenceState::Active => s.ends_at = now,
+        SilenceState::Pending => {
+            s.starts_at = now;
+            s.ends_at = now;
+        }
+    }
+    s.updated_at = now;
+    Ok(())
+}
+
+/// Alertmanager's `validateSilence`, in its words.
+fn validate(post: &PostableSilence, now: DateTime<Utc>) -> Result<(), SilenceError> {
+    let invalid = |m: &str| Err(SilenceError::Invalid(m.to_string()));
+    if post.matchers.is_empty() {
+        return invalid("at least one matcher required");
+    }
+    let mut all_match_empty = true;
+    for m in &post.matchers {
+        let compiled = m.compile()?;
+        all_match_empty &= compiled.matches("");
+    }
+    if all_match_empty {
+        return invalid("at least one matcher must not match the empty string");
+    }
+    if post.ends_at < post.starts_at {
+        return invalid("end time must not be before start time");
+    }
+    if post.ends_at < now {
+        return invalid("end time can't be in the past");
+    }
+    if post.created_by.is_empty() {
+        return invalid("creator information required");
+    }
+    if post.comment.is_empty() {
+        return invalid("comment required");
+    }
+    Ok(())
+}
+
+/// Alertmanager's `canUpdate`.
+fn can_update(a: &Silence, b: &Silence, now: DateTime<Utc>) -> bool {
+    if a.matchers != b.matchers {
+        return false;
+    }
+    match a.state(now) {
+        SilenceState::Active => b.starts_at == a.starts_at && b.ends_at >= now,
+        SilenceState::Pending => b.starts_at >= now,
+        SilenceState::Expired => false,
+    }
+}
+
+/// Prometheus's label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Alertmanager's `CheckSilenceMatchesFilterLabels`: every filter matcher
+/// names a label the silence has a matcher for, and matches its value.
+pub fn matches_filter(silence: &Silence, filter: &[Matcher]) -> bool {
+    filter.iter().all(|f| {
+        silence
+            .matchers
+            .iter()
+            .rev()
+            .find(|m| m.name == f.name())
+            .is_some_and(|m| f.matches(&m.value))
+    })
+}
+
+/// Alertmanager's `SortSilences`: active first by soonest end, then pending
+/// by soonest start, then expired by latest end.
+pub fn sort_for_api(silences: &mut [Silence], now: DateTime<Utc>) {
+    let rank = |s: &Silence| match s.state(now) {
+        SilenceState::Active => 0,
+        SilenceState::Pending => 1,
+        SilenceState::Expired => 2,
+    };
+    silences.sort_by(|a, b| {
+        rank(a).cmp(&rank(b)).then_with(|| match a.state(now) {
+            SilenceState::Active => a.ends_at.cmp(&b.ends_at),
+            SilenceState::Pending => a.starts_at.cmp(&b.starts_at),
+            SilenceState::Expired => b.ends_at.cmp(&a.ends_at),
+        })
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().expect("test time")
+    }
+
+    fn post(matchers: &[(&str, &str, bool, bool)], start: &str, end: &str) -> PostableSilence {
+        PostableSilence {
+            id: None,
+            matchers: matchers
+                .iter()
+                .map(|&(n, v, is_regex, is_equal)| SilenceMatcher {
+                    name: n.into(),
+                    value: v.into(),
+                    is_regex,
+                    is_equal,
+                })
+                .collect(),
+            starts_at: t(start),
+            ends_at: t(end),
+            created_by: "ops".into(),
+            comment: "maintenance".into(),
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::new(pairs.iter().copied())
+    }
+
+    #[test]
+    fn pending_silence_mutes_only_inside_its_window() {
+        let s = Silences::in_memory(DEFAULT_RETENTION);
+        let now = t("2026-01-01T10:00:00Z");
+        let id = s
+            .set(
+                post(
+                    &[("model_name", "fraud", false, true)],
+                    "2026-01-01T12:00:00Z",
+                    "2026-01-01T13:00:00Z",
+                ),
+                now,
+            )
+            .expect("created");
+        let l = labels(&[("alertname", "A"), ("model_name", "fraud")]);
+        assert!(s.mutes(&l, now).is_empty(), "pending silences mute nothing");
+        assert_eq!(s.mutes(&l, t("2026-01-01T12:30:00Z")), vec![id.clone()]);
+        assert!(s.mutes(&l, t("2026-01-01T13:00:01Z")).is_empty(), "expired");
+        assert!(
+            s.mutes(
+                &labels(&[("model_name", "churn")]),
+                t("2026-01-01T12:30:00Z")
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn regex_and_negative_matchers_are_anchored() {
+        let s = Silences::in_memory(DEFAULT_RETENTION);
+        let now = t("2026-01-01T10:00:00Z");
+        s.set(
+            post(
+                &[
+                    ("model_name", "fraud|churn", true, true),
+                    ("severity", "critical", false, false),
+                ],
+                "2026-01-01T10:00:00Z",
+                "2026-01-01T11:00:00Z",
+            ),
+            now,
+        )
+        .expect("created");
+        let at = t("2026-01-01T10:30:00Z");
+        assert_eq!(
+            s.mutes(
+                &labels(&[("model_name", "fraud"), ("severity", "warning")]),
+                at
+            )
+            .len(),
+            1
+        );
+        assert!(
+            s.mutes(&labels(&[("model_name", "fraud-v2")]), at)
+                .is_empty(),
+            "anchored"
+        );
+        assert!(
+            s.mutes(
+                &labels(&[("model_name", "churn"), ("severity", "critical")]),
+                at
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn validation_uses_alertmanagers_messages() {
+        let s = Silences::in_memory(DEFAULT_RETENTION);
+        let now = t("2026-01-01T10:00:00Z");
+        let cases = [
+            (
+                post(&[], "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"),
+                "at least one matcher required",
+            ),
+            (
+                post(
+                    &[("a", ".*", true, true)],
+                    "2026-01-01T10:00:00Z",
+                    "2026-01-01T11:00:00Z",
+                ),
+                "at least one matcher must not match the empty string",
+            ),
+            (
+                post(
+                    &[("a", "b", false, true)],
+                    "2026-01-01T11:00:00Z",
+                    "2026-01-01T10:30:00Z",
+                ),
+                "end time must not be before start time",
+            ),
+            (
+                post(
+                    &[("a", "b", false, true)],
+                    "2026-01-01T08:00:00Z",
+                    "2026-01-01T09:00:00Z",
+                ),
+                "end time can't be in the past",
+            ),
+            (
+                post(
+                    &[("a", "(", true, true)],
+                    "2026-01-01T10:00:00Z",
+                    "2026-01-01T11:00:00Z",
+                ),
+                "invalid label matcher",
+            ),
+        ];
+        for (p, want) in cases {
+            let err = s.set(p, now).expect_err(want).to_string();
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn update_in_place_or_replace_as_alertmanager_does() {
+        let s = Silences::in_memory(DEFAULT_RETENTION);
+        let now = t("2026-01-01T10:00:00Z");
+        let id = s
+            .set(
+                post(
+                    &[("a", "b", false, true)],
+                    "2026-01-01T10:00:00Z",
+                    "2026-01-01T11:00:00Z",
+                ),
+                now,
+            )
+            .expect("created");
+        // Extending an active silence keeps its id.
+        let mut p = post(
+            &[("a", "b", false, true)],
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T12:00:00Z",
+        );
+        p.id = Some(id.clone());
+        let later = t("2026-01-01T10:10:00Z");
+        assert_eq!(s.set(p, later).expect("updated"), id);
+        assert_eq!(s.get(&id).expect("kept").ends_at, t("2026-01-01T12:00:00Z"));
+        // Changing matchers expires it and creates a new one.
+        let mut p = post(
+            &[("a", "c", false, true)],
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T12:00:00Z",
+        );
+        p.id = Some(id.clone());
+        let new_id = s.set(p, later).expect("replaced");
+        assert_ne!(new_id, id);
+        assert_eq!(
+            s.get(&id)
+                .expect("old kept")
+                .state(t("2026-01-01T10:10:01Z")),
+            SilenceState::Expired
+        );
+        assert_eq!(
+            s.get(&new_id).expect("new").starts_at,
+            later,
+            "a start in the past becomes now"
+        );
+        // Unknown id.
+        let mut p = post(
+            &[("a", "b", false, true)],
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T12:00:00Z",
+        );
+        p.id = Some("nope".into());
+        assert!(matches!(s.set(p, later), Err(SilenceError::NotFound)));
+    }
+
+    #[test]
+    fn expire_and_gc_after_retention() {
+        let s = Silences::in_memory(Duration::from_secs(3600));
+        let now = t("2026-01-01T10:00:00Z");
+        let id = s
+            .set(
+                post(
+                    &[("a", "b", false, true)],
+                    "2026-01-01T12:00:00Z",
+                    "2026-01-01T13:00:00Z",
+                ),
+                now,
+            )
+            .expect("created");
+        s.expire(&id, now).expect("expired");
+        let sil = s.get(&id).expect("kept");
+        assert_eq!(
+            (sil.starts_at, sil.ends_at),
+            (now, now),
+            "a pending silence starts and ends now"
+        );
+        assert!(matches!(
+            s.expire(&id, t("2026-01-01T10:00:01Z")),
+            Err(SilenceError::AlreadyExpired(_))
+        ));
+        assert_eq!(
+            s.gc(t("2026-01-01T10:30:00Z")).expect("gc"),
+            0,
+            "within retention"
+        );
+        assert_eq!(s.gc(t("2026-01-01T11:00:01Z")).expect("gc"), 1);
+        assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn persisted_across_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = Utc::now();
+        let id = {
+            let s = Silences::open(dir.path(), DEFAULT_RETENTION).expect("open");
+            let mut p = post(
+                &[("a", "b", false, true)],
+                "2026-01-01T10:00:00Z",
+                "2026-01-01T11:00:00Z",
+            );
+            p.starts_at = now;
+            p.ends_at = now + chrono::Duration::hours(1);
+            s.set(p, now).expect("created")
+        };
+        let s = Silences::open(dir.path(), DEFAULT_RETENTION).expect("reopen");
+        assert_eq!(
+            s.mutes(&labels(&[("a", "b")]), now + chrono::Duration::minutes(1)),
+            vec![id]
+        );
+    }
+
+    #[test]
+    fn filter_and_sort_like_the_api() {
+        let now = t("2026-01-01T10:00:00Z");
+        let mk = |id: &str, start: &str, end: &str| Silence {
+            id: id.into(),
+            matchers: vec![SilenceMatcher {
+                name: "a".into(),
+                value: id.into(),
+                is_regex: false,
+                is_equal: true,
+            }],
+            starts_at: t(start),
+            ends_at: t(end),
+            updated_at: now,
+            created_by: "x".into(),
+            comment: "y".into(),
+        };
+        let mut all = vec![
+            mk("exp-old", "2026-01-01T07:00:00Z", "2026-01-01T08:00:00Z"),
+            mk("pend", "2026-01-01T11:00:00Z", "2026-01-01T12:00:00Z"),
+            mk("act-late", "2026-01-01T09:00:00Z", "2026-01-01T12:00:00Z"),
+            mk("exp-new", "2026-01-01T07:00:00Z", "2026-01-01T09:00:00Z"),
+            mk("act-soon", "2026-01-01T09:00:00Z", "2026-01-01T10:30:00Z"),
+        ];
+        sort_for_api(&mut all, now);
+        let ids: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["act-soon", "act-late", "pend", "exp-new", "exp-old"]);
+        let f = [Matcher::equal("a", "pend")];
+        assert!(matches_filter(&all[2], &f));
+        assert!(!matches_filter(&all[0], &f));
+    }
+}
