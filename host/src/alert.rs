@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::Labels;
 
@@ -54,7 +54,7 @@ pub fn fingerprint_hex(fp: u64) -> String {
 }
 
 /// One alert inside a notification.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifiedAlert {
     /// `firing` or `resolved`.
@@ -69,7 +69,7 @@ pub struct NotifiedAlert {
 }
 
 /// One notification for one alert group and one receiver.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub receiver: String,

@@ -144,6 +144,21 @@ pub struct NotifyConfig {
     /// Per-request timeout of notifier HTTP calls.
     #[serde(with = "crate::duration::serde_str")]
     pub http_timeout: Duration,
+    /// Per notifier plugin: how fast each of its integrations may send.
+    /// PagerDuty's Events API allows 120 events per minute per routing key.
+    pub rate_limits: BTreeMap<String, RateLimit>,
+}
+
+/// A token-bucket rate limit.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained notifications per minute.
+    pub per_minute: u32,
+    /// Notifications that may go at once after a quiet spell; defaults to
+    /// `per_minute`.
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 impl Default for NotifyConfig {
@@ -155,6 +170,13 @@ impl Default for NotifyConfig {
             queue_capacity: 10_000,
             max_in_flight: 8,
             http_timeout: Duration::from_secs(10),
+            rate_limits: BTreeMap::from([(
+                "pagerduty".to_string(),
+                RateLimit {
+                    per_minute: 120,
+                    burst: None,
+                },
+            )]),
         }
     }
 }

@@ -62,6 +62,10 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
+        // What is still queued stays in the journal for the next start.
+        if let Some(notify) = &self.state.notify {
+            notify.shutdown();
+        }
     }
 
     /// Serves until Ctrl-C or SIGTERM, then shuts down.
@@ -173,7 +177,8 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let routing = Routing::from_config(&config)?;
     let notify = match routing.clone() {
         Some(routing) => {
-            let notify = crate::notify::start(&config, plugins.clone());
+            let notify = crate::notify::start(&config, plugins.clone(), data_dir.as_deref())
+                .context("opening the notification journal")?;
             let dispatcher =
                 Dispatcher::with_routing(routing, notify.clone()).with_muter(muter.clone());
             tasks.push(tokio::spawn(

@@ -6,9 +6,20 @@
 //! Nothing here blocks rule evaluation or routing: the dispatcher only
 //! enqueues.
 //!
+//! Per integration, queued notifications wait in priority order (critical
+//! first, then by arrival) and leave at most as fast as the integration's
+//! rate limit allows (`notify.rate_limits`, e.g. PagerDuty's 120 events/min
+//! per routing key). With a data dir, every accepted notification is
+//! journaled ([`journal`]) until it is delivered or given up on, and
+//! re-queued at start.
+//!
 //! Never imports rules or route.
 
-use std::collections::{HashMap, VecDeque};
+pub mod journal;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::alert::Notification;
-use crate::config::{Config, NotifyConfig};
+use crate::config::{Config, NotifyConfig, RateLimit};
 use crate::plugins::bindings::types;
 use crate::plugins::{CallError, HttpCapability, PluginKind, PluginRegistry};
 
@@ -33,6 +44,8 @@ pub struct DeliveryRequest {
     pub integration: usize,
     pub notification: Notification,
     pub done: oneshot::Sender<bool>,
+    /// Set by [`NotifyHandle::enqueue`] when the request was journaled.
+    pub journal_id: Option<u64>,
 }
 
 /// Why a notification could not be queued.
@@ -48,6 +61,8 @@ pub enum EnqueueError {
         receiver: String,
         integration: usize,
     },
+    #[error("cannot journal the notification: {0}")]
+    Journal(#[from] std::io::Error),
 }
 
 /// One line of the delivery log.
@@ -70,11 +85,15 @@ pub struct DeliveryRecord {
 pub struct NotifyHandle {
     queues: Arc<HashMap<(String, usize), mpsc::Sender<DeliveryRequest>>>,
     log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
+    journal: Option<Arc<journal::Journal>>,
+    /// The workers (and through them their deliveries in flight).
+    workers: Arc<Vec<tokio::task::AbortHandle>>,
 }
 
 impl NotifyHandle {
-    /// Queues a delivery; never waits.
-    pub fn enqueue(&self, request: DeliveryRequest) -> Result<(), EnqueueError> {
+    /// Queues a delivery (journaling it first when there is a journal);
+    /// never waits.
+    pub fn enqueue(&self, mut request: DeliveryRequest) -> Result<(), EnqueueError> {
         let key = (request.receiver.clone(), request.integration);
         let Some(queue) = self.queues.get(&key) else {
             return Err(EnqueueError::UnknownIntegration {
@@ -82,12 +101,33 @@ impl NotifyHandle {
                 integration: key.1,
             });
         };
-        queue
-            .try_send(request)
-            .map_err(|_| EnqueueError::QueueFull {
-                receiver: key.0,
-                integration: key.1,
-            })
+        let permit = queue.try_reserve().map_err(|_| EnqueueError::QueueFull {
+            receiver: key.0.clone(),
+            integration: key.1,
+        })?;
+        if let Some(j) = &self.journal {
+            request.journal_id = Some(j.enqueue(&key.0, key.1, &request.notification)?);
+        }
+        permit.send(request);
+        Ok(())
+    }
+
+    /// Stops every worker and delivery in flight and flushes the journal:
+    /// what was not delivered is delivered by the next start on the same
+    /// data dir.
+    pub fn shutdown(&self) {
+        for w in self.workers.iter() {
+            w.abort();
+        }
+        if let Some(j) = &self.journal {
+            j.sync();
+        }
+    }
+
+    /// Notifications accepted and not yet delivered or given up on (known
+    /// only with a journal).
+    pub fn pending(&self) -> Option<usize> {
+        self.journal.as_ref().map(|j| j.pending())
     }
 
     /// A handle whose integrations all feed one channel instead of plugins:
@@ -105,6 +145,8 @@ impl NotifyHandle {
         let handle = Self {
             queues: Arc::new(queues),
             log: Arc::new(Mutex::new(VecDeque::new())),
+            journal: None,
+            workers: Arc::new(Vec::new()),
         };
         (handle, rx)
     }
@@ -125,6 +167,8 @@ impl NotifyHandle {
         let handle = Self {
             queues: Arc::new(queues),
             log: Arc::new(Mutex::new(VecDeque::new())),
+            journal: None,
+            workers: Arc::new(Vec::new()),
         };
         (handle, rx)
     }
@@ -143,11 +187,26 @@ struct IntegrationCtx {
     http: Arc<HttpCapability>,
     settings: NotifyConfig,
     log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
+    rate: Option<RateLimit>,
+    journal: Option<Arc<journal::Journal>>,
 }
 
 /// Starts a worker per integration of every receiver; returns the handle to
-/// enqueue on. Must be called inside a tokio runtime.
-pub fn start(config: &Config, plugins: Arc<PluginRegistry>) -> NotifyHandle {
+/// enqueue on. With a data dir, notifications journaled by a previous run
+/// and never delivered are queued again. Must be called inside a tokio
+/// runtime.
+pub fn start(
+    config: &Config,
+    plugins: Arc<PluginRegistry>,
+    data_dir: Option<&Path>,
+) -> std::io::Result<NotifyHandle> {
+    let (journal, recovered) = match data_dir {
+        Some(dir) => {
+            let (j, recovered) = journal::Journal::open(dir)?;
+            (Some(Arc::new(j)), recovered)
+        }
+        None => (None, Vec::new()),
+    };
     let settings = config.notify.clone();
     let client = reqwest::Client::builder()
         .user_agent(concat!("Klaxon/", env!("CARGO_PKG_VERSION")))
@@ -162,6 +221,7 @@ pub fn start(config: &Config, plugins: Arc<PluginRegistry>) -> NotifyHandle {
     let http = Arc::new(http);
     let log = Arc::new(Mutex::new(VecDeque::with_capacity(DELIVERY_LOG_CAPACITY)));
     let mut queues = HashMap::new();
+    let mut workers = Vec::new();
     for receiver in &config.receivers {
         for (idx, integration) in receiver.integrations().into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
@@ -173,29 +233,176 @@ pub fn start(config: &Config, plugins: Arc<PluginRegistry>) -> NotifyHandle {
                 http: http.clone(),
                 settings: settings.clone(),
                 log: log.clone(),
+                rate: settings.rate_limits.get(&integration.plugin).copied(),
+                journal: journal.clone(),
             });
-            tokio::spawn(worker(ctx, rx));
+            workers.push(tokio::spawn(worker(ctx, rx)).abort_handle());
             queues.insert((receiver.name.clone(), idx), tx);
         }
     }
-    NotifyHandle {
+    for entry in recovered {
+        let key = (entry.receiver.clone(), entry.integration);
+        let (done, _) = oneshot::channel();
+        let request = DeliveryRequest {
+            receiver: entry.receiver,
+            integration: entry.integration,
+            notification: entry.notification,
+            done,
+            journal_id: Some(entry.id),
+        };
+        let sent = queues
+            .get(&key)
+            .is_some_and(|q| q.try_send(request).is_ok());
+        if !sent {
+            tracing::error!(receiver = %key.0, integration = key.1, "recovered notification dropped: its integration no longer exists or its queue is full");
+            if let Some(j) = &journal {
+                j.done(entry.id);
+            }
+        }
+    }
+    Ok(NotifyHandle {
         queues: Arc::new(queues),
         log,
+        journal,
+        workers: Arc::new(workers),
+    })
+}
+
+/// A queued request's place: critical first, then oldest first.
+struct Queued {
+    rank: Reverse<(u8, u64)>,
+    request: DeliveryRequest,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank == other.rank
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank.cmp(&other.rank)
+    }
+}
+
+/// Delivery priority from the group's `severity` (lower goes first).
+fn priority(n: &Notification) -> u8 {
+    let severity = n
+        .common_labels
+        .get("severity")
+        .or_else(|| n.group_labels.get("severity"))
+        .map(|s| s.to_ascii_lowercase());
+    match severity.as_deref() {
+        Some("critical" | "page" | "p1") => 0,
+        Some("error" | "high" | "p2") => 1,
+        Some("warning" | "p3") => 2,
+        _ => 3,
+    }
+}
+
+/// A token bucket: `burst` tokens, refilled at `per_minute`.
+struct Bucket {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+    at: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new(limit: RateLimit) -> Self {
+        let burst = f64::from(limit.burst.unwrap_or(limit.per_minute).max(1));
+        Self {
+            tokens: burst,
+            burst,
+            per_sec: f64::from(limit.per_minute.max(1)) / 60.0,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// When a token is available (now, if one is).
+    fn ready_at(&mut self, now: tokio::time::Instant) -> tokio::time::Instant {
+        self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.per_sec).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            now
+        } else {
+            now + Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec)
+        }
+    }
+
+    fn take(&mut self) {
+        self.tokens -= 1.0;
     }
 }
 
 async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest>) {
     let in_flight = Arc::new(Semaphore::new(ctx.settings.max_in_flight.max(1)));
-    while let Some(request) = rx.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
+    let mut queue: BinaryHeap<Queued> = BinaryHeap::new();
+    let mut bucket = ctx.rate.map(Bucket::new);
+    let mut seq: u64 = 0;
+    let mut open = true;
+    // Deliveries in flight: aborted with the worker.
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let next_at = if queue.is_empty() {
+            None
+        } else {
+            let now = tokio::time::Instant::now();
+            Some(bucket.as_mut().map_or(now, |b| b.ready_at(now)))
         };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let delivered = deliver(&ctx, &request.notification).await;
-            let _ = request.done.send(delivered);
-            drop(permit);
-        });
+        if !open && next_at.is_none() {
+            while running.join_next().await.is_some() {}
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            received = rx.recv(), if open => match received {
+                Some(request) => {
+                    seq += 1;
+                    queue.push(Queued { rank: Reverse((priority(&request.notification), seq)), request });
+                }
+                None => open = false,
+            },
+            _ = sleep_until_opt(next_at) => {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                // Requests that arrived meanwhile compete on priority too.
+                while let Ok(request) = rx.try_recv() {
+                    seq += 1;
+                    queue.push(Queued { rank: Reverse((priority(&request.notification), seq)), request });
+                }
+                let Some(Queued { request, .. }) = queue.pop() else {
+                    continue;
+                };
+                if let Some(b) = bucket.as_mut() {
+                    b.take();
+                }
+                let ctx = ctx.clone();
+                running.spawn(async move {
+                    let delivered = deliver(&ctx, &request.notification).await;
+                    if let (Some(j), Some(id)) = (&ctx.journal, request.journal_id) {
+                        j.done(id);
+                    }
+                    let _ = request.done.send(delivered);
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

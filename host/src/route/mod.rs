@@ -411,6 +411,7 @@ impl Dispatcher {
                 integration: idx,
                 notification,
                 done: done_tx,
+                journal_id: None,
             };
             if let Err(e) = self.notify.enqueue(request) {
                 tracing::error!(group = %key, receiver = %settings.receiver, integration = idx, error = %e, "notification dropped");
