@@ -77,6 +77,7 @@ receivers:
         config,
         config_file: "bench.yml".into(),
         config_text: yaml.clone(),
+        config_path: None,
         data_dir: None,
     })
     .await

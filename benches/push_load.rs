@@ -225,6 +225,7 @@ fn serve() {
             config,
             config_file: "bench.yml".into(),
             config_text: yaml.into(),
+            config_path: None,
             data_dir: None,
         })
         .await

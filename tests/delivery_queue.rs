@@ -56,6 +56,7 @@ async fn start_with_dir(yaml: &str, dir: &std::path::Path) -> klaxon_host::serve
         config: Config::parse(yaml, "test.yml").expect("config"),
         config_file: "test.yml".into(),
         config_text: yaml.into(),
+        config_path: None,
         data_dir: Some(dir.to_path_buf()),
     })
     .await
@@ -108,7 +109,13 @@ receivers:
     )
     .await;
     assert_eq!(
-        server.state.notify.as_ref().and_then(|n| n.pending()),
+        server
+            .state
+            .live
+            .load()
+            .notify
+            .as_ref()
+            .and_then(|n| n.pending()),
         Some(1)
     );
     server.shutdown().await;
@@ -124,7 +131,13 @@ receivers:
     );
     assert_eq!(bodies[0]["groupKey"], "{}:{alertname=\"FeatureNullRate\"}");
     eventually(Duration::from_secs(5), "the journal to be empty", || {
-        let pending = server.state.notify.as_ref().and_then(|n| n.pending());
+        let pending = server
+            .state
+            .live
+            .load()
+            .notify
+            .as_ref()
+            .and_then(|n| n.pending());
         async move { (pending == Some(0)).then_some(()) }
     })
     .await;

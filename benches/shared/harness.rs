@@ -81,6 +81,7 @@ pub fn serve_klaxon(yaml: &str) {
             config,
             config_file: "bench.yml".into(),
             config_text: yaml.into(),
+            config_path: None,
             data_dir: None,
         })
         .await

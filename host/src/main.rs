@@ -126,12 +126,14 @@ fn main() -> ExitCode {
                 data_dir,
                 ..
             } => {
+                let config_path = config.clone();
                 let (config, config_file, config_text) = cli::load_config(config.as_deref())?;
                 let server = server::start(server::ServerOptions {
                     listen,
                     config,
                     config_file,
                     config_text,
+                    config_path,
                     data_dir: Some(data_dir),
                 })
                 .await?;

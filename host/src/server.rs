@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
-use crate::api::{AppState, router};
+use crate::api::{AppState, Live, Reload, router};
 use crate::config::Config;
 use crate::plugins::{EngineSettings, Plugin, PluginEngine, PluginRegistry};
 use crate::route::inhibit::Inhibitor;
@@ -33,6 +33,9 @@ pub struct ServerOptions {
     pub config_file: String,
     /// The config's source text (to locate errors by line).
     pub config_text: String,
+    /// The config file, re-read by `POST /-/reload` and SIGHUP; `None` for
+    /// a config that has no file (the embedded default, tests).
+    pub config_path: Option<PathBuf>,
     /// Compiled-plugin cache and (later) persisted state.
     pub data_dir: Option<PathBuf>,
 }
@@ -43,6 +46,8 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    /// The tasks of the config in force (replaced by reloads).
+    generation: Arc<tokio::sync::Mutex<Option<Generation>>>,
     /// Shared state, for in-process inspection.
     pub state: Arc<AppState>,
 }
@@ -62,8 +67,14 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
+        if let Some(g) = self.generation.lock().await.take() {
+            for t in g.tasks.iter().chain(g.dispatcher.iter()) {
+                t.abort();
+            }
+        }
+        let live = self.state.live.load();
         // What is still queued stays in the journal for the next start.
-        if let Some(notify) = &self.state.notify {
+        if let Some(notify) = &live.notify {
             notify.shutdown();
         }
     }
@@ -141,6 +152,178 @@ pub async fn validate(
     Ok(())
 }
 
+/// The tasks of one loaded config: stopped when a reload replaces it.
+struct Generation {
+    tasks: Vec<JoinHandle<()>>,
+    dispatcher: Option<JoinHandle<()>>,
+}
+
+/// What every generation shares: the store, plugins, alerts and silences,
+/// and the channel rules send their alerts into.
+struct Shared {
+    store: Arc<Store>,
+    plugins: Arc<PluginRegistry>,
+    alerts: Arc<AlertStore>,
+    silences: Arc<Silences>,
+    alert_tx: mpsc::Sender<Vec<Alert>>,
+    data_dir: Option<PathBuf>,
+}
+
+/// Builds and starts everything that comes from `config`. `old` is the
+/// generation being replaced (its rule state and notification log carry
+/// over), already checked to be replaceable: this stops it before starting
+/// the new notification workers, so the journal is replayed once.
+async fn start_generation(
+    shared: &Shared,
+    config: Config,
+    config_text: String,
+    old: Option<(Arc<Live>, Generation)>,
+) -> anyhow::Result<(Live, Generation)> {
+    let groups = build_groups(&config).map_err(|e| anyhow!(e))?;
+    let inhibitor = Arc::new(Inhibitor::from_config(&config.inhibit_rules)?);
+    let routing = Routing::from_config(&config)?;
+
+    // Nothing below fails on a validated config but the journal: stop the
+    // old generation, taking over its rule state and notification log.
+    let mut log = None;
+    if let Some((old_live, old_gen)) = old {
+        let by_identity: std::collections::HashMap<String, Arc<crate::rules::Rule>> = old_live
+            .groups
+            .iter()
+            .flat_map(|g| g.rules.iter())
+            .map(|r| (r.identity(), r.clone()))
+            .collect();
+        for t in &old_gen.tasks {
+            t.abort();
+        }
+        let mut carried = 0;
+        for rule in groups.iter().flat_map(|g| g.rules.iter()) {
+            if let Some(prev) = by_identity.get(&rule.identity()) {
+                rule.take_state_from(prev);
+                carried += 1;
+            }
+        }
+        if let Some(q) = &old_live.dispatcher_queries {
+            let (tx, rx) = oneshot::channel();
+            if q.send(DispatcherQuery::TakeLog(tx)).await.is_ok() {
+                log = rx.await.ok();
+            }
+        }
+        if let Some(d) = old_gen.dispatcher {
+            d.abort();
+        }
+        if let Some(n) = &old_live.notify {
+            n.shutdown();
+        }
+        tracing::info!(rules_carried_over = carried, "previous config stopped");
+    }
+    shared.alerts.set_inhibitor(inhibitor.clone());
+    let muter = Muter {
+        silences: shared.silences.clone(),
+        inhibitor,
+    };
+
+    let mut tasks = Vec::new();
+    let (dispatch_tx, dispatch_rx) = mpsc::channel::<Vec<Alert>>(1024);
+    let (query_tx, query_rx) = mpsc::channel::<DispatcherQuery>(16);
+    let (notify, dispatcher) = match routing.clone() {
+        Some(routing) => {
+            let notify =
+                crate::notify::start(&config, shared.plugins.clone(), shared.data_dir.as_deref())
+                    .context("opening the notification journal")?;
+            let mut dispatcher =
+                Dispatcher::with_routing(routing, notify.clone()).with_muter(muter.clone());
+            if let Some(log) = log {
+                dispatcher = dispatcher.with_log(log);
+            }
+            let task = tokio::spawn(dispatcher.run_with_queries(dispatch_rx, query_rx));
+            (Some(notify), Some(task))
+        }
+        None => {
+            tracing::warn!("no route configured: alerts are visible in the API only");
+            tasks.push(tokio::spawn(async move {
+                let mut rx = dispatch_rx;
+                while rx.recv().await.is_some() {}
+            }));
+            (None, None)
+        }
+    };
+    // The alerts already known are routed by the new tree.
+    let known: Vec<Alert> = shared.alerts.list().into_iter().map(|a| a.alert).collect();
+    if !known.is_empty() {
+        let _ = dispatch_tx.send(known).await;
+    }
+
+    let ctx = Arc::new(EvalContext {
+        store: shared.store.clone(),
+        plugins: shared.plugins.clone(),
+        external_labels: config.global.external_labels.clone(),
+        external_url: config.global.external_url.clone(),
+        external_labels_on_alerts: true,
+    });
+    tasks.extend(spawn_groups(&groups, ctx, shared.alert_tx.clone()));
+    tasks.extend(crate::scrape::spawn(
+        &config.scrape_configs,
+        shared.store.clone(),
+        config.limits.clone(),
+    ));
+    let live = Live {
+        config: Arc::new(config),
+        config_text,
+        groups,
+        dispatcher_queries: routing.is_some().then_some(query_tx),
+        routing,
+        notify,
+        dispatch: dispatch_tx,
+        muter,
+        loaded_at: chrono::Utc::now(),
+    };
+    Ok((live, Generation { tasks, dispatcher }))
+}
+
+/// Reloads from the config file: `POST /-/reload` and SIGHUP.
+struct FileReloader {
+    path: PathBuf,
+    shared: Shared,
+    generation: Arc<tokio::sync::Mutex<Option<Generation>>>,
+}
+
+impl FileReloader {
+    async fn reload_now(&self, state: &Arc<AppState>) -> anyhow::Result<()> {
+        // One reload at a time.
+        let mut generation = self.generation.lock().await;
+        let (config, text) = Config::load(&self.path)?;
+        let file = self.path.display().to_string();
+        validate(&config, &file, &text, self.shared.plugins.clone()).await?;
+        let old_live = state.live.load_full();
+        let old_gen = generation.take().unwrap_or(Generation {
+            tasks: Vec::new(),
+            dispatcher: None,
+        });
+        let (live, gen_) =
+            start_generation(&self.shared, config, text, Some((old_live, old_gen))).await?;
+        state.live.store(Arc::new(live));
+        *generation = Some(gen_);
+        tracing::info!(file = %file, "config reloaded");
+        Ok(())
+    }
+}
+
+impl Reload for FileReloader {
+    fn reload<'a>(
+        &'a self,
+        state: &'a Arc<AppState>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let result = self.reload_now(state).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %format!("{e:#}"), "config reload failed; the running config stays");
+            }
+            result
+        })
+    }
+}
+
 /// Starts Klaxon; returns once the API is listening.
 pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let ServerOptions {
@@ -148,6 +331,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         config,
         config_file,
         config_text,
+        config_path,
         data_dir,
     } = opts;
     install_tls_provider();
@@ -156,48 +340,44 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
 
     let store = Arc::new(Store::new(config.store.clone()));
-    let groups = build_groups(&config).map_err(|e| anyhow!(e))?;
     let mut tasks = Vec::new();
-
     let silences = Arc::new(match &data_dir {
         Some(dir) => Silences::open(dir, config.global.silence_retention)?,
         None => Silences::in_memory(config.global.silence_retention),
     });
-    let inhibitor = Arc::new(Inhibitor::from_config(&config.inhibit_rules)?);
-    let muter = Muter {
-        silences: silences.clone(),
-        inhibitor: inhibitor.clone(),
-    };
-    let alerts = Arc::new(AlertStore::new(inhibitor));
-
-    // Alerts from rules and from the API go through the alert store to the
-    // routing task.
-    let (dispatch_tx, dispatch_rx) = mpsc::channel::<Vec<Alert>>(1024);
-    let (query_tx, query_rx) = mpsc::channel::<DispatcherQuery>(16);
-    let routing = Routing::from_config(&config)?;
-    let notify = match routing.clone() {
-        Some(routing) => {
-            let notify = crate::notify::start(&config, plugins.clone(), data_dir.as_deref())
-                .context("opening the notification journal")?;
-            let dispatcher =
-                Dispatcher::with_routing(routing, notify.clone()).with_muter(muter.clone());
-            tasks.push(tokio::spawn(
-                dispatcher.run_with_queries(dispatch_rx, query_rx),
-            ));
-            Some(notify)
-        }
-        None => {
-            tracing::warn!("no route configured: alerts are visible in the API only");
-            tasks.push(tokio::spawn(async move {
-                let mut rx = dispatch_rx;
-                while rx.recv().await.is_some() {}
-            }));
-            None
-        }
-    };
+    let alerts = Arc::new(AlertStore::new(Arc::new(Inhibitor::default())));
     let (alert_tx, mut alert_rx) = mpsc::channel::<Vec<Alert>>(1024);
+    let shared = Shared {
+        store: store.clone(),
+        plugins: plugins.clone(),
+        alerts: alerts.clone(),
+        silences: silences.clone(),
+        alert_tx,
+        data_dir,
+    };
+    let (live, generation) = start_generation(&shared, config, config_text, None).await?;
+    let generation = Arc::new(tokio::sync::Mutex::new(Some(generation)));
+    let reloader = config_path.map(|path| {
+        Arc::new(FileReloader {
+            path,
+            shared,
+            generation: generation.clone(),
+        })
+    });
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        plugins,
+        alerts: alerts.clone(),
+        silences: silences.clone(),
+        started_at: chrono::Utc::now(),
+        live: arc_swap::ArcSwap::from_pointee(live),
+        reloader: reloader.clone().map(|r| r as Arc<dyn Reload>),
+    });
+
+    // Alerts from rules go through the alert store to the routing task of
+    // the config in force.
     {
-        let (alerts, dispatch_tx) = (alerts.clone(), dispatch_tx.clone());
+        let state = state.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(batch) = alert_rx.recv().await {
                 let now = chrono::Utc::now();
@@ -209,9 +389,10 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
                         timeout: false,
                     })
                     .collect();
-                let merged = alerts.put(stored, now);
-                if dispatch_tx.send(merged).await.is_err() {
-                    break;
+                let merged = state.alerts.put(stored, now);
+                let dispatch = state.live.load().dispatch.clone();
+                if dispatch.send(merged).await.is_err() {
+                    tracing::debug!("routing task gone (reload or shutdown)");
                 }
             }
         }));
@@ -234,20 +415,21 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
             }
         }));
     }
-
-    let ctx = Arc::new(EvalContext {
-        store: store.clone(),
-        plugins: plugins.clone(),
-        external_labels: config.global.external_labels.clone(),
-        external_url: config.global.external_url.clone(),
-        external_labels_on_alerts: true,
-    });
-    tasks.extend(spawn_groups(&groups, ctx, alert_tx));
-    tasks.extend(crate::scrape::spawn(
-        &config.scrape_configs,
-        store.clone(),
-        config.limits.clone(),
-    ));
+    #[cfg(unix)]
+    if let Some(r) = reloader {
+        let state = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!("cannot listen for SIGHUP: reload with POST /-/reload");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = r.reload(&state).await;
+            }
+        }));
+    }
 
     let gc_store = store.clone();
     tasks.push(tokio::spawn(async move {
@@ -268,21 +450,6 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         }
     }));
 
-    let state = Arc::new(AppState {
-        store,
-        plugins,
-        groups,
-        notify,
-        limits: config.limits.clone(),
-        alerts,
-        muter,
-        dispatch: dispatch_tx,
-        dispatcher_queries: routing.is_some().then_some(query_tx),
-        routing,
-        config_text: config_text.clone(),
-        started_at: chrono::Utc::now(),
-        config: Arc::new(config),
-    });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -308,6 +475,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         shutdown: Some(shutdown_tx),
         http,
         tasks,
+        generation,
         state,
     })
 }

@@ -75,6 +75,7 @@ pub async fn start_klaxon(yaml: &str) -> Server {
         config,
         config_file: "test.yml".into(),
         config_text: yaml.into(),
+        config_path: None,
         data_dir: None,
     })
     .await

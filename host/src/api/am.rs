@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{AppState, Live};
 use crate::alert::{Alert, ZERO_TIME, fingerprint_hex, rfc3339};
 use crate::route::tree::{is_label_name, parse_matcher};
 use crate::route::{DispatcherQuery, MuteStatus, StoredAlert};
@@ -74,7 +74,7 @@ pub async fn post_alerts(
     let posted: Vec<PostableAlert> = serde_path_to_error::deserialize(de)
         .map_err(|e| AmError::bad_request(format!("body: {} at {}", e.inner(), e.path())))?;
     let now = Utc::now();
-    let timeout = chrono::Duration::from_std(state.config.global.resolve_timeout)
+    let timeout = chrono::Duration::from_std(state.live.load().config.global.resolve_timeout)
         .unwrap_or(chrono::Duration::minutes(5));
     let mut valid = Vec::with_capacity(posted.len());
     let mut errors = Vec::new();
@@ -86,7 +86,8 @@ pub async fn post_alerts(
     }
     if !valid.is_empty() {
         let merged = state.alerts.put(valid, now);
-        if state.dispatch.send(merged).await.is_err() {
+        let dispatch = state.live.load().dispatch.clone();
+        if dispatch.send(merged).await.is_err() {
             return Err(AmError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting down: alerts not routed".into(),
@@ -265,9 +266,8 @@ fn gettable(
     })
 }
 
-fn receivers_of<'a>(state: &'a AppState, labels: &Labels) -> Vec<&'a str> {
-    state
-        .routing
+fn receivers_of<'a>(live: &'a Live, labels: &Labels) -> Vec<&'a str> {
+    live.routing
         .as_ref()
         .map(|r| r.tree().receivers_for(labels))
         .unwrap_or_default()
@@ -280,14 +280,15 @@ pub async fn get_alerts(
 ) -> Result<Json<Value>, AmError> {
     let params = AlertParams::parse(&query)?;
     let now = Utc::now();
+    let live = state.live.load();
     let mut all = state.alerts.list();
     all.sort_by_key(|a| a.alert.fingerprint());
     let out: Vec<Value> = all
         .iter()
         .filter(|a| !a.alert.is_resolved_at(now))
         .filter_map(|a| {
-            let receivers = receivers_of(&state, &a.alert.labels);
-            let status = state.muter.status(&a.alert.labels, now);
+            let receivers = receivers_of(&live, &a.alert.labels);
+            let status = live.muter.status(&a.alert.labels, now);
             params
                 .shows(&a.alert.labels, &status, &receivers)
                 .then(|| gettable(&a.alert, a.updated_at, &status, &receivers))
@@ -302,7 +303,8 @@ pub async fn get_groups(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, AmError> {
     let params = AlertParams::parse(&query)?;
-    let Some(queries) = &state.dispatcher_queries else {
+    let live = state.live.load_full();
+    let Some(queries) = &live.dispatcher_queries else {
         return Ok(Json(json!([])));
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -336,8 +338,8 @@ pub async fn get_groups(
                 .iter()
                 .filter(|a| !a.is_resolved_at(now))
                 .filter_map(|a| {
-                    let receivers = receivers_of(&state, &a.labels);
-                    let status = state.muter.status(&a.labels, now);
+                    let receivers = receivers_of(&live, &a.labels);
+                    let status = live.muter.status(&a.labels, now);
                     let updated_at = updated
                         .get(&a.fingerprint())
                         .copied()
@@ -399,7 +401,6 @@ pub async fn get_silences(
     }
     let now = Utc::now();
     let mut all: Vec<Silence> = state
-        .muter
         .silences
         .list()
         .into_iter()
@@ -419,7 +420,7 @@ pub async fn post_silence(
     let de = &mut serde_json::Deserializer::from_slice(&body);
     let post: PostableSilence = serde_path_to_error::deserialize(de)
         .map_err(|e| AmError::bad_request(format!("body: {} at {}", e.inner(), e.path())))?;
-    let silences = state.muter.silences.clone();
+    let silences = state.silences.clone();
     let id = tokio::task::spawn_blocking(move || silences.set(post, Utc::now()))
         .await
         .map_err(|e| AmError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -433,7 +434,6 @@ pub async fn get_silence(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AmError> {
     let s = state
-        .muter
         .silences
         .get(&id)
         .ok_or_else(|| silence_error(SilenceError::NotFound))?;
@@ -445,7 +445,7 @@ pub async fn delete_silence(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AmError> {
-    let silences = state.muter.silences.clone();
+    let silences = state.silences.clone();
     tokio::task::spawn_blocking(move || silences.expire(&id, Utc::now()))
         .await
         .map_err(|e| AmError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -457,7 +457,7 @@ pub async fn delete_silence(
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "cluster": {"name": "", "peers": [], "status": "disabled"},
-        "config": {"original": state.config_text},
+        "config": {"original": state.live.load().config_text},
         "uptime": rfc3339(state.started_at),
         "versionInfo": {
             "branch": "",
@@ -474,6 +474,8 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
 pub async fn receivers(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(
         state
+            .live
+            .load()
             .config
             .receivers
             .iter()

@@ -23,12 +23,14 @@ use serde_json::json;
 use crate::alert::Alert;
 use crate::config::Config;
 use crate::duration::format as format_duration;
-use crate::ingest::{IngestLimits, parse_push};
+use crate::ingest::parse_push;
 use crate::notify::NotifyHandle;
 use crate::plugins::PluginRegistry;
 use crate::route::{AlertStore, DispatcherQuery, Muter, Routing};
 use crate::rules::RuleGroup;
+use crate::silence::Silences;
 use crate::store::Store;
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 mod am;
@@ -41,29 +43,54 @@ mod prom_query;
 pub struct AppState {
     pub store: Arc<Store>,
     pub plugins: Arc<PluginRegistry>,
-    pub groups: Vec<Arc<RuleGroup>>,
-    pub notify: Option<NotifyHandle>,
-    pub limits: IngestLimits,
     /// Every alert received (rules and API), for the Alertmanager API.
     pub alerts: Arc<AlertStore>,
-    /// Silences and inhibition.
-    pub muter: Muter,
+    pub silences: Arc<Silences>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// What a config reload replaces, swapped atomically.
+    pub live: ArcSwap<Live>,
+    /// Reloads the config from its file; `None` when it has no file.
+    pub reloader: Option<Arc<dyn Reload>>,
+}
+
+/// The parts of a running Klaxon that come from its config.
+pub struct Live {
+    pub config: Arc<Config>,
+    /// The config's source text (`/api/v2/status`).
+    pub config_text: String,
+    pub groups: Vec<Arc<RuleGroup>>,
+    pub routing: Option<Routing>,
+    pub notify: Option<NotifyHandle>,
     /// Into the routing task (through which API alerts are routed).
     pub dispatch: mpsc::Sender<Vec<Alert>>,
     /// Questions to the routing task; `None` without a route.
     pub dispatcher_queries: Option<mpsc::Sender<DispatcherQuery>>,
-    pub routing: Option<Routing>,
-    /// The config's source text (`/api/v2/status`).
-    pub config_text: String,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub config: Arc<Config>,
+    /// Silences and this config's inhibit rules.
+    pub muter: Muter,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Reloads the config (`POST /-/reload`, SIGHUP).
+pub trait Reload: Send + Sync {
+    /// Loads and checks the config file and, when it is valid, swaps it in;
+    /// otherwise the running config stays and the error says why.
+    fn reload<'a>(
+        &'a self,
+        state: &'a Arc<AppState>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>>;
 }
 
 /// The router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
     // Leave room above the push limit so the handler, not axum, answers with
     // a message naming the limit.
-    let body_limit = state.limits.max_body_bytes.saturating_add(1);
+    let body_limit = state
+        .live
+        .load()
+        .config
+        .limits
+        .max_body_bytes
+        .saturating_add(1);
     Router::new()
         .route("/api/v1/push", post(push))
         .route(
@@ -106,6 +133,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v2/status", get(am::status))
         .route("/api/v2/receivers", get(am::receivers))
+        .route("/-/reload", post(reload))
         .route("/healthz", get(healthz))
         .route("/-/healthy", get(healthz))
         .route("/-/ready", get(healthz))
@@ -165,7 +193,9 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let limit = state.limits.max_body_bytes;
+    let live = state.live.load();
+    let limits = &live.config.limits;
+    let limit = limits.max_body_bytes;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -183,7 +213,7 @@ async fn push(
     })?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let batch =
-        parse_push(&bytes, &state.limits, now_ms).map_err(|e| ApiError::bad_data(e.to_string()))?;
+        parse_push(&bytes, limits, now_ms).map_err(|e| ApiError::bad_data(e.to_string()))?;
     let stats = state
         .store
         .append(&batch)
@@ -194,6 +224,8 @@ async fn push(
 
 async fn alerts(State(state): State<Arc<AppState>>) -> Response {
     let alerts: Vec<_> = state
+        .live
+        .load()
         .groups
         .iter()
         .flat_map(|g| g.rules.iter())
@@ -204,6 +236,8 @@ async fn alerts(State(state): State<Arc<AppState>>) -> Response {
 
 async fn rules(State(state): State<Arc<AppState>>) -> Response {
     let groups: Vec<_> = state
+        .live
+        .load()
         .groups
         .iter()
         .map(|g| {
@@ -291,6 +325,8 @@ async fn plugins(State(state): State<Arc<AppState>>) -> Response {
 
 async fn notifications(State(state): State<Arc<AppState>>) -> Response {
     let log = state
+        .live
+        .load()
         .notify
         .as_ref()
         .map(|n| n.delivery_log())
@@ -302,10 +338,30 @@ async fn runtime(State(state): State<Arc<AppState>>) -> Response {
     success(json!({
         "series": state.store.series_count(),
         "samples": state.store.sample_count(),
-        "ruleGroups": state.groups.len(),
+        "ruleGroups": state.live.load().groups.len(),
         "plugins": state.plugins.list().len(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// `POST /-/reload`: re-reads the config file; 200 when the new config
+/// runs, 400 with the reason (file, line) when the running one stays.
+async fn reload(State(state): State<Arc<AppState>>) -> Response {
+    let Some(reloader) = state.reloader.clone() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "no config file to reload: Klaxon runs on its embedded default config\n",
+        )
+            .into_response();
+    };
+    match reloader.reload(&state).await {
+        Ok(()) => (StatusCode::OK, "config reloaded\n").into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("failed to reload config: {e:#}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {

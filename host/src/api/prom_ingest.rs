@@ -19,7 +19,7 @@ use crate::ingest::{ExtraLabel, SeriesSamples, TextFormat, parse_prom_text, pars
 
 /// Reads the body within `limits.max_body_bytes`.
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = state.limits.max_body_bytes;
+    let limit = state.live.load().config.limits.max_body_bytes;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -61,7 +61,7 @@ pub(super) async fn import_prometheus(
     let mut extra = Vec::new();
     for (key, value) in &params {
         if key == "extra_label" {
-            let label = ExtraLabel::parse(value, &state.limits)
+            let label = ExtraLabel::parse(value, &state.live.load().config.limits)
                 .map_err(|e| ApiError::bad_data(e.to_string()))?;
             // A repeated name: the last one wins.
             extra.retain(|e: &ExtraLabel| e.name != label.name);
@@ -75,7 +75,14 @@ pub(super) async fn import_prometheus(
     );
     let bytes = read_body(&state, &headers, body).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let batch = parse_prom_text(&bytes, format, &state.limits, now_ms, &extra).map_err(|e| {
+    let batch = parse_prom_text(
+        &bytes,
+        format,
+        &state.live.load().config.limits,
+        now_ms,
+        &extra,
+    )
+    .map_err(|e| {
         tracing::debug!(endpoint = "import/prometheus", error = %e, "import refused");
         ApiError::bad_data(e.to_string())
     })?;
@@ -97,9 +104,10 @@ pub(super) async fn remote_write(
     }
     let bytes = read_body(&state, &headers, body).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let batch = parse_remote_write(&bytes, &state.limits, now_ms).map_err(|e| {
-        tracing::debug!(endpoint = "write", error = %e, "remote write refused");
-        ApiError::bad_data(e.to_string())
-    })?;
+    let batch =
+        parse_remote_write(&bytes, &state.live.load().config.limits, now_ms).map_err(|e| {
+            tracing::debug!(endpoint = "write", error = %e, "remote write refused");
+            ApiError::bad_data(e.to_string())
+        })?;
     Ok(store(&state, &batch, "write"))
 }

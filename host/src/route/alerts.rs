@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
@@ -61,15 +62,24 @@ impl StoredAlert {
 /// Every alert the host knows, by fingerprint.
 pub struct AlertStore {
     alerts: DashMap<u64, StoredAlert>,
-    inhibitor: Arc<Inhibitor>,
+    inhibitor: ArcSwap<Inhibitor>,
 }
 
 impl AlertStore {
     pub fn new(inhibitor: Arc<Inhibitor>) -> Self {
         Self {
             alerts: DashMap::new(),
-            inhibitor,
+            inhibitor: ArcSwap::new(inhibitor),
         }
+    }
+
+    /// Switches to the inhibit rules of a reloaded config, showing it every
+    /// stored alert first.
+    pub fn set_inhibitor(&self, inhibitor: Arc<Inhibitor>) {
+        for a in self.alerts.iter() {
+            inhibitor.observe(&a.alert);
+        }
+        self.inhibitor.store(inhibitor);
     }
 
     /// Stores alerts, merging each with the stored one when their activity
@@ -88,7 +98,7 @@ impl AlertStore {
                 }
                 _ => alert,
             };
-            self.inhibitor.observe(&merged.alert);
+            self.inhibitor.load().observe(&merged.alert);
             out.push(merged.alert.clone());
             self.alerts.insert(fp, merged);
         }
@@ -115,7 +125,7 @@ impl AlertStore {
     pub fn gc(&self, now: DateTime<Utc>) -> usize {
         let before = self.alerts.len();
         self.alerts.retain(|_, a| !a.resolved(now));
-        self.inhibitor.gc(now);
+        self.inhibitor.load().gc(now);
         before - self.alerts.len()
     }
 }

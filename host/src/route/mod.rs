@@ -192,6 +192,9 @@ pub struct GroupSnapshot {
 pub enum DispatcherQuery {
     /// Every aggregation group with its alerts, sorted by receiver and labels.
     Groups(oneshot::Sender<Vec<GroupSnapshot>>),
+    /// Hands the notification log over (to the dispatcher of a reloaded
+    /// config); this dispatcher is about to stop.
+    TakeLog(oneshot::Sender<NotificationLog>),
 }
 
 /// The routing task's state.
@@ -199,9 +202,15 @@ pub struct Dispatcher {
     routing: Routing,
     notify: NotifyHandle,
     groups: HashMap<GroupId, AggrGroup>,
-    log: HashMap<(GroupId, usize), LogEntry>,
+    log: NotificationLog,
     muter: Option<Muter>,
 }
+
+/// Alertmanager's notification log: what each integration was last told
+/// about each group, keyed by (group key, receiver, integration index) so it
+/// outlives the dispatcher across a config reload.
+#[derive(Default)]
+pub struct NotificationLog(HashMap<(String, String, usize), LogEntry>);
 
 impl Dispatcher {
     /// A dispatcher with only a root route, delivering through `notify`.
@@ -215,9 +224,15 @@ impl Dispatcher {
             routing,
             notify,
             groups: HashMap::new(),
-            log: HashMap::new(),
+            log: NotificationLog::default(),
             muter: None,
         }
+    }
+
+    /// Starts from the notification log of a previous dispatcher.
+    pub fn with_log(mut self, log: NotificationLog) -> Self {
+        self.log = log;
+        self
     }
 
     /// Mutes silenced and inhibited alerts at flush time.
@@ -258,8 +273,11 @@ impl Dispatcher {
         }
     }
 
-    fn answer(&self, query: DispatcherQuery) {
+    fn answer(&mut self, query: DispatcherQuery) {
         match query {
+            DispatcherQuery::TakeLog(reply) => {
+                let _ = reply.send(std::mem::take(&mut self.log));
+            }
             DispatcherQuery::Groups(reply) => {
                 let mut out: Vec<GroupSnapshot> = self
                     .groups
@@ -376,7 +394,10 @@ impl Dispatcher {
         let mut outcomes: Vec<Option<bool>> = Vec::new();
         let mut pending = Vec::new();
         for (idx, send_resolved) in settings.send_resolved.iter().copied().enumerate() {
-            let entry = self.log.get(&(id.clone(), idx));
+            let entry = self
+                .log
+                .0
+                .get(&(key.to_string(), settings.receiver.clone(), idx));
             if !needs_update(
                 entry,
                 &firing,
@@ -443,10 +464,11 @@ impl Dispatcher {
     }
 
     fn on_flushed(&mut self, done: Flushed, now: Instant) {
+        let receiver = self.routing.routes[done.id.0].receiver.clone();
         for (idx, outcome) in done.outcomes.iter().enumerate() {
             if *outcome == Some(true) {
-                self.log.insert(
-                    (done.id.clone(), idx),
+                self.log.0.insert(
+                    (done.id.1.clone(), receiver.clone(), idx),
                     LogEntry {
                         firing: done.firing.clone(),
                         resolved: done.resolved.clone(),
@@ -472,8 +494,9 @@ impl Dispatcher {
             self.groups.remove(&done.id);
             // Keep log entries that still remember firing alerts, so a group
             // that comes back is deduplicated against what was last sent.
-            self.log
-                .retain(|(id, _), entry| id != &done.id || !entry.firing.is_empty());
+            self.log.0.retain(|(key, r, _), entry| {
+                key != &done.id.1 || r != &receiver || !entry.firing.is_empty()
+            });
         }
     }
 }

@@ -198,6 +198,30 @@ impl Rule {
         })
     }
 
+    /// What makes two rules of two configs the same rule: group, name,
+    /// query and (for detector rules) detector and config. A reloaded
+    /// config's rule takes over the state of the same rule of the old one.
+    pub fn identity(&self) -> String {
+        let detector = match &self.kind {
+            RuleKind::Detector(d) => format!("{}\u{0}{}", d.detector, d.config),
+            RuleKind::Record { metric, .. } => format!("record:{metric}"),
+            RuleKind::Expr { .. } => String::new(),
+        };
+        format!(
+            "{}\u{0}{}\u{0}{}\u{0}{detector}",
+            self.group,
+            self.name,
+            self.query_text()
+        )
+    }
+
+    /// Takes over `old`'s alerts, detector state and health (a config
+    /// reload); `old` is left empty.
+    pub fn take_state_from(&self, old: &Rule) {
+        let taken = std::mem::take(&mut *old.runtime.lock());
+        *self.runtime.lock() = taken;
+    }
+
     /// The rule's PromQL text (`expr` or `query`).
     pub fn query_text(&self) -> &str {
         match &self.kind {
