@@ -1,7 +1,8 @@
 //! Config reload (`POST /-/reload`) on a running Klaxon: a new routing tree
 //! takes effect for new alerts; a firing rule keeps its state and is not
 //! notified again; an invalid config is refused with its file, line and
-//! reason while the running one stays in force.
+//! reason while the running one stays in force; a removed rule's firing
+//! alert resolves.
 
 mod common;
 
@@ -146,6 +147,29 @@ async fn reload_swaps_routing_keeps_rule_state_and_refuses_bad_configs() {
         async move { (!named(&r.all().await, "DiskFull").is_empty()).then_some(()) }
     })
     .await;
+
+    // The rule is removed: its firing alert resolves.
+    let without_rule = config(&hook, &pager, true);
+    let routes_at = without_rule.find("route:").expect("route section");
+    std::fs::write(&path, &without_rule[routes_at..]).expect("rewrite config");
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let resolved = eventually(Duration::from_secs(10), "ModelStale resolved", || {
+        let r = hook_got.clone();
+        async move {
+            let all = r.all().await;
+            named(&all, "ModelStale")
+                .into_iter()
+                .find(|b| b["status"] == "resolved")
+                .cloned()
+        }
+    })
+    .await;
+    assert_eq!(resolved["alerts"][0]["labels"]["model_name"], "fraud");
     server.shutdown().await;
 }
 

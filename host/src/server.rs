@@ -196,13 +196,37 @@ async fn start_generation(
         for t in &old_gen.tasks {
             t.abort();
         }
-        let mut carried = 0;
+        let mut carried = std::collections::HashSet::new();
         for rule in groups.iter().flat_map(|g| g.rules.iter()) {
             if let Some(prev) = by_identity.get(&rule.identity()) {
                 rule.take_state_from(prev);
-                carried += 1;
+                carried.insert(rule.identity());
             }
         }
+        // The firing alerts of rules that are gone resolve now.
+        let gone: std::collections::HashSet<crate::store::Labels> = by_identity
+            .iter()
+            .filter(|(id, _)| !carried.contains(*id))
+            .flat_map(|(_, r)| r.firing_labels())
+            .collect();
+        if !gone.is_empty() {
+            let now = chrono::Utc::now();
+            let resolved: Vec<crate::route::StoredAlert> = shared
+                .alerts
+                .list()
+                .into_iter()
+                .filter(|a| gone.contains(&a.alert.labels) && !a.alert.is_resolved_at(now))
+                .map(|mut a| {
+                    a.alert.ends_at = Some(now);
+                    a.updated_at = now;
+                    a.timeout = false;
+                    a
+                })
+                .collect();
+            tracing::info!(alerts = resolved.len(), "alerts of removed rules resolved");
+            shared.alerts.put(resolved, now);
+        }
+        let carried = carried.len();
         if let Some(q) = &old_live.dispatcher_queries {
             let (tx, rx) = oneshot::channel();
             if q.send(DispatcherQuery::TakeLog(tx)).await.is_ok() {

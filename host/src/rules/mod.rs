@@ -215,6 +215,17 @@ impl Rule {
         )
     }
 
+    /// The labels of the rule's firing alerts.
+    pub fn firing_labels(&self) -> Vec<Labels> {
+        self.runtime
+            .lock()
+            .table
+            .active()
+            .filter(|a| a.state == state::AlertState::Firing)
+            .map(|a| a.labels.clone())
+            .collect()
+    }
+
     /// Takes over `old`'s alerts, detector state and health (a config
     /// reload); `old` is left empty.
     pub fn take_state_from(&self, old: &Rule) {
