@@ -245,6 +245,7 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
 }
 
 fn main() {
+    klaxon_host::server::install_tls_provider();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--serve-klaxon") {
         let receiver = args.get(i + 1).expect("receiver URL after --serve-klaxon");
