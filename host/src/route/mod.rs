@@ -10,6 +10,13 @@
 //! route has its own aggregation groups, timers and receiver, and its group
 //! keys start with the route's key (`{}/{severity="critical"}:{...}`).
 //!
+//! A route's `mute_time_intervals` and `active_time_intervals`
+//! ([`timeinterval`]) are checked at each flush, as Alertmanager's
+//! `TimeMuteStage` and `TimeActiveStage` do: a muted flush sends nothing and
+//! leaves the notification log alone, so the alerts go out at the first
+//! flush after the mute ends. Like Alertmanager, a muted flush still counts
+//! as done: alerts that resolved meanwhile are dropped from the group.
+//!
 //! One task owns all groups (no locks on the hot path); timers are tokio's,
 //! so tests drive them with paused time. Hands notifications forward to
 //! notify; never imports rules.
@@ -17,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -26,8 +33,10 @@ use crate::config::Config;
 use crate::notify::{DeliveryRequest, NotifyHandle};
 use crate::store::Labels;
 
+pub mod timeinterval;
 pub mod tree;
 
+pub use timeinterval::RouteTimeIntervals;
 pub use tree::{RouteError, RouteOpts, RouteTree};
 
 /// One route's settings resolved from config: its options after
@@ -42,6 +51,8 @@ pub struct RouteSettings {
     pub external_url: String,
     /// `send_resolved` of each integration of the receiver, in order.
     pub send_resolved: Vec<bool>,
+    /// The route's own mute and active time intervals, resolved.
+    pub time_intervals: RouteTimeIntervals,
 }
 
 impl RouteSettings {
@@ -54,6 +65,13 @@ impl RouteSettings {
             .find(|r| r.name == opts.receiver)
             .map(|r| r.integrations().iter().map(|i| i.send_resolved).collect())
             .unwrap_or_default();
+        // A validated config defines every name; an unknown one is skipped.
+        let resolve = |names: &[String]| {
+            names
+                .iter()
+                .filter_map(|n| config.time_interval(n).cloned())
+                .collect()
+        };
         Self {
             receiver: opts.receiver.clone(),
             group_by: if opts.group_by_all {
@@ -66,6 +84,10 @@ impl RouteSettings {
             repeat_interval: opts.repeat_interval,
             external_url: config.global.external_url.clone(),
             send_resolved,
+            time_intervals: RouteTimeIntervals {
+                mute: resolve(&opts.mute_time_intervals),
+                active: resolve(&opts.active_time_intervals),
+            },
         }
     }
 
@@ -97,7 +119,11 @@ impl Routing {
             return Ok(None);
         };
         let names = config.receivers.iter().map(|r| r.name.as_str()).collect();
-        let tree = RouteTree::build(route, &names)?;
+        let intervals = config
+            .named_time_intervals()
+            .map(|t| t.name.as_str())
+            .collect();
+        let tree = RouteTree::build(route, &names, &intervals)?;
         tracing::info!(routes = tree.nodes().len(), "routing tree built");
         let routes = tree
             .nodes()
@@ -116,6 +142,8 @@ impl Routing {
             group_wait: settings.group_wait,
             group_interval: settings.group_interval,
             repeat_interval: settings.repeat_interval,
+            mute_time_intervals: names_of(&settings.time_intervals.mute),
+            active_time_intervals: names_of(&settings.time_intervals.active),
         };
         Self {
             tree: RouteTree::single(opts),
@@ -127,6 +155,10 @@ impl Routing {
     pub fn tree(&self) -> &RouteTree {
         &self.tree
     }
+}
+
+fn names_of(intervals: &[timeinterval::NamedTimeInterval]) -> Vec<String> {
+    intervals.iter().map(|t| t.name.clone()).collect()
 }
 
 /// Alertmanager's group key on the root route, e.g.
@@ -276,6 +308,7 @@ impl Dispatcher {
         let settings = &self.routing.routes[id.0];
         let key = id.1.as_str();
         let now_utc = Utc::now();
+        let muted = is_muted(settings, key, now_utc);
         let mut alerts: Vec<Alert> = group.alerts.values().cloned().collect();
         alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
         let (resolved_alerts, firing_alerts): (Vec<&Alert>, Vec<&Alert>) =
@@ -290,14 +323,16 @@ impl Dispatcher {
         let mut pending = Vec::new();
         for (idx, send_resolved) in settings.send_resolved.iter().copied().enumerate() {
             let entry = self.log.get(&(id.clone(), idx));
-            if !needs_update(
-                entry,
-                &firing,
-                &resolved,
-                send_resolved,
-                settings.repeat_interval,
-                now,
-            ) {
+            if muted
+                || !needs_update(
+                    entry,
+                    &firing,
+                    &resolved,
+                    send_resolved,
+                    settings.repeat_interval,
+                    now,
+                )
+            {
                 outcomes.push(None);
                 continue;
             }
@@ -388,6 +423,16 @@ impl Dispatcher {
                 .retain(|(id, _), entry| id != &done.id || !entry.firing.is_empty());
         }
     }
+}
+
+/// Alertmanager's TimeActiveStage and TimeMuteStage for one flush of a
+/// group: whether the route's time intervals hold its notifications back now.
+fn is_muted(settings: &RouteSettings, key: &str, now: DateTime<Utc>) -> bool {
+    let Some(why) = settings.time_intervals.muted_at(now) else {
+        return false;
+    };
+    tracing::debug!(group = %key, receiver = %settings.receiver, reason = %why, "notifications not sent: route is muted");
+    true
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
