@@ -322,17 +322,19 @@ impl Dispatcher {
         let mut outcomes: Vec<Option<bool>> = Vec::new();
         let mut pending = Vec::new();
         for (idx, send_resolved) in settings.send_resolved.iter().copied().enumerate() {
+            if muted {
+                outcomes.push(None); // held back: neither sent nor logged
+                continue;
+            }
             let entry = self.log.get(&(id.clone(), idx));
-            if muted
-                || !needs_update(
-                    entry,
-                    &firing,
-                    &resolved,
-                    send_resolved,
-                    settings.repeat_interval,
-                    now,
-                )
-            {
+            if !needs_update(
+                entry,
+                &firing,
+                &resolved,
+                send_resolved,
+                settings.repeat_interval,
+                now,
+            ) {
                 outcomes.push(None);
                 continue;
             }
