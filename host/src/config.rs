@@ -7,8 +7,9 @@
 //! and `receivers` as in Alertmanager.
 //!
 //! Never imports rules, notify or api: they read this, not the reverse. The
-//! one call into `route` is the routing tree's own validation, so the tree
-//! is built (and checked) by one piece of code.
+//! uses of `route` are the routing tree's own validation and the time
+//! interval types (parsed and checked as they deserialize), so the tree and
+//! the intervals are each built (and checked) by one piece of code.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

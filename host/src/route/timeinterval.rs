@@ -16,10 +16,11 @@
 //! when unset). `Local` is refused: the host's zone would make the config
 //! mean different things on different machines.
 //!
-//! One deliberate difference: Alertmanager derives the length of a month
+//! Two deliberate differences. Alertmanager derives the length of a month
 //! from elapsed hours, so in a zone whose clocks spring forward that month
-//! (March in `Europe/Berlin`) it counts 30 days and `-1` means the 30th.
-//! Here a month has its calendar length.
+//! (March in `Europe/Berlin`) it counts 30 days and `-1` means the 30th;
+//! here a month has its calendar length. And a month number outside 1–12,
+//! which Alertmanager accepts and never matches, is refused as a typo.
 //!
 //! Pure data and functions: no tasks, no clocks, no I/O. Never imports
 //! rules or notify.

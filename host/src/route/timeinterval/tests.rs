@@ -299,6 +299,18 @@ fn contains_follows_alertmanager() {
         (BERLIN_2_TO_3, "2026-10-25T00:30:00Z", true),  // 02:30 CEST
         (BERLIN_2_TO_3, "2026-10-25T01:30:00Z", true),  // 02:30 CET
         (BERLIN_2_TO_3, "2026-10-25T02:00:00Z", false), // 03:00 CET
+        // Calendar month length in a zone with DST: the last day of March
+        // in Berlin is the 31st (Alertmanager, counting 743 hours, says 30th).
+        (
+            "days_of_month: ['-1']\nlocation: Europe/Berlin\n",
+            "2026-03-31T12:00:00Z",
+            true,
+        ),
+        (
+            "days_of_month: ['-1']\nlocation: Europe/Berlin\n",
+            "2026-03-30T12:00:00Z",
+            false,
+        ),
         // No field: every instant. A field set to []: none.
         ("{}", "2026-12-01T00:00:00Z", true),
         ("weekdays: []\n", "2026-12-01T00:00:00Z", false),
