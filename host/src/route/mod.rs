@@ -14,8 +14,10 @@
 //! ([`timeinterval`]) are checked at each flush, as Alertmanager's
 //! `TimeMuteStage` and `TimeActiveStage` do: a muted flush sends nothing and
 //! leaves the notification log alone, so the alerts go out at the first
-//! flush after the mute ends. Like Alertmanager, a muted flush still counts
-//! as done: alerts that resolved meanwhile are dropped from the group.
+//! flush after the mute ends (alerts already notified before it wait for
+//! `repeat_interval`). Like Alertmanager, a muted flush still counts as
+//! done: the next flush is a `group_interval` later, and alerts that
+//! resolved meanwhile are dropped from the group without a notification.
 //!
 //! One task owns all groups (no locks on the hot path); timers are tokio's,
 //! so tests drive them with paused time. Hands notifications forward to

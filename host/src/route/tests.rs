@@ -372,3 +372,43 @@ async fn an_alert_resolved_during_a_mute_is_dropped_as_alertmanager_does() {
     assert!(deliveries.try_recv().is_err());
     assert!(d.groups.is_empty());
 }
+
+/// The other side of leaving the log alone: an alert notified before the
+/// mute is not re-sent when it ends, only at its repeat_interval (as in
+/// Alertmanager, prometheus/alertmanager#3367).
+#[tokio::test(start_paused = true)]
+async fn an_alert_notified_before_a_mute_waits_for_repeat_interval_after_it() {
+    let mut s = settings(true);
+    s.repeat_interval = Duration::from_secs(3600);
+    let (notify, mut deliveries) = NotifyHandle::capture("r", 1, 100);
+    let mut d = Dispatcher::new(s, notify);
+    let (flushed_tx, mut flushed_rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    d.insert(vec![alert("A", "m1", false)], t0);
+    let mut t = t0 + Duration::from_secs(30);
+    d.flush_due(t, &flushed_tx);
+    let _ = deliveries
+        .try_recv()
+        .expect("sent before the mute")
+        .done
+        .send(true);
+    let done = flushed_rx.recv().await.unwrap();
+    d.on_flushed(done, t);
+
+    d.routing.routes[0].time_intervals.mute = vec![named("maintenance", "{}")];
+    t += Duration::from_secs(300);
+    d.flush_due(t, &flushed_tx);
+    assert!(deliveries.try_recv().is_err(), "muted");
+
+    // The mute ends: nothing new to say until repeat_interval has passed.
+    d.routing.routes[0].time_intervals.mute.clear();
+    t += Duration::from_secs(300);
+    d.flush_due(t, &flushed_tx);
+    assert!(
+        deliveries.try_recv().is_err(),
+        "nothing changed since the last notification"
+    );
+    t = t0 + Duration::from_secs(30 + 3600);
+    d.flush_due(t, &flushed_tx);
+    assert!(deliveries.try_recv().is_ok(), "repeated at repeat_interval");
+}
