@@ -1,7 +1,8 @@
 //! End to end through the routing tree: two real local webhook receivers get
 //! different alerts by `severity`, and an alert matching a `continue: true`
 //! route reaches both, each notification with its route's `receiver`,
-//! `groupKey` and `groupLabels`.
+//! `groupKey` and `groupLabels`. Time intervals hold a route's
+//! notifications back, through the real server and webhooks.
 
 mod common;
 
@@ -125,5 +126,83 @@ receivers:
             n["groupLabels"]["alertname"]
         );
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muted_and_inactive_routes_send_nothing_end_to_end() {
+    let (pager_url, pager) = start_receiver().await;
+    let (tickets_url, tickets) = start_receiver().await;
+    // `always` contains every instant and `never` none, whatever the clock says.
+    let yaml = format!(
+        r#"
+groups:
+  - name: serving
+    interval: 1s
+    rules:
+      - alert: LatencyCritical
+        expr: ml_latency_seconds > 0.5
+        labels: {{ severity: critical }}
+      - alert: QueueWarning
+        expr: ml_queue_depth > 100
+        labels: {{ severity: warning }}
+time_intervals:
+  - name: always
+    time_intervals:
+      - times: [{{ start_time: "00:00", end_time: "24:00" }}]
+  - name: never
+    time_intervals:
+      - years: ["2000"]
+route:
+  receiver: tickets
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 4h
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+      mute_time_intervals: [always]
+      continue: true
+    - matchers: ['severity="critical"']
+      receiver: tickets
+      active_time_intervals: [never, always]
+    - match: {{ severity: warning }}
+      receiver: pager
+      active_time_intervals: [never]
+receivers:
+  - name: pager
+    webhook_configs: [{{ url: "{pager_url}/hook" }}]
+  - name: tickets
+    webhook_configs: [{{ url: "{tickets_url}/hook" }}]
+"#
+    );
+    let server = start_klaxon(&yaml).await;
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+    let resp = push(
+        &client,
+        &base,
+        json!({"series": [
+            {"metric": "ml_latency_seconds", "labels": {"model_name": "fraud"}, "value": 0.9},
+            {"metric": "ml_queue_depth", "labels": {"model_name": "fraud"}, "value": 500},
+        ]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+
+    let ticketed = tickets.wait_for(1, Duration::from_secs(15)).await;
+    // Several group intervals: the muted and the inactive routes stay silent.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(tickets.all().await.len(), 1, "{ticketed:#?}");
+    assert_eq!(
+        summary(&tickets.all().await),
+        [(
+            "tickets".to_string(),
+            "{}/{severity=\"critical\"}:{alertname=\"LatencyCritical\"}".to_string(),
+            json!({"alertname": "LatencyCritical"}),
+        )]
+    );
+    assert_eq!(pager.all().await, Vec::<Value>::new());
     server.shutdown().await;
 }

@@ -7,8 +7,9 @@
 //! and `receivers` as in Alertmanager.
 //!
 //! Never imports rules, notify or api: they read this, not the reverse. The
-//! one call into `route` is the routing tree's own validation, so the tree
-//! is built (and checked) by one piece of code.
+//! uses of `route` are the routing tree's own validation and the time
+//! interval types (parsed and checked as they deserialize), so the tree and
+//! the intervals are each built (and checked) by one piece of code.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 use crate::ingest::IngestLimits;
 use crate::plugins::{PluginKind, PluginLimits, PluginRegistry};
+use crate::route::timeinterval::NamedTimeInterval;
 use crate::store::StoreConfig;
 
 /// The configuration Klaxon runs with when no `--config` is given: a starter
@@ -62,12 +64,14 @@ pub struct Config {
     /// Targets to pull metrics from, as in Prometheus.
     #[serde(default)]
     pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
-    /// Accepted only to be refused with a clear message: not yet supported.
+    /// Alertmanager's named time intervals, referred to by routes'
+    /// `mute_time_intervals` and `active_time_intervals`.
     #[serde(default)]
-    pub time_intervals: Option<serde::de::IgnoredAny>,
-    /// Accepted only to be refused with a clear message: not yet supported.
+    pub time_intervals: Vec<NamedTimeInterval>,
+    /// Alertmanager's deprecated spelling of `time_intervals`: same shape,
+    /// and the names of both lists share one namespace.
     #[serde(default)]
-    pub mute_time_intervals: Option<serde::de::IgnoredAny>,
+    pub mute_time_intervals: Vec<NamedTimeInterval>,
 }
 
 /// Settings that apply everywhere.
@@ -321,12 +325,14 @@ pub struct RouteConfig {
     pub repeat_interval: Option<Duration>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
-    /// Accepted only to be refused with a clear message: not yet supported.
+    /// Names of time intervals during which this route sends nothing. Not
+    /// inherited by child routes (as in Alertmanager).
     #[serde(default)]
-    pub mute_time_intervals: Option<serde::de::IgnoredAny>,
-    /// Accepted only to be refused with a clear message: not yet supported.
+    pub mute_time_intervals: Vec<String>,
+    /// Names of time intervals outside which this route sends nothing. Not
+    /// inherited by child routes (as in Alertmanager).
     #[serde(default)]
-    pub active_time_intervals: Option<serde::de::IgnoredAny>,
+    pub active_time_intervals: Vec<String>,
 }
 
 /// Alertmanager's default `group_wait` of the root route.
@@ -628,29 +634,19 @@ impl Config {
                 }
             }
         }
-        for (field, set) in [
-            ("time_intervals", self.time_intervals.is_some()),
-            ("mute_time_intervals", self.mute_time_intervals.is_some()),
-        ] {
-            if set {
-                return Err(err(
-                    &format!("{field}:"),
-                    format!("{field} are not yet supported"),
-                ));
-            }
-        }
         if let Err(e) = crate::route::inhibit::Inhibitor::from_config(&self.inhibit_rules) {
             return Err(err("inhibit_rules:", e.to_string()));
         }
+        let interval_names = self.check_time_intervals(file, text)?;
         if let Some(route) = &self.route {
             // The routing tree checks itself, with Alertmanager's messages.
-            crate::route::tree::RouteTree::build(route, &receiver_names).map_err(|e| {
-                ConfigError {
+            crate::route::tree::RouteTree::build(route, &receiver_names, &interval_names).map_err(
+                |e| ConfigError {
                     file: file.to_string(),
                     line: e.line(text),
                     reason: e.reason,
-                }
-            })?;
+                },
+            )?;
         } else if !self.receivers.is_empty() {
             return Err(err(
                 "receivers:",
@@ -658,6 +654,46 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Every named time interval, legacy `mute_time_intervals` first.
+    pub fn named_time_intervals(&self) -> impl Iterator<Item = &NamedTimeInterval> {
+        self.mute_time_intervals.iter().chain(&self.time_intervals)
+    }
+
+    /// The named time interval called `name`.
+    pub fn time_interval(&self, name: &str) -> Option<&NamedTimeInterval> {
+        self.named_time_intervals().find(|ti| ti.name == name)
+    }
+
+    /// Alertmanager's checks of the named time intervals (the intervals
+    /// themselves were checked as they were parsed): every one has a name,
+    /// and no name is used twice across both lists. Returns the names.
+    fn check_time_intervals(&self, file: &str, text: &str) -> Result<HashSet<&str>, ConfigError> {
+        let mut names = HashSet::new();
+        for (section, list, what) in [
+            (
+                "mute_time_intervals",
+                &self.mute_time_intervals,
+                "mute time interval",
+            ),
+            ("time_intervals", &self.time_intervals, "time interval"),
+        ] {
+            for (idx, ti) in list.iter().enumerate() {
+                let fail = |reason: String| ConfigError {
+                    file: file.to_string(),
+                    line: locate_section_item(text, section, idx, "name"),
+                    reason,
+                };
+                if ti.name.is_empty() {
+                    return Err(fail(format!("missing name in {what}")));
+                }
+                if !names.insert(ti.name.as_str()) {
+                    return Err(fail(format!("{what} {:?} is not unique", ti.name)));
+                }
+            }
+        }
+        Ok(names)
     }
 
     /// Checks references to plugins: each rule's detector and each receiver's
@@ -737,6 +773,56 @@ fn locate(text: &str, needle: &str) -> usize {
         .position(|l| norm(l).contains(&needle))
         .map(|i| i + 1)
         .unwrap_or(0)
+}
+
+/// The 1-based line of item `idx` of the top-level list `section:` (block
+/// style), at its `key:` when the item has one; the section's line when the
+/// item cannot be found, 0 when there is no such section.
+fn locate_section_item(text: &str, section: &str, idx: usize, key: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| {
+        l.strip_prefix(section)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+    }) else {
+        return 0;
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let content = |l: &str| {
+        let t = l.trim_start();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let end = (start + 1..lines.len())
+        .find(|&i| content(lines[i]) && indent(lines[i]) == 0 && !lines[i].starts_with('-'))
+        .unwrap_or(lines.len());
+    let Some(dash_col) = (start + 1..end)
+        .find(|&i| content(lines[i]))
+        .map(|i| indent(lines[i]))
+    else {
+        return start + 1;
+    };
+    let items: Vec<usize> = (start + 1..end)
+        .filter(|&i| indent(lines[i]) == dash_col && lines[i].trim_start().starts_with('-'))
+        .collect();
+    let Some(&first) = items.get(idx) else {
+        return start + 1;
+    };
+    let last = items.get(idx + 1).copied().unwrap_or(end);
+    let key_col = dash_col + 2;
+    (first..last)
+        .find(|&i| {
+            let l = lines[i];
+            let t = if i == first {
+                l.trim_start().trim_start_matches('-').trim_start()
+            } else if indent(l) == key_col {
+                l.trim_start()
+            } else {
+                return false;
+            };
+            t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .unwrap_or(first)
+        + 1
 }
 
 fn is_label_value_name(s: &str) -> bool {

@@ -12,7 +12,7 @@
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
 //! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
 //! - [`alert`]: the `Alert` and `Notification` values handed from rules to routing to notification.
-//! - [`route`]: the Alertmanager routing tree, grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup.
+//! - [`route`]: the Alertmanager routing tree, grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup, time intervals (`mute_time_intervals`/`active_time_intervals`).
 //! - [`notify`]: per-integration delivery queues, retries with backoff, the delivery log.
 //! - [`api`]: the HTTP API (axum).
 //! - [`duration`]: Prometheus-style durations for config and API.

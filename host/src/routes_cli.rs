@@ -18,7 +18,11 @@ pub fn load_tree(path: &Path) -> anyhow::Result<RouteTree> {
         bail!("{file}: no routes provided");
     };
     let names = config.receivers.iter().map(|r| r.name.as_str()).collect();
-    Ok(RouteTree::build(route, &names)?)
+    let intervals = config
+        .named_time_intervals()
+        .map(|t| t.name.as_str())
+        .collect();
+    Ok(RouteTree::build(route, &names, &intervals)?)
 }
 
 /// `klaxon routes show --config F`: the tree as amtool prints it.

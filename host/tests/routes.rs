@@ -67,6 +67,56 @@ fn routes_show_prints_the_tree_like_amtool() {
 }
 
 #[test]
+fn routes_show_prints_time_intervals_on_routes_that_have_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"time_intervals:
+  - name: office
+    time_intervals:
+      - times: [{start_time: '09:00', end_time: '17:00'}]
+        weekdays: ['monday:friday']
+        location: Europe/Berlin
+mute_time_intervals:
+  - name: weekends
+    time_intervals:
+      - weekdays: ['saturday', 'sunday']
+route:
+  receiver: default
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+      mute_time_intervals: [weekends]
+      active_time_intervals: [office]
+      routes:
+        - matchers: [team=ml]
+receivers:
+  - name: default
+  - name: pager
+"#;
+    let path = write(dir.path(), config);
+    let out = run(&["routes", "show"], &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The child inherits neither list, as in Alertmanager.
+    assert_eq!(
+        stdout(&out),
+        "Routing tree:\n.\n└── default-route  receiver: default\n    └── {severity=\"critical\"}  receiver: pager  mute_time_intervals: [weekends]  active_time_intervals: [office]\n        └── {team=\"ml\"}  receiver: pager\n\n"
+    );
+    let out = klaxon()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn routes_test_prints_receivers_in_tree_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), CONFIG);
@@ -227,12 +277,27 @@ fn check_reports_routing_errors_with_file_and_line() {
         (
             "route:\n  receiver: a\n  routes:\n    - receiver: a\n      active_time_intervals: [nights]\nreceivers:\n  - name: a\n",
             5,
-            "active_time_intervals are not yet supported",
+            "undefined time interval \"nights\" used in route",
         ),
         (
-            "time_intervals:\n  - name: nights\nroute:\n  receiver: a\nreceivers:\n  - name: a\n",
-            1,
-            "time_intervals are not yet supported",
+            "time_intervals:\n  - name: nights\nroute:\n  receiver: a\n  routes:\n    - receiver: a\n      mute_time_intervals:\n        - nights\n        - weekends\nreceivers:\n  - name: a\n",
+            9,
+            "undefined time interval \"weekends\" used in route",
+        ),
+        (
+            "time_intervals:\n  - name: nights\nroute:\n  receiver: a\n  mute_time_intervals: [nights]\nreceivers:\n  - name: a\n",
+            5,
+            "root route must not have any mute time intervals",
+        ),
+        (
+            "time_intervals:\n  - name: nights\n    time_intervals:\n      - weekdays: ['friday:monday']\nroute:\n  receiver: a\nreceivers:\n  - name: a\n",
+            4,
+            "start day cannot be before end day",
+        ),
+        (
+            "time_intervals:\n  - name: nights\n  - name: nights\nroute:\n  receiver: a\nreceivers:\n  - name: a\n",
+            3,
+            "time interval \"nights\" is not unique",
         ),
     ];
     for (text, line, reason) in cases {

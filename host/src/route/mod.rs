@@ -10,6 +10,15 @@
 //! route has its own aggregation groups, timers and receiver, and its group
 //! keys start with the route's key (`{}/{severity="critical"}:{...}`).
 //!
+//! A route's `mute_time_intervals` and `active_time_intervals`
+//! ([`timeinterval`]) are checked at each flush, as Alertmanager's
+//! `TimeMuteStage` and `TimeActiveStage` do: a muted flush sends nothing and
+//! leaves the notification log alone, so the alerts go out at the first
+//! flush after the mute ends (alerts already notified before it wait for
+//! `repeat_interval`). Like Alertmanager, a muted flush still counts as
+//! done: the next flush is a `group_interval` later, and alerts that
+//! resolved meanwhile are dropped from the group without a notification.
+//!
 //! One task owns all groups (no locks on the hot path); timers are tokio's,
 //! so tests drive them with paused time. Hands notifications forward to
 //! notify; never imports rules.
@@ -17,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -28,9 +37,11 @@ use crate::store::Labels;
 
 pub mod alerts;
 pub mod inhibit;
+pub mod timeinterval;
 pub mod tree;
 
 pub use alerts::{AlertStore, MuteStatus, Muter, StoredAlert};
+pub use timeinterval::RouteTimeIntervals;
 pub use tree::{RouteError, RouteOpts, RouteTree};
 
 /// One route's settings resolved from config: its options after
@@ -45,6 +56,8 @@ pub struct RouteSettings {
     pub external_url: String,
     /// `send_resolved` of each integration of the receiver, in order.
     pub send_resolved: Vec<bool>,
+    /// The route's own mute and active time intervals, resolved.
+    pub time_intervals: RouteTimeIntervals,
 }
 
 impl RouteSettings {
@@ -57,6 +70,13 @@ impl RouteSettings {
             .find(|r| r.name == opts.receiver)
             .map(|r| r.integrations().iter().map(|i| i.send_resolved).collect())
             .unwrap_or_default();
+        // A validated config defines every name; an unknown one is skipped.
+        let resolve = |names: &[String]| {
+            names
+                .iter()
+                .filter_map(|n| config.time_interval(n).cloned())
+                .collect()
+        };
         Self {
             receiver: opts.receiver.clone(),
             group_by: if opts.group_by_all {
@@ -69,6 +89,10 @@ impl RouteSettings {
             repeat_interval: opts.repeat_interval,
             external_url: config.global.external_url.clone(),
             send_resolved,
+            time_intervals: RouteTimeIntervals {
+                mute: resolve(&opts.mute_time_intervals),
+                active: resolve(&opts.active_time_intervals),
+            },
         }
     }
 
@@ -100,7 +124,11 @@ impl Routing {
             return Ok(None);
         };
         let names = config.receivers.iter().map(|r| r.name.as_str()).collect();
-        let tree = RouteTree::build(route, &names)?;
+        let intervals = config
+            .named_time_intervals()
+            .map(|t| t.name.as_str())
+            .collect();
+        let tree = RouteTree::build(route, &names, &intervals)?;
         tracing::info!(routes = tree.nodes().len(), "routing tree built");
         let routes = tree
             .nodes()
@@ -119,6 +147,8 @@ impl Routing {
             group_wait: settings.group_wait,
             group_interval: settings.group_interval,
             repeat_interval: settings.repeat_interval,
+            mute_time_intervals: names_of(&settings.time_intervals.mute),
+            active_time_intervals: names_of(&settings.time_intervals.active),
         };
         Self {
             tree: RouteTree::single(opts),
@@ -130,6 +160,10 @@ impl Routing {
     pub fn tree(&self) -> &RouteTree {
         &self.tree
     }
+}
+
+fn names_of(intervals: &[timeinterval::NamedTimeInterval]) -> Vec<String> {
+    intervals.iter().map(|t| t.name.clone()).collect()
 }
 
 /// Alertmanager's group key on the root route, e.g.
@@ -352,6 +386,7 @@ impl Dispatcher {
         let settings = &self.routing.routes[id.0];
         let key = id.1.as_str();
         let now_utc = Utc::now();
+        let muted = is_muted(settings, key, now_utc);
         let mut alerts: Vec<Alert> = group.alerts.values().cloned().collect();
         alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
         // Resolved alerts leave the group once the flush succeeded, muted or not.
@@ -394,6 +429,10 @@ impl Dispatcher {
         let mut outcomes: Vec<Option<bool>> = Vec::new();
         let mut pending = Vec::new();
         for (idx, send_resolved) in settings.send_resolved.iter().copied().enumerate() {
+            if muted {
+                outcomes.push(None); // held back: neither sent nor logged
+                continue;
+            }
             let entry = self
                 .log
                 .0
@@ -499,6 +538,16 @@ impl Dispatcher {
             });
         }
     }
+}
+
+/// Alertmanager's TimeActiveStage and TimeMuteStage for one flush of a
+/// group: whether the route's time intervals hold its notifications back now.
+fn is_muted(settings: &RouteSettings, key: &str, now: DateTime<Utc>) -> bool {
+    let Some(why) = settings.time_intervals.muted_at(now) else {
+        return false;
+    };
+    tracing::debug!(group = %key, receiver = %settings.receiver, reason = %why, "notifications not sent: route is muted");
+    true
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

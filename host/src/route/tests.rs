@@ -17,6 +17,7 @@ fn settings(send_resolved: bool) -> RouteSettings {
         repeat_interval: Duration::from_secs(3600),
         external_url: "http://klaxon".into(),
         send_resolved: vec![send_resolved],
+        time_intervals: RouteTimeIntervals::default(),
     }
 }
 
@@ -165,8 +166,13 @@ fn group_key_formats_like_alertmanager() {
 /// A dispatcher over a routing tree parsed from `route` YAML, capturing the
 /// deliveries of receivers `default`, `pager` and `ml` (one integration each).
 fn tree_harness(route_yaml: &str) -> Harness {
+    tree_harness_with("", route_yaml)
+}
+
+/// As [`tree_harness`], with top-level YAML (e.g. `time_intervals`) first.
+fn tree_harness_with(top_yaml: &str, route_yaml: &str) -> Harness {
     let yaml = format!(
-        "route:\n{route_yaml}receivers:\n  - name: default\n    webhook_configs: [{{url: 'http://d'}}]\n  - name: pager\n    webhook_configs: [{{url: 'http://p'}}]\n  - name: ml\n    webhook_configs: [{{url: 'http://m'}}]\n"
+        "{top_yaml}route:\n{route_yaml}receivers:\n  - name: default\n    webhook_configs: [{{url: 'http://d'}}]\n  - name: pager\n    webhook_configs: [{{url: 'http://p'}}]\n  - name: ml\n    webhook_configs: [{{url: 'http://m'}}]\n"
     );
     let config = Config::parse(&yaml, "t.yml").unwrap();
     config.validate_static("t.yml", &yaml).unwrap();
@@ -257,4 +263,152 @@ async fn resolution_reaches_every_matched_route() {
     got.sort();
     assert_eq!(got, ["ml", "pager"]);
     assert!(h.next(Duration::from_secs(7200)).await.is_none());
+}
+
+/// Time intervals that contain every instant and none: the dispatcher reads
+/// the wall clock (`Utc::now()`), which paused tokio time does not move.
+const INTERVALS: &str = "time_intervals:\n  - name: always\n    time_intervals:\n      - times: [{start_time: '00:00', end_time: '24:00'}]\n  - name: never\n    time_intervals:\n      - years: ['2000']\n";
+
+fn named(name: &str, yaml: &str) -> timeinterval::NamedTimeInterval {
+    timeinterval::NamedTimeInterval {
+        name: name.into(),
+        time_intervals: vec![serde_norway::from_str(yaml).unwrap()],
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_muted_route_sends_nothing_while_its_sibling_does() {
+    let mut h = tree_harness_with(
+        INTERVALS,
+        "  receiver: default\n  group_by: [alertname]\n  group_wait: 30s\n  group_interval: 5m\n  routes:\n    - matchers: ['severity=\"critical\"']\n      receiver: pager\n      continue: true\n      mute_time_intervals: [never, always]\n    - match: {team: ml}\n      receiver: ml\n",
+    );
+    h.send(vec![labelled(&[
+        ("alertname", "A"),
+        ("severity", "critical"),
+        ("team", "ml"),
+    ])])
+    .await;
+    let n = h.next(Duration::from_secs(31)).await.unwrap();
+    assert_eq!(n.receiver, "ml");
+    // Hours of group_interval ticks (short of the 4h repeat_interval): the
+    // muted pager route never sends.
+    assert!(h.next(Duration::from_secs(3 * 3600)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn active_time_intervals_send_only_inside_them() {
+    let mut h = tree_harness_with(
+        INTERVALS,
+        "  receiver: default\n  group_by: [alertname]\n  group_wait: 30s\n  group_interval: 5m\n  routes:\n    - matchers: ['severity=\"critical\"']\n      receiver: pager\n      continue: true\n      active_time_intervals: [never]\n    - match: {team: ml}\n      receiver: ml\n      active_time_intervals: [never, always]\n",
+    );
+    h.send(vec![labelled(&[
+        ("alertname", "A"),
+        ("severity", "critical"),
+        ("team", "ml"),
+    ])])
+    .await;
+    // Any one active interval containing now is enough.
+    let n = h.next(Duration::from_secs(31)).await.unwrap();
+    assert_eq!(n.receiver, "ml");
+    // Outside its only active interval, the pager route sends nothing.
+    assert!(h.next(Duration::from_secs(3 * 3600)).await.is_none());
+}
+
+/// Drives the dispatcher's flushes directly: the mute "ends" when the
+/// route's interval stops containing the wall-clock instant of a flush,
+/// which a test cannot move, so the interval is swapped instead.
+#[tokio::test(start_paused = true)]
+async fn a_muted_flush_leaves_the_log_so_the_first_flush_after_the_mute_sends() {
+    let mut s = settings(true);
+    s.time_intervals.mute = vec![named("maintenance", "{}")];
+    let (notify, mut deliveries) = NotifyHandle::capture("r", 1, 100);
+    let mut d = Dispatcher::new(s, notify);
+    let (flushed_tx, _flushed_rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    d.insert(vec![alert("A", "m1", false)], t0);
+
+    // Muted: the group flushes on time but nothing is sent or logged.
+    let mut t = t0 + Duration::from_secs(30);
+    for _ in 0..3 {
+        d.flush_due(t, &flushed_tx);
+        assert!(deliveries.try_recv().is_err(), "muted flush sent something");
+        assert!(d.log.0.is_empty(), "muted flush updated the log");
+        t += Duration::from_secs(300);
+    }
+
+    // The mute is over: the next group_interval flush sends the alert.
+    d.routing.routes[0].time_intervals.mute = vec![named("maintenance", "years: ['2000']")];
+    d.flush_due(t, &flushed_tx);
+    let req = deliveries.try_recv().expect("sent after the mute");
+    assert_eq!(req.notification.alerts.len(), 1);
+    assert_eq!(req.notification.status, "firing");
+}
+
+/// Alertmanager's consequence of a muted flush counting as done: an alert
+/// that resolves during the mute is dropped from its group without a
+/// resolved notification.
+#[tokio::test(start_paused = true)]
+async fn an_alert_resolved_during_a_mute_is_dropped_as_alertmanager_does() {
+    let mut s = settings(true);
+    s.time_intervals.active = vec![named("office", "{}")];
+    let (notify, mut deliveries) = NotifyHandle::capture("r", 1, 100);
+    let mut d = Dispatcher::new(s, notify);
+    let (flushed_tx, mut flushed_rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    d.insert(vec![alert("A", "m1", false)], t0);
+    let t = t0 + Duration::from_secs(30);
+    d.flush_due(t, &flushed_tx);
+    let req = deliveries.try_recv().expect("sent while active");
+    let _ = req.done.send(true);
+    let done = flushed_rx.recv().await.unwrap();
+    d.on_flushed(done, t);
+    assert_eq!(d.log.0.len(), 1);
+
+    // Outside the active interval, the alert resolves: the flush sends
+    // nothing, and the group is gone.
+    d.routing.routes[0].time_intervals.active = vec![named("office", "years: ['2000']")];
+    d.insert(vec![alert("A", "m1", true)], t);
+    d.flush_due(t + Duration::from_secs(300), &flushed_tx);
+    assert!(deliveries.try_recv().is_err());
+    assert!(d.groups.is_empty());
+}
+
+/// The other side of leaving the log alone: an alert notified before the
+/// mute is not re-sent when it ends, only at its repeat_interval (as in
+/// Alertmanager, prometheus/alertmanager#3367).
+#[tokio::test(start_paused = true)]
+async fn an_alert_notified_before_a_mute_waits_for_repeat_interval_after_it() {
+    let mut s = settings(true);
+    s.repeat_interval = Duration::from_secs(3600);
+    let (notify, mut deliveries) = NotifyHandle::capture("r", 1, 100);
+    let mut d = Dispatcher::new(s, notify);
+    let (flushed_tx, mut flushed_rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    d.insert(vec![alert("A", "m1", false)], t0);
+    let mut t = t0 + Duration::from_secs(30);
+    d.flush_due(t, &flushed_tx);
+    let _ = deliveries
+        .try_recv()
+        .expect("sent before the mute")
+        .done
+        .send(true);
+    let done = flushed_rx.recv().await.unwrap();
+    d.on_flushed(done, t);
+
+    d.routing.routes[0].time_intervals.mute = vec![named("maintenance", "{}")];
+    t += Duration::from_secs(300);
+    d.flush_due(t, &flushed_tx);
+    assert!(deliveries.try_recv().is_err(), "muted");
+
+    // The mute ends: nothing new to say until repeat_interval has passed.
+    d.routing.routes[0].time_intervals.mute.clear();
+    t += Duration::from_secs(300);
+    d.flush_due(t, &flushed_tx);
+    assert!(
+        deliveries.try_recv().is_err(),
+        "nothing changed since the last notification"
+    );
+    t = t0 + Duration::from_secs(30 + 3600);
+    d.flush_due(t, &flushed_tx);
+    assert!(deliveries.try_recv().is_ok(), "repeated at repeat_interval");
 }

@@ -29,6 +29,10 @@ pub struct RouteOpts {
     pub group_wait: Duration,
     pub group_interval: Duration,
     pub repeat_interval: Duration,
+    /// Names of the route's own `mute_time_intervals` (never inherited).
+    pub mute_time_intervals: Vec<String>,
+    /// Names of the route's own `active_time_intervals` (never inherited).
+    pub active_time_intervals: Vec<String>,
 }
 
 impl RouteOpts {
@@ -109,8 +113,13 @@ impl RouteError {
 
 impl RouteTree {
     /// Builds and validates the tree. `receivers` are the defined receiver
-    /// names; every route's receiver must be one of them.
-    pub fn build(root: &RouteConfig, receivers: &HashSet<&str>) -> Result<Self, RouteError> {
+    /// names, `time_intervals` the defined time interval names; every
+    /// route's receiver and time intervals must be among them.
+    pub fn build(
+        root: &RouteConfig,
+        receivers: &HashSet<&str>,
+        time_intervals: &HashSet<&str>,
+    ) -> Result<Self, RouteError> {
         let top: &[usize] = &[];
         if root.receiver.as_deref().unwrap_or("").is_empty() {
             return Err(RouteError::new(
@@ -132,6 +141,26 @@ impl RouteTree {
                 ));
             }
         }
+        for (field, set, what) in [
+            (
+                "mute_time_intervals",
+                !root.mute_time_intervals.is_empty(),
+                "mute",
+            ),
+            (
+                "active_time_intervals",
+                !root.active_time_intervals.is_empty(),
+                "active",
+            ),
+        ] {
+            if set {
+                return Err(RouteError::new(
+                    top,
+                    Some(field),
+                    format!("root route must not have any {what} time intervals"),
+                ));
+            }
+        }
         if root.continue_ {
             return Err(RouteError::new(
                 top,
@@ -146,10 +175,16 @@ impl RouteTree {
             group_wait: default_group_wait(),
             group_interval: default_group_interval(),
             repeat_interval: default_repeat_interval(),
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
         };
         let mut tree = RouteTree { nodes: Vec::new() };
         let mut path = Vec::new();
-        tree.add(root, None, &defaults, receivers, &mut path)?;
+        let names = Names {
+            receivers,
+            time_intervals,
+        };
+        tree.add(root, None, &defaults, &names, &mut path)?;
         Ok(tree)
     }
 
@@ -158,18 +193,10 @@ impl RouteTree {
         cr: &RouteConfig,
         parent: Option<usize>,
         inherited: &RouteOpts,
-        receivers: &HashSet<&str>,
+        names: &Names,
         path: &mut Vec<usize>,
     ) -> Result<usize, RouteError> {
         let fail = |field, reason: String| RouteError::new(path, Some(field), reason);
-        for (field, set) in [
-            ("mute_time_intervals", cr.mute_time_intervals.is_some()),
-            ("active_time_intervals", cr.active_time_intervals.is_some()),
-        ] {
-            if set {
-                return Err(fail(field, format!("{field} are not yet supported")));
-            }
-        }
         // config.go: Route.UnmarshalYAML.
         for name in cr.match_.keys() {
             if !is_label_name(name) {
@@ -225,12 +252,30 @@ impl RouteTree {
         }
         if let Some(r) = &cr.receiver
             && !r.is_empty()
-            && !receivers.contains(r.as_str())
+            && !names.receivers.contains(r.as_str())
         {
             return Err(fail(
                 "receiver",
                 format!("undefined receiver {r:?} used in route"),
             ));
+        }
+        // config.go: checkTimeInterval.
+        for (field, list) in [
+            ("active_time_intervals", &cr.active_time_intervals),
+            ("mute_time_intervals", &cr.mute_time_intervals),
+        ] {
+            if let Some(ti) = list
+                .iter()
+                .find(|ti| !names.time_intervals.contains(ti.as_str()))
+            {
+                return Err(RouteError {
+                    needle: Some(ti.clone()),
+                    ..fail(
+                        field,
+                        format!("undefined time interval {ti:?} used in route"),
+                    )
+                });
+            }
         }
 
         // dispatch/route.go: NewRoute.
@@ -249,6 +294,10 @@ impl RouteTree {
         opts.group_wait = cr.group_wait.unwrap_or(opts.group_wait);
         opts.group_interval = cr.group_interval.unwrap_or(opts.group_interval);
         opts.repeat_interval = cr.repeat_interval.unwrap_or(opts.repeat_interval);
+        // dispatch/route.go sets these from the route's own config: a child
+        // does not inherit its parent's mute or active time intervals.
+        opts.mute_time_intervals = cr.mute_time_intervals.clone();
+        opts.active_time_intervals = cr.active_time_intervals.clone();
 
         let mut matchers = Vec::new();
         for (name, value) in &cr.match_ {
@@ -290,7 +339,7 @@ impl RouteTree {
         });
         for (i, child) in cr.routes.iter().enumerate() {
             path.push(i);
-            let c = self.add(child, Some(id), &opts, receivers, path)?;
+            let c = self.add(child, Some(id), &opts, names, path)?;
             path.pop();
             self.nodes[id].children.push(c);
         }
@@ -415,6 +464,12 @@ impl RouteTree {
     }
 }
 
+/// The names a route may refer to.
+struct Names<'a> {
+    receivers: &'a HashSet<&'a str>,
+    time_intervals: &'a HashSet<&'a str>,
+}
+
 /// One treeprint line: `│   ` / `    ` per ancestor level, then the edge.
 fn write_branch(out: &mut String, ended: &[bool], last: bool, text: &str) {
     for &e in ended {
@@ -440,6 +495,21 @@ fn slug(node: &RouteNode, show_continue: bool, show_receiver: bool) -> String {
             s.push_str("  grouping: [...]");
         } else if !node.opts.group_by.is_empty() {
             let _ = write!(s, "  grouping: [{}]", node.opts.group_by.join(","));
+        }
+        // Not in amtool's output, which omits them; printed only when set.
+        if !node.opts.mute_time_intervals.is_empty() {
+            let _ = write!(
+                s,
+                "  mute_time_intervals: [{}]",
+                node.opts.mute_time_intervals.join(",")
+            );
+        }
+        if !node.opts.active_time_intervals.is_empty() {
+            let _ = write!(
+                s,
+                "  active_time_intervals: [{}]",
+                node.opts.active_time_intervals.join(",")
+            );
         }
     }
     s
@@ -667,7 +737,8 @@ mod tests {
     fn tree(yaml: &str) -> Result<RouteTree, RouteError> {
         let route: RouteConfig = serde_norway::from_str(yaml).expect("route yaml");
         let receivers: HashSet<&str> = ["default", "pager", "mail", "ml", "db", "x"].into();
-        RouteTree::build(&route, &receivers)
+        let intervals: HashSet<&str> = ["weekends", "business-hours"].into();
+        RouteTree::build(&route, &receivers, &intervals)
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -915,7 +986,22 @@ routes:
             (
                 "  receiver: default\n  routes:\n    - mute_time_intervals: [weekends]\n",
                 5,
-                "mute_time_intervals are not yet supported",
+                "undefined time interval \"weekends\" used in route",
+            ),
+            (
+                "  receiver: default\n  routes:\n    - receiver: default\n      active_time_intervals:\n        - nights\n",
+                7,
+                "undefined time interval \"nights\" used in route",
+            ),
+            (
+                "  receiver: default\n  mute_time_intervals: [weekends]\n",
+                4,
+                "root route must not have any mute time intervals",
+            ),
+            (
+                "  receiver: default\n  active_time_intervals: [weekends]\n",
+                4,
+                "root route must not have any active time intervals",
             ),
         ];
         for (route, line, reason) in cases {
