@@ -172,7 +172,7 @@ impl Default for NotifyConfig {
             max_backoff: Duration::from_secs(60),
             give_up_after: Duration::from_secs(600),
             queue_capacity: 10_000,
-            max_in_flight: 8,
+            max_in_flight: 64,
             http_timeout: Duration::from_secs(10),
             rate_limits: BTreeMap::from([(
                 "pagerduty".to_string(),

@@ -23,7 +23,8 @@
 //! so tests drive them with paused time. Hands notifications forward to
 //! notify; never imports rules.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -238,6 +239,10 @@ pub struct Dispatcher {
     groups: HashMap<GroupId, AggrGroup>,
     log: NotificationLog,
     muter: Option<Muter>,
+    /// Flush times of the groups not flushing, soonest first. Entries go
+    /// stale when a group's `next_flush` changes or it starts flushing; stale
+    /// ones are skipped when they surface.
+    schedule: BinaryHeap<Reverse<(Instant, GroupId)>>,
 }
 
 /// Alertmanager's notification log: what each integration was last told
@@ -260,6 +265,7 @@ impl Dispatcher {
             groups: HashMap::new(),
             log: NotificationLog::default(),
             muter: None,
+            schedule: BinaryHeap::new(),
         }
     }
 
@@ -289,12 +295,7 @@ impl Dispatcher {
     ) {
         let (flushed_tx, mut flushed_rx) = mpsc::unbounded_channel::<Flushed>();
         loop {
-            let next = self
-                .groups
-                .values()
-                .filter(|g| !g.flushing)
-                .map(|g| g.next_flush)
-                .min();
+            let next = self.next_due();
             tokio::select! {
                 batch = alerts.recv() => match batch {
                     Some(batch) => self.insert(batch, Instant::now()),
@@ -342,8 +343,10 @@ impl Dispatcher {
                 let key = route_group_key(&self.routing.tree.node(route).key, &labels);
                 let group_wait = settings.group_wait;
                 let id = (route, key);
+                let schedule = &mut self.schedule;
                 let group = self.groups.entry(id.clone()).or_insert_with(|| {
                     tracing::debug!(group = %id.1, receiver = %settings.receiver, "new alert group");
+                    schedule.push(Reverse((now + group_wait, id.clone())));
                     AggrGroup {
                         id,
                         labels,
@@ -357,21 +360,44 @@ impl Dispatcher {
                 let age = (now_utc - alert.starts_at).to_std().unwrap_or_default();
                 if !group.has_flushed && age >= group_wait && group.next_flush > now {
                     group.next_flush = now;
+                    if !group.flushing {
+                        schedule.push(Reverse((now, group.id.clone())));
+                    }
                 }
                 group.alerts.insert(alert.fingerprint(), alert.clone());
             }
         }
     }
 
+    /// Whether a schedule entry still describes its group.
+    fn is_current(&self, at: Instant, id: &GroupId) -> bool {
+        self.groups
+            .get(id)
+            .is_some_and(|g| !g.flushing && g.next_flush == at)
+    }
+
+    /// The soonest flush time, dropping stale schedule entries.
+    fn next_due(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, id))) = self.schedule.peek() {
+            if self.is_current(*at, id) {
+                return Some(*at);
+            }
+            self.schedule.pop();
+        }
+        None
+    }
+
     fn flush_due(&mut self, now: Instant, flushed_tx: &mpsc::UnboundedSender<Flushed>) {
-        let due: Vec<GroupId> = self
-            .groups
-            .values()
-            .filter(|g| !g.flushing && g.next_flush <= now)
-            .map(|g| g.id.clone())
-            .collect();
-        for id in due {
-            self.flush(&id, now, flushed_tx);
+        while let Some(Reverse((at, _))) = self.schedule.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, id))) = self.schedule.pop() else {
+                break;
+            };
+            if self.is_current(at, &id) {
+                self.flush(&id, now, flushed_tx);
+            }
         }
     }
 
@@ -521,6 +547,8 @@ impl Dispatcher {
             return;
         };
         group.flushing = false;
+        self.schedule
+            .push(Reverse((group.next_flush, done.id.clone())));
         if all_ok {
             for sent in &done.resolved_alerts {
                 let fp = sent.fingerprint();
