@@ -398,3 +398,45 @@ async fn bad_request_is_not_retried_and_logged_as_failed() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_notifier_configs_are_refused_at_start_naming_the_field() {
+    use klaxon_host::config::Config;
+    use klaxon_host::server::{ServerOptions, start};
+    for (integration, expected) in [
+        (
+            r#"slack_configs: [{ api_url: "https://hooks.slack.com/services/T/B/secret", actions: [{ type: button }] }]"#,
+            "actions: Slack message actions are not supported",
+        ),
+        (
+            r#"pagerduty_configs: [{ routing_key_file: /etc/pagerduty/key }]"#,
+            "unknown field `routing_key_file`",
+        ),
+        (
+            r#"opsgenie_configs: [{ api_key: secret, message: "{{ .CommonLabels.x | humanize }}" }]"#,
+            "message: function \"humanize\" not defined",
+        ),
+        (
+            r#"msteams_configs: [{ webhook_url: "ftp://teams.example/secret" }]"#,
+            "webhook_url: must start with http:// or https://",
+        ),
+    ] {
+        let yaml = config(integration);
+        let config = Config::parse(&yaml, "test.yml").expect("parses");
+        let started = start(ServerOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            config,
+            config_file: "test.yml".into(),
+            config_text: yaml.clone(),
+            data_dir: None,
+        })
+        .await;
+        let Err(e) = started else {
+            panic!("{integration}: started");
+        };
+        let e = format!("{e:#}");
+        assert!(e.contains("receiver `oncall`"), "{e}");
+        assert!(e.contains(expected), "{integration}: {e}");
+        assert!(!e.contains("secret"), "a secret was echoed: {e}");
+    }
+}
