@@ -89,7 +89,7 @@ impl Templates {
             for name in parsed.templates() {
                 if let Some(tree) = parsed.lookup(name) {
                     let mut tree = tree.clone();
-                    rewrite_list(&mut tree, &mut Vec::new());
+                    rewrite_list(&mut tree, &mut Refs::default());
                     base = base.add_parse_tree(name, tree);
                 }
             }
@@ -105,7 +105,7 @@ impl Templates {
             .parse(text)
             .map_err(|e| format!("{field}: {e}"))?;
         let mut set = self.base.clone();
-        let mut unknown = Vec::new();
+        let mut unknown = Refs::default();
         for name in parsed.templates() {
             if let Some(tree) = parsed.lookup(name) {
                 let mut tree = tree.clone();
@@ -113,8 +113,11 @@ impl Templates {
                 set = set.add_parse_tree(name, tree);
             }
         }
-        if let Some(f) = unknown.first() {
+        if let Some(f) = unknown.functions.first() {
             return Err(format!("{field}: function {f:?} not defined"));
+        }
+        if let Some(t) = unknown.templates.iter().find(|t| set.lookup(t).is_none()) {
+            return Err(format!("{field}: template {t:?} not defined"));
         }
         Ok(set)
     }
@@ -227,17 +230,26 @@ fn quote_meta(s: &str) -> String {
 
 // ---- rewriting methods into calls ----
 
+/// What a tree refers to that must exist: functions it calls and templates it
+/// invokes. Go refuses an unknown function when parsing; gotmpl only when
+/// executing, which would be at send time, too late for `check-config`.
+#[derive(Default)]
+struct Refs {
+    functions: Vec<String>,
+    templates: Vec<String>,
+}
+
 fn method_func(field: &str) -> Option<&'static str> {
     METHODS.iter().find(|(m, _)| *m == field).map(|(_, f)| *f)
 }
 
-fn rewrite_list(list: &mut ListNode, unknown: &mut Vec<String>) {
+fn rewrite_list(list: &mut ListNode, unknown: &mut Refs) {
     for node in &mut list.nodes {
         rewrite_node(node, unknown);
     }
 }
 
-fn rewrite_node(node: &mut Node, unknown: &mut Vec<String>) {
+fn rewrite_node(node: &mut Node, unknown: &mut Refs) {
     match node {
         Node::List(list) => rewrite_list(list, unknown),
         Node::Action(action) => {
@@ -258,6 +270,7 @@ fn rewrite_node(node: &mut Node, unknown: &mut Vec<String>) {
             }
         }
         Node::Template(t) => {
+            unknown.templates.push(t.name.to_string());
             if let Some(pipe) = &mut t.pipe {
                 rewrite_pipe(pipe, unknown);
             }
@@ -267,7 +280,7 @@ fn rewrite_node(node: &mut Node, unknown: &mut Vec<String>) {
     }
 }
 
-fn rewrite_pipe(pipe: &mut PipeNode, unknown: &mut Vec<String>) {
+fn rewrite_pipe(pipe: &mut PipeNode, unknown: &mut Refs) {
     for command in &mut pipe.commands {
         // `.CommonLabels.Remove .GroupLabels.Names`: the method's arguments are the
         // rest of the command, so the call replaces the command's first word.
@@ -308,11 +321,11 @@ fn strip_remove(expr: &Expr) -> Option<Expr> {
     }
 }
 
-fn rewrite_expr(expr: &mut Expr, unknown: &mut Vec<String>) {
+fn rewrite_expr(expr: &mut Expr, unknown: &mut Refs) {
     let first_method = |fields: &[SmolStr]| fields.iter().position(|f| method_func(f).is_some());
     match expr {
         Expr::Identifier(_, name) if !is_known_function(name) => {
-            unknown.push(name.to_string());
+            unknown.functions.push(name.to_string());
         }
         Expr::Pipe(_, pipe) => rewrite_pipe(pipe, unknown),
         Expr::Field(pos, fields) => {
@@ -783,6 +796,14 @@ mod tests {
         assert_eq!(e, "title: function \"humanizeDuration\" not defined");
         let e = t.check("text", "{{ if }}").unwrap_err();
         assert!(e.starts_with("text: "), "{e}");
+        let e = t
+            .check("text", "{{ template \"slack.default.titel\" . }}")
+            .unwrap_err();
+        assert_eq!(e, "text: template \"slack.default.titel\" not defined");
+        assert!(
+            t.check("text", "{{ define \"x\" }}x{{ end }}{{ template \"x\" }}")
+                .is_ok()
+        );
         assert!(t.check("text", "{{ .CommonLabels.SortedPairs }}").is_ok());
         assert!(t.check("text", "no template").is_ok());
     }
