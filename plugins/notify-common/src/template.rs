@@ -23,9 +23,10 @@
 //! # Functions
 //!
 //! Go's built-ins, and Alertmanager's `toUpper`, `toLower`, `title`, `trimSpace`,
-//! `join`, `safeHtml`, `reReplaceAll`, `stringSlice` and `match`. Not available:
-//! `date`, `tz`, `since`, `humanizeDuration`, `safeUrl`, `urlUnescape`, `toJson`
-//! (a template using them is refused by `check-config`).
+//! `join`, `safeHtml`, `safeUrl`, `urlUnescape`, `reReplaceAll`, `stringSlice`,
+//! `match` and `toJson`. Not available: `date`, `tz`, `since` and
+//! `humanizeDuration` (plugins have no clock; a template using them is refused by
+//! `check-config`).
 //!
 //! # How methods work
 //!
@@ -400,16 +401,19 @@ fn is_known_function(name: &str) -> bool {
 // ---- functions ----
 
 /// Alertmanager's template functions provided here.
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 12] = [
     "toUpper",
     "toLower",
     "title",
     "trimSpace",
     "join",
     "safeHtml",
+    "safeUrl",
+    "urlUnescape",
     "reReplaceAll",
     "stringSlice",
     "match",
+    "toJson",
 ];
 
 type Res = gotmpl::Result<Value>;
@@ -515,6 +519,100 @@ fn pair_part(name: &'static str, pick: &'static str) -> impl Fn(&[Value]) -> Res
     }
 }
 
+/// Go's `url.QueryUnescape`: `%XX` decoded, `+` read as a space.
+fn query_unescape(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("invalid URL escape {:?}", &s[i..s.len().min(i + 3)]))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "invalid UTF-8 after URL unescaping".to_owned())
+}
+
+/// Go's `json.Marshal`: compact, map keys sorted, and `<`, `>`, `&`, U+2028 and
+/// U+2029 escaped as Go escapes them.
+fn to_json(v: &Value) -> gotmpl::Result<String> {
+    fn json(v: &Value, out: &mut String) -> gotmpl::Result<()> {
+        match v {
+            Value::Nil => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => out.push_str(&i.to_string()),
+            Value::Uint(u) => out.push_str(&u.to_string()),
+            Value::Float(f) if f.is_finite() => out.push_str(&f.to_string()),
+            Value::String(s) => quote(s, out),
+            Value::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json(item, out)?;
+                }
+                out.push(']');
+            }
+            Value::Map(m) => {
+                out.push('{');
+                for (i, (k, item)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    quote(k, out);
+                    out.push(':');
+                    json(item, out)?;
+                }
+                out.push('}');
+            }
+            other => {
+                return Err(err(format!(
+                    "toJson: cannot encode a {}",
+                    other.type_name()
+                )));
+            }
+        }
+        Ok(())
+    }
+    fn quote(s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                    out.push_str(&format!("\\u{:04x}", u32::from(c)));
+                }
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    let mut out = String::new();
+    json(v, &mut out)?;
+    Ok(out)
+}
+
 fn funcs() -> FuncMap {
     let mut m = FuncMap::new();
     let mut add = |name: &str, f: gotmpl::ValueFunc| {
@@ -585,6 +683,22 @@ fn funcs() -> FuncMap {
     add(
         "safeHtml",
         Arc::new(|args: &[Value]| Ok(Value::from(text(arg("safeHtml", args, 0, 1)?)))),
+    );
+    add(
+        "safeUrl",
+        Arc::new(|args: &[Value]| Ok(Value::from(text(arg("safeUrl", args, 0, 1)?)))),
+    );
+    add(
+        "urlUnescape",
+        Arc::new(|args: &[Value]| {
+            query_unescape(&text(arg("urlUnescape", args, 0, 1)?))
+                .map(Value::from)
+                .map_err(|e| err(format!("urlUnescape: {e}")))
+        }),
+    );
+    add(
+        "toJson",
+        Arc::new(|args: &[Value]| to_json(arg("toJson", args, 0, 1)?).map(Value::from)),
     );
     add(
         "join",
@@ -783,6 +897,15 @@ mod tests {
                 "yes",
             ),
             ("{{ trimSpace \"  x \" }}", "x"),
+            (
+                "{{ .CommonLabels | toJson }}",
+                r#"{"alertname":"HighLatency","model":"fraud-v2","severity":"page"}"#,
+            ),
+            ("{{ toJson \"<a & b>\" }}", r#""\u003ca \u0026 b\u003e""#),
+            (
+                "{{ urlUnescape \"a%2Fb+c\" }}{{ safeUrl \"/x\" }}",
+                "a/b c/x",
+            ),
             ("plain text", "plain text"),
         ] {
             assert_eq!(render(text, &n), expected, "{text}");
