@@ -333,8 +333,9 @@ async fn msteams_posts_message_cards_coloured_by_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_delivery_is_retried_after_retry_after() {
     let (url, slack) = Service::start(vec![(429, Some("1"), "rate_limited")], (200, "ok")).await;
+    // The text also shows Go's time layouts on the alert's start.
     let server = start_klaxon(&config(&format!(
-        r#"slack_configs: [{{ api_url: "{url}/hook" }}]"#
+        r#"slack_configs: [{{ api_url: "{url}/hook", text: '{{{{ range .Alerts }}}}{{{{ .Labels.model }}}} since {{{{ .StartsAt.Format "2006-01-02 15:04" }}}}{{{{ end }}}}' }}]"#
     )))
     .await;
     let base = format!("http://{}", server.addr());
@@ -361,6 +362,15 @@ async fn rate_limited_delivery_is_retried_after_retry_after() {
     let hits = slack.wait_for(2).await;
     assert_eq!(hits.len(), 2);
     assert_eq!(hits[0].body, hits[1].body, "the same message is sent again");
+    let text = hits[0].body["attachments"][0]["text"]
+        .as_str()
+        .expect("text");
+    let since = text.strip_prefix("fraud-v2 since ").expect("the model");
+    let shape: String = since
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99 99:99", "{text}");
     server.shutdown().await;
 }
 

@@ -5,6 +5,7 @@
 //!
 //! - [`template`]: Alertmanager's template data model, functions and default
 //!   templates (`default.tmpl`), rendered with `gotmpl`.
+//! - `gotime` (private): Go's `time.Format` layouts for the model's timestamps.
 //! - this file: one delivery attempt and its outcome ([`post_json`], [`outcome`]),
 //!   config checks every plugin makes ([`check_url`], [`check_header_value`]) and
 //!   Alertmanager's small helpers ([`group_key_hash`], [`truncate_runes`],
@@ -12,6 +13,7 @@
 //!
 //! Never imports a plugin crate: plugins depend on this, not the reverse.
 
+mod gotime;
 pub mod template;
 
 use klaxon_sdk::http::{self, HttpError, Request, Response};

@@ -14,8 +14,8 @@
 //! | `.ExternalURL` | the host's external URL |
 //!
 //! Each alert has `.Status .Labels .Annotations .StartsAt .EndsAt .GeneratorURL
-//! .Fingerprint`; the times are RFC 3339 strings (Go has `time.Time` there, so its
-//! methods such as `.StartsAt.Format` are not available). Label maps have the methods
+//! .Fingerprint`; the times are RFC 3339 strings with Go's `.Format "layout"` (the
+//! other methods of Go's `time.Time` are not available). Label maps have the methods
 //! `.SortedPairs` (a list of `.Name`/`.Value`), `.Names`, `.Values` and `.Remove
 //! <names>`; a list of pairs has `.Names` and `.Values`. A missing label renders as an
 //! empty string (Alertmanager's `missingkey=zero`).
@@ -50,17 +50,18 @@ use klaxon_sdk::{Alert, Notification};
 pub const DEFAULT_TEMPLATES: &str = include_str!("default.tmpl");
 
 /// Methods of Alertmanager's data model and the functions that stand in for them.
-const METHODS: [(&str, &str); 6] = [
+const METHODS: [(&str, &str); 7] = [
     ("Firing", "amFiring"),
     ("Resolved", "amResolved"),
     ("SortedPairs", "amSortedPairs"),
     ("Names", "amNames"),
     ("Values", "amValues"),
     ("Remove", "amRemove"),
+    ("Format", "amFormat"),
 ];
 
-/// The method taking an argument: only valid as the first word of a command.
-const REMOVE: &str = "Remove";
+/// The methods taking arguments: only valid as the first word of a command.
+const METHODS_WITH_ARGS: [&str; 2] = ["Remove", "Format"];
 
 /// Appended to every printing action: prints a missing value as `""`.
 const OR_EMPTY: &str = "amOrEmpty";
@@ -285,9 +286,9 @@ fn rewrite_pipe(pipe: &mut PipeNode, unknown: &mut Refs) {
     for command in &mut pipe.commands {
         // `.CommonLabels.Remove .GroupLabels.Names`: the method's arguments are the
         // rest of the command, so the call replaces the command's first word.
-        if let Some(receiver) = command.args.first().and_then(strip_remove) {
+        if let Some((func, receiver)) = command.args.first().and_then(strip_method_with_args) {
             let pos = command.pos;
-            command.args[0] = Expr::Identifier(pos, "amRemove".into());
+            command.args[0] = Expr::Identifier(pos, func.into());
             command.args.insert(1, receiver);
         }
         for arg in &mut command.args {
@@ -296,27 +297,38 @@ fn rewrite_pipe(pipe: &mut PipeNode, unknown: &mut Refs) {
     }
 }
 
-/// The receiver of a field chain ending in `.Remove`.
-fn strip_remove(expr: &Expr) -> Option<Expr> {
+/// The function and receiver of a field chain ending in a method that takes
+/// arguments (`.CommonLabels.Remove`, `.StartsAt.Format`).
+fn strip_method_with_args(expr: &Expr) -> Option<(&'static str, Expr)> {
+    let split = |fields: &[SmolStr]| {
+        let last = fields.last()?;
+        if !METHODS_WITH_ARGS.contains(&last.as_str()) {
+            return None;
+        }
+        Some((method_func(last)?, fields[..fields.len() - 1].to_vec()))
+    };
     match expr {
-        Expr::Field(pos, fields) if fields.last().is_some_and(|f| f == REMOVE) => {
-            let rest = &fields[..fields.len() - 1];
-            Some(if rest.is_empty() {
+        Expr::Field(pos, fields) => {
+            let (func, rest) = split(fields)?;
+            let receiver = if rest.is_empty() {
                 Expr::Dot(*pos)
             } else {
-                Expr::Field(*pos, rest.to_vec())
-            })
+                Expr::Field(*pos, rest)
+            };
+            Some((func, receiver))
         }
-        Expr::Variable(pos, name, fields) if fields.last().is_some_and(|f| f == REMOVE) => Some(
-            Expr::Variable(*pos, name.clone(), fields[..fields.len() - 1].to_vec()),
-        ),
-        Expr::Chain(pos, inner, fields) if fields.last().is_some_and(|f| f == REMOVE) => {
-            let rest = &fields[..fields.len() - 1];
-            Some(if rest.is_empty() {
+        Expr::Variable(pos, name, fields) => {
+            let (func, rest) = split(fields)?;
+            Some((func, Expr::Variable(*pos, name.clone(), rest)))
+        }
+        Expr::Chain(pos, inner, fields) => {
+            let (func, rest) = split(fields)?;
+            let receiver = if rest.is_empty() {
                 (**inner).clone()
             } else {
-                Expr::Chain(*pos, inner.clone(), rest.to_vec())
-            })
+                Expr::Chain(*pos, inner.clone(), rest)
+            };
+            Some((func, receiver))
         }
         _ => None,
     }
@@ -648,6 +660,16 @@ fn funcs() -> FuncMap {
         }),
     );
     add(
+        "amFormat",
+        Arc::new(|args: &[Value]| {
+            let time = text(arg("Format", args, 0, 2)?);
+            let layout = text(arg("Format", args, 1, 2)?);
+            crate::gotime::format(&time, &layout)
+                .map(Value::from)
+                .ok_or_else(|| err(format!("Format: {time:?} is not an RFC 3339 time")))
+        }),
+    );
+    add(
         OR_EMPTY,
         Arc::new(|args: &[Value]| {
             Ok(match arg(OR_EMPTY, args, 0, 1)? {
@@ -897,6 +919,10 @@ mod tests {
                 "yes",
             ),
             ("{{ trimSpace \"  x \" }}", "x"),
+            (
+                "{{ range .Alerts }}{{ .StartsAt.Format \"Jan 2 15:04 MST\" }}{{ end }}",
+                "May 1 10:00 UTC",
+            ),
             (
                 "{{ .CommonLabels | toJson }}",
                 r#"{"alertname":"HighLatency","model":"fraud-v2","severity":"page"}"#,
