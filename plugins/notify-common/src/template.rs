@@ -24,9 +24,8 @@
 //!
 //! Go's built-ins, and Alertmanager's `toUpper`, `toLower`, `title`, `trimSpace`,
 //! `join`, `safeHtml`, `safeUrl`, `urlUnescape`, `reReplaceAll`, `stringSlice`,
-//! `match` and `toJson`. Not available: `date`, `tz`, `since` and
-//! `humanizeDuration` (plugins have no clock; a template using them is refused by
-//! `check-config`).
+//! `match`, `toJson` and `humanizeDuration`. Not available: `date`, `tz` and `since`
+//! (plugins have no clock; a template using them is refused by `check-config`).
 //!
 //! # How methods work
 //!
@@ -413,7 +412,7 @@ fn is_known_function(name: &str) -> bool {
 // ---- functions ----
 
 /// Alertmanager's template functions provided here.
-const FUNCTIONS: [&str; 12] = [
+const FUNCTIONS: [&str; 13] = [
     "toUpper",
     "toLower",
     "title",
@@ -426,6 +425,7 @@ const FUNCTIONS: [&str; 12] = [
     "stringSlice",
     "match",
     "toJson",
+    "humanizeDuration",
 ];
 
 type Res = gotmpl::Result<Value>;
@@ -625,6 +625,71 @@ fn to_json(v: &Value) -> gotmpl::Result<String> {
     Ok(out)
 }
 
+/// Go's `%.4g`.
+fn go_g4(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    // Round to 4 significant digits first: the exponent is the rounded one's.
+    let sci = format!("{v:.3e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
+    };
+    if !(-4..4).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa.to_owned()), exp.abs())
+    } else {
+        let decimals = usize::try_from(3 - exp).unwrap_or(0);
+        trim(format!("{v:.decimals$}"))
+    }
+}
+
+/// Prometheus's `humanizeDuration`, which Alertmanager's templates share: seconds
+/// as `1d 2h 3m 4s`, or with an SI prefix below one second.
+fn humanize_duration(v: f64) -> String {
+    if v.is_nan() || v.is_infinite() {
+        return go_g4(v);
+    }
+    if v == 0.0 {
+        return "0s".into();
+    }
+    if v.abs() >= 1.0 {
+        let sign = if v < 0.0 { "-" } else { "" };
+        let v = v.abs();
+        let total = v as i64;
+        let (seconds, minutes) = (total % 60, total / 60 % 60);
+        let (hours, days) = (total / 3600 % 24, total / 86_400);
+        return match (days, hours, minutes) {
+            (0, 0, 0) => format!("{sign}{}s", go_g4(v)),
+            (0, 0, _) => format!("{sign}{minutes}m {seconds}s"),
+            (0, _, _) => format!("{sign}{hours}h {minutes}m {seconds}s"),
+            _ => format!("{sign}{days}d {hours}h {minutes}m {seconds}s"),
+        };
+    }
+    let mut v = v;
+    let mut prefix = "";
+    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
+        if v.abs() >= 1.0 {
+            break;
+        }
+        prefix = p;
+        v *= 1000.0;
+    }
+    format!("{}{prefix}s", go_g4(v))
+}
+
 fn funcs() -> FuncMap {
     let mut m = FuncMap::new();
     let mut add = |name: &str, f: gotmpl::ValueFunc| {
@@ -716,6 +781,23 @@ fn funcs() -> FuncMap {
             query_unescape(&text(arg("urlUnescape", args, 0, 1)?))
                 .map(Value::from)
                 .map_err(|e| err(format!("urlUnescape: {e}")))
+        }),
+    );
+    add(
+        "humanizeDuration",
+        Arc::new(|args: &[Value]| {
+            let seconds = match arg("humanizeDuration", args, 0, 1)? {
+                Value::Int(i) => *i as f64,
+                Value::Uint(u) => *u as f64,
+                Value::Float(f) => *f,
+                other => text(other).trim().parse::<f64>().map_err(|_| {
+                    err(format!(
+                        "humanizeDuration: {:?} is not a number",
+                        text(other)
+                    ))
+                })?,
+            };
+            Ok(Value::from(humanize_duration(seconds)))
         }),
     );
     add(
@@ -941,8 +1023,8 @@ mod tests {
     #[test]
     fn unknown_functions_and_syntax_errors_name_the_field() {
         let t = Templates::new();
-        let e = t.check("title", "{{ humanizeDuration 5 }}").unwrap_err();
-        assert_eq!(e, "title: function \"humanizeDuration\" not defined");
+        let e = t.check("title", "{{ since .StartsAt }}").unwrap_err();
+        assert_eq!(e, "title: function \"since\" not defined");
         let e = t.check("text", "{{ if }}").unwrap_err();
         assert!(e.starts_with("text: "), "{e}");
         let e = t
@@ -955,6 +1037,33 @@ mod tests {
         );
         assert!(t.check("text", "{{ .CommonLabels.SortedPairs }}").is_ok());
         assert!(t.check("text", "no template").is_ok());
+    }
+
+    #[test]
+    fn humanize_duration_matches_prometheus() {
+        for (v, expected) in [
+            (0.0, "0s"),
+            (1.0, "1s"),
+            (1.5, "1.5s"),
+            (12.3456, "12.35s"),
+            (60.0, "1m 0s"),
+            (3_723.0, "1h 2m 3s"),
+            (93_784.0, "1d 2h 3m 4s"),
+            (-90.0, "-1m 30s"),
+            (0.25, "250ms"),
+            (0.000_001_5, "1.5us"),
+        ] {
+            assert_eq!(humanize_duration(v), expected, "{v}");
+        }
+        assert_eq!(go_g4(123_456.0), "1.235e+05");
+        assert_eq!(go_g4(9.999_96), "10");
+        assert_eq!(
+            render(
+                "{{ humanizeDuration 3723 }} {{ humanizeDuration \"0.5\" }}",
+                &firing()
+            ),
+            "1h 2m 3s 500ms"
+        );
     }
 
     #[test]
