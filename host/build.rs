@@ -14,6 +14,10 @@ const STOCK: &[(&str, &str)] = &[
     ("threshold", "klaxon-plugin-threshold"),
     ("zscore", "klaxon-plugin-zscore"),
     ("webhook", "klaxon-plugin-webhook"),
+    ("slack", "klaxon-plugin-slack"),
+    ("pagerduty", "klaxon-plugin-pagerduty"),
+    ("opsgenie", "klaxon-plugin-opsgenie"),
+    ("msteams", "klaxon-plugin-msteams"),
     ("console", "klaxon-plugin-console"),
 ];
 

@@ -92,6 +92,14 @@ pub struct GlobalConfig {
     /// How long expired silences are kept (Alertmanager's `--data.retention`).
     #[serde(with = "crate::duration::serde_str")]
     pub silence_retention: Duration,
+    /// Alertmanager's `slack_api_url`: the `api_url` of `slack_configs` that set none.
+    pub slack_api_url: Option<String>,
+    /// Alertmanager's `pagerduty_url`: the `url` of `pagerduty_configs` that set none.
+    pub pagerduty_url: Option<String>,
+    /// Alertmanager's `opsgenie_api_key`: the `api_key` of `opsgenie_configs` that set none.
+    pub opsgenie_api_key: Option<String>,
+    /// Alertmanager's `opsgenie_api_url`: the `api_url` of `opsgenie_configs` that set none.
+    pub opsgenie_api_url: Option<String>,
 }
 
 impl Default for GlobalConfig {
@@ -102,6 +110,10 @@ impl Default for GlobalConfig {
             external_labels: BTreeMap::new(),
             resolve_timeout: Duration::from_secs(300),
             silence_retention: crate::silence::DEFAULT_RETENTION,
+            slack_api_url: None,
+            pagerduty_url: None,
+            opsgenie_api_key: None,
+            opsgenie_api_url: None,
         }
     }
 }
@@ -379,6 +391,18 @@ pub struct ReceiverConfig {
     /// Alertmanager webhook configs, delivered by the `webhook` plugin.
     #[serde(default)]
     pub webhook_configs: Vec<serde_json::Value>,
+    /// Alertmanager Slack configs, delivered by the `slack` plugin.
+    #[serde(default)]
+    pub slack_configs: Vec<serde_json::Value>,
+    /// Alertmanager PagerDuty configs, delivered by the `pagerduty` plugin.
+    #[serde(default)]
+    pub pagerduty_configs: Vec<serde_json::Value>,
+    /// Alertmanager Opsgenie configs, delivered by the `opsgenie` plugin.
+    #[serde(default)]
+    pub opsgenie_configs: Vec<serde_json::Value>,
+    /// Alertmanager Microsoft Teams configs, delivered by the `msteams` plugin.
+    #[serde(default)]
+    pub msteams_configs: Vec<serde_json::Value>,
     /// Any notifier plugin.
     #[serde(default)]
     pub plugin_configs: Vec<PluginIntegrationConfig>,
@@ -411,8 +435,26 @@ pub struct Integration {
 }
 
 impl ReceiverConfig {
-    /// Every integration in order: webhook configs first, then plugin configs.
-    /// `send_resolved` is taken out of the plugin's config: the host applies it.
+    /// The Alertmanager config lists delivered by stock plugins, in integration
+    /// order: (YAML key, plugin, the entries, Alertmanager's `send_resolved` default).
+    pub fn stock_configs(&self) -> [(&'static str, &'static str, &[serde_json::Value], bool); 5] {
+        [
+            ("webhook_configs", "webhook", &self.webhook_configs, true),
+            ("slack_configs", "slack", &self.slack_configs, false),
+            (
+                "pagerduty_configs",
+                "pagerduty",
+                &self.pagerduty_configs,
+                true,
+            ),
+            ("opsgenie_configs", "opsgenie", &self.opsgenie_configs, true),
+            ("msteams_configs", "msteams", &self.msteams_configs, true),
+        ]
+    }
+
+    /// Every integration in order: the stock plugins' configs (webhook, slack,
+    /// pagerduty, opsgenie, msteams), then plugin configs. `send_resolved` is
+    /// taken out of the plugin's config: the host applies it.
     pub fn integrations(&self) -> Vec<Integration> {
         let strip = |c: &serde_json::Value| {
             let mut c = c.clone();
@@ -422,27 +464,56 @@ impl ReceiverConfig {
                 .and_then(|v| v.as_bool());
             (c, send_resolved)
         };
-        let webhooks = self.webhook_configs.iter().map(|c| {
-            let (config, send_resolved) = strip(c);
-            Integration {
-                plugin: "webhook".into(),
-                config,
-                send_resolved: send_resolved.unwrap_or(true),
-            }
-        });
+        let stock = self.stock_configs().into_iter().flat_map(
+            |(_, plugin, configs, resolved_by_default)| {
+                configs.iter().map(move |c| {
+                    let (config, send_resolved) = strip(c);
+                    Integration {
+                        plugin: plugin.into(),
+                        config,
+                        send_resolved: send_resolved.unwrap_or(resolved_by_default),
+                    }
+                })
+            },
+        );
         let plugins = self.plugin_configs.iter().map(|c| Integration {
             plugin: c.plugin.clone(),
             config: strip(&c.config).0,
             send_resolved: c.send_resolved,
         });
-        webhooks.chain(plugins).collect()
+        stock.chain(plugins).collect()
+    }
+
+    /// Fills in the `global` defaults Alertmanager applies to its integrations
+    /// (`slack_api_url`, `pagerduty_url`, `opsgenie_api_key`, `opsgenie_api_url`)
+    /// where an entry leaves the field out.
+    fn apply_global_defaults(&mut self, global: &GlobalConfig) {
+        let fill = |configs: &mut Vec<serde_json::Value>, field: &str, value: &Option<String>| {
+            let Some(value) = value else { return };
+            for c in configs.iter_mut().filter_map(|c| c.as_object_mut()) {
+                c.entry(field)
+                    .or_insert_with(|| serde_json::Value::String(value.clone()));
+            }
+        };
+        fill(&mut self.slack_configs, "api_url", &global.slack_api_url);
+        fill(&mut self.pagerduty_configs, "url", &global.pagerduty_url);
+        fill(
+            &mut self.opsgenie_configs,
+            "api_key",
+            &global.opsgenie_api_key,
+        );
+        fill(
+            &mut self.opsgenie_configs,
+            "api_url",
+            &global.opsgenie_api_url,
+        );
     }
 }
 
 impl Config {
     /// Parses YAML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        serde_norway::from_str(text).map_err(|e| {
+        let mut config: Self = serde_norway::from_str(text).map_err(|e| {
             let reason = strip_location(&e.to_string());
             let line = e.location().map(|l| l.line()).unwrap_or(0);
             ConfigError {
@@ -450,7 +521,12 @@ impl Config {
                 line: refine_line(text, line, &reason),
                 reason,
             }
-        })
+        })?;
+        let global = config.global.clone();
+        for receiver in &mut config.receivers {
+            receiver.apply_global_defaults(&global);
+        }
+        Ok(config)
     }
 
     /// Reads and parses a file.
@@ -622,14 +698,11 @@ impl Config {
                     ),
                 });
             }
-            for (i, hook) in receiver.webhook_configs.iter().enumerate() {
-                if !hook.is_object() {
+            for (key, _, configs, _) in receiver.stock_configs() {
+                if let Some(i) = configs.iter().position(|c| !c.is_object()) {
                     return Err(err(
                         &format!("name: {}", receiver.name),
-                        format!(
-                            "receiver `{}`: webhook_configs[{i}] must be a mapping",
-                            receiver.name
-                        ),
+                        format!("receiver `{}`: {key}[{i}] must be a mapping", receiver.name),
                     ));
                 }
             }
@@ -851,6 +924,56 @@ mod tests {
         assert_eq!(e.file, "rules.yml");
         assert_eq!(e.line, 8, "{e}");
         assert!(e.reason.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn stock_notifier_configs_map_to_their_plugins() {
+        let text = r##"
+global:
+  slack_api_url: https://hooks.slack.com/services/T/B/x
+  opsgenie_api_key: og-key
+receivers:
+  - name: r
+    webhook_configs: [{ url: "http://w" }]
+    slack_configs: [{ channel: "#a" }, { api_url: "http://s", send_resolved: true }]
+    pagerduty_configs: [{ routing_key: k, send_resolved: false }]
+    opsgenie_configs: [{ api_url: "http://o/" }]
+    msteams_configs: [{ webhook_url: "http://t" }]
+"##;
+        let config = Config::parse(text, "f.yml").unwrap();
+        let got: Vec<(String, serde_json::Value, bool)> = config.receivers[0]
+            .integrations()
+            .into_iter()
+            .map(|i| (i.plugin, i.config, i.send_resolved))
+            .collect();
+        use serde_json::json;
+        let expected: Vec<(String, serde_json::Value, bool)> = vec![
+            ("webhook".into(), json!({"url": "http://w"}), true),
+            (
+                "slack".into(),
+                json!({"channel": "#a", "api_url": "https://hooks.slack.com/services/T/B/x"}),
+                false,
+            ),
+            ("slack".into(), json!({"api_url": "http://s"}), true),
+            ("pagerduty".into(), json!({"routing_key": "k"}), false),
+            (
+                "opsgenie".into(),
+                json!({"api_url": "http://o/", "api_key": "og-key"}),
+                true,
+            ),
+            ("msteams".into(), json!({"webhook_url": "http://t"}), true),
+        ];
+        assert_eq!(got, expected);
+        let bad = text.replace(
+            "msteams_configs: [{ webhook_url: \"http://t\" }]",
+            "msteams_configs: [x]",
+        );
+        let config = Config::parse(&bad, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", &bad).unwrap_err();
+        assert!(
+            e.reason.contains("msteams_configs[0] must be a mapping"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -60,7 +60,8 @@
 
 use std::collections::BTreeMap;
 
-use klaxon_sdk::http::{self, HttpError, Request, Response};
+use klaxon_notify_common as common;
+use klaxon_sdk::http::Request;
 use klaxon_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -68,10 +69,7 @@ use serde::{Deserialize, Serialize};
 pub struct Webhook;
 
 /// `User-Agent` of every request.
-pub const USER_AGENT: &str = "Klaxon/0.1";
-
-/// Bytes of an error response's body quoted in the delivery error.
-const BODY_SNIPPET_BYTES: usize = 200;
+pub use common::USER_AGENT;
 
 /// Parsed config; see the crate docs. Not `Debug`: it holds secrets (the URL too).
 #[derive(Clone, PartialEq, Deserialize)]
@@ -213,24 +211,6 @@ const RESERVED_HEADERS: [&str; 7] = [
     "connection",
     "transfer-encoding",
 ];
-
-fn check_url(url: &str) -> Result<(), String> {
-    // The URL is a secret in Alertmanager (it often embeds a token): describe the
-    // problem without quoting it.
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .ok_or("url: must start with http:// or https://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.starts_with(':') || authority.ends_with('@') {
-        return Err("url: has no host".into());
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("url: must not contain whitespace or control characters".into());
-    }
-    Ok(())
-}
 
 /// An HTTP token (RFC 9110 §5.6.2): header names and auth schemes.
 fn is_token(s: &str) -> bool {
@@ -407,64 +387,6 @@ fn request(cfg: &Config, body: Vec<u8>) -> Request {
     }
 }
 
-/// Maps the response to the delivery outcome (see the crate docs).
-fn outcome(resp: &Response, alerts: usize) -> Result<Delivery, DeliveryError> {
-    let status = resp.status;
-    if resp.is_success() {
-        return Ok(Delivery {
-            status_code: status,
-            detail: format!("HTTP {status}: delivered {alerts} alerts"),
-        });
-    }
-    let reason = match body_snippet(&resp.body) {
-        snippet if snippet.is_empty() => format!("HTTP {status}"),
-        snippet => format!("HTTP {status}: {snippet}"),
-    };
-    if status == 429 || (500..600).contains(&status) {
-        Err(DeliveryError::Retryable {
-            reason,
-            retry_after_ms: resp.header_value("Retry-After").and_then(retry_after_ms),
-        })
-    } else {
-        Err(DeliveryError::Permanent(reason))
-    }
-}
-
-/// `Retry-After` in delta-seconds, as ms; an HTTP-date gives `None`.
-fn retry_after_ms(value: &str) -> Option<u64> {
-    let value = value.trim();
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // All digits but too long for u64: wait as long as we can say.
-    let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
-    Some(seconds.saturating_mul(1000))
-}
-
-/// The body's first bytes as one line of text, marked with `…` when cut.
-fn body_snippet(body: &[u8]) -> String {
-    let cut = body.len() > BODY_SNIPPET_BYTES;
-    let head = &body[..body.len().min(BODY_SNIPPET_BYTES)];
-    let text = match std::str::from_utf8(head) {
-        Ok(text) => text.to_owned(),
-        // A character split by the cut is dropped rather than shown as U+FFFD.
-        Err(e) if cut && e.error_len().is_none() => {
-            String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned()
-        }
-        Err(_) => String::from_utf8_lossy(head).into_owned(),
-    };
-    let mut line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned();
-    if cut {
-        line.push('…');
-    }
-    line
-}
-
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "webhook",
@@ -509,7 +431,9 @@ impl Notifier for Webhook {
     }
 
     fn check_config(cfg: &Config) -> Result<(), String> {
-        check_url(&cfg.url)?;
+        // The URL is a secret in Alertmanager (it often embeds a token): the
+        // check describes the problem without quoting it.
+        common::check_url("url", &cfg.url)?;
         cfg.http_config.check()
     }
 
@@ -518,15 +442,7 @@ impl Notifier for Webhook {
         let alerts = message.alerts.len();
         let body = serde_json::to_vec(&message)
             .map_err(|e| DeliveryError::Permanent(format!("cannot encode payload: {e}")))?;
-        match http::send(request(cfg, body)) {
-            Ok(resp) => outcome(&resp, alerts),
-            Err(e @ (HttpError::Timeout | HttpError::Connection(_))) => {
-                Err(DeliveryError::retryable(e.to_string()))
-            }
-            Err(
-                e @ (HttpError::Denied(_) | HttpError::InvalidRequest(_) | HttpError::TooLarge),
-            ) => Err(DeliveryError::Permanent(e.to_string())),
-        }
+        common::send(request(cfg, body), &format!("delivered {alerts} alerts")).map(|(d, _)| d)
     }
 }
 
@@ -535,6 +451,7 @@ klaxon_sdk::export_notifier!(Webhook);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use klaxon_sdk::http::{HttpError, Response};
     use klaxon_sdk::testing;
     use serde_json::{Value, json};
 
