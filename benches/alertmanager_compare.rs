@@ -9,8 +9,9 @@
 //!    4 connections: accepted alerts/s;
 //! 3. every alert is its own group (`group_by: [alertname, model_name]`),
 //!    so 9 000 notifications (the unsilenced alerts) reach a local webhook
-//!    receiver: notifications/s from the first post to the last delivery,
-//!    and a check that no silenced alert was delivered;
+//!    receiver: notifications/s from the first delivery to the last (after
+//!    the 1 s `group_wait` both wait), and a check that no silenced alert
+//!    was delivered;
 //! 4. the same 10 000 alerts are re-posted 3 times (Prometheus re-sends
 //!    firing alerts): accepted alerts/s with 10 000 active alerts and 1 000
 //!    silences, best of 3;
@@ -74,6 +75,7 @@ fn rss_mib(pid: u32) -> f64 {
 struct Counter {
     notifications: AtomicUsize,
     alerts: Mutex<Vec<(String, String)>>,
+    first: Mutex<Option<Instant>>,
     last: Mutex<Option<Instant>>,
 }
 
@@ -87,7 +89,9 @@ async fn hook(State(c): State<Arc<Counter>>, Json(body): Json<Value>) -> &'stati
     }
     drop(alerts);
     c.notifications.fetch_add(1, Ordering::SeqCst);
-    *c.last.lock() = Some(Instant::now());
+    let now = Instant::now();
+    c.first.lock().get_or_insert(now);
+    *c.last.lock() = Some(now);
     "ok"
 }
 
@@ -211,7 +215,10 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let last = counter.last.lock().unwrap_or_else(Instant::now);
-    let notify_per_s = expected as f64 / (last - first_post).as_secs_f64();
+    let first = counter.first.lock().unwrap_or(first_post);
+    // Delivery rate from the first delivery to the last (group_wait, the
+    // same for both, is not part of it).
+    let notify_per_s = (expected - 1) as f64 / (last - first).as_secs_f64();
     let delivered_after_post = last.saturating_duration_since(posted);
     // A little longer: nothing more (in particular nothing silenced) arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -299,7 +306,7 @@ fn main() {
         "\n{NAMES}×{MODELS} alerts (one group each), {SILENCES} silences, batches of {BATCH}, {CONNECTIONS} connections\n"
     );
     println!(
-        "| server | silences created/s | alerts accepted/s (first post) | notifications/s (first post → last delivery) | last delivery after posting ended | alerts accepted/s (re-send, 10k active, best of 3) | RSS MiB |"
+        "| server | silences created/s | alerts accepted/s (first post) | notifications/s (first → last delivery) | last delivery after posting ended | alerts accepted/s (re-send, 10k active, best of 3) | RSS MiB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for o in &outcomes {

@@ -155,7 +155,7 @@ pub struct NotifyConfig {
     pub give_up_after: Duration,
     /// Notifications waiting per integration before new ones are dropped (and logged).
     pub queue_capacity: usize,
-    /// Deliveries in flight per integration.
+    /// Deliveries in flight per integration (default 16).
     pub max_in_flight: usize,
     /// Per-request timeout of notifier HTTP calls.
     #[serde(with = "crate::duration::serde_str")]
@@ -184,7 +184,7 @@ impl Default for NotifyConfig {
             max_backoff: Duration::from_secs(60),
             give_up_after: Duration::from_secs(600),
             queue_capacity: 10_000,
-            max_in_flight: 64,
+            max_in_flight: 16,
             http_timeout: Duration::from_secs(10),
             rate_limits: BTreeMap::from([(
                 "pagerduty".to_string(),

@@ -399,8 +399,12 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
     }
 }
 
+/// Waits until `at`; returns at once when `at` has passed (a timer would
+/// round up to the next millisecond tick and cap the worker at ~1 000
+/// deliveries per second); never returns for `None`.
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
+        Some(at) if at <= tokio::time::Instant::now() => {}
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
