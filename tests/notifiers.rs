@@ -216,6 +216,37 @@ async fn slack_posts_danger_then_good() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_files_define_what_notifiers_render() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ml.tmpl"),
+        r#"{{ define "ml.title" }}{{ .CommonLabels.alertname }} on {{ .CommonLabels.model }}: {{ .CommonAnnotations.summary }}{{ end }}
+{{ define "slack.default.text" }}runbook: {{ (index .Alerts 0).Annotations.runbook_url }}{{ end }}"#,
+    )
+    .expect("write template");
+    let (url, slack) = Service::start(vec![], (200, "ok")).await;
+    let integration = format!(
+        r##"slack_configs: [{{ api_url: "{url}/services/T0/B0/x", title: '{{{{ template "ml.title" . }}}}' }}]"##
+    );
+    let yaml = format!(
+        "templates: [\"{}/*.tmpl\"]\n{}",
+        dir.path().display(),
+        config(&integration)
+    );
+    let server = start_klaxon(&yaml).await;
+    let base = format!("http://{}", server.addr());
+    push_value(&base, 5.0).await;
+    let hits = slack.wait_for(1).await;
+    let attachment = &hits[0].body["attachments"][0];
+    assert_eq!(attachment["title"], "High on fraud-v2: latency too high");
+    assert_eq!(
+        attachment["text"], "runbook: https://runbooks.example/high",
+        "a file's define replaces Alertmanager's default of the same name"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagerduty_triggers_then_resolves_with_the_same_dedup_key() {
     let (url, pd) = Service::start(vec![], (202, r#"{"status":"success"}"#)).await;
     let integration =

@@ -61,6 +61,11 @@ pub struct Config {
     /// Alertmanager's inhibition rules.
     #[serde(default)]
     pub inhibit_rules: Vec<InhibitRuleConfig>,
+    /// Alertmanager's `templates`: files (the last path component may be a
+    /// glob; relative to the config file's directory) whose `{{ define }}`s
+    /// the stock notifiers' templated fields can use.
+    #[serde(default)]
+    pub templates: Vec<String>,
     /// Targets to pull metrics from, as in Prometheus.
     #[serde(default)]
     pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
@@ -484,6 +489,27 @@ impl ReceiverConfig {
         stock.chain(plugins).collect()
     }
 
+    /// Hands the `templates` files' definitions to the stock notifiers that
+    /// render Alertmanager templates (in their `templates` field).
+    fn apply_templates(&mut self, definitions: &str) {
+        if definitions.is_empty() {
+            return;
+        }
+        for configs in [
+            &mut self.slack_configs,
+            &mut self.pagerduty_configs,
+            &mut self.opsgenie_configs,
+            &mut self.msteams_configs,
+        ] {
+            for c in configs.iter_mut().filter_map(|c| c.as_object_mut()) {
+                c.insert(
+                    "templates".into(),
+                    serde_json::Value::String(definitions.to_string()),
+                );
+            }
+        }
+    }
+
     /// Fills in the `global` defaults Alertmanager applies to its integrations
     /// (`slack_api_url`, `pagerduty_url`, `opsgenie_api_key`, `opsgenie_api_url`)
     /// where an entry leaves the field out.
@@ -513,6 +539,11 @@ impl ReceiverConfig {
 impl Config {
     /// Parses YAML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        Self::parse_in(text, file, Path::new("."))
+    }
+
+    /// Parses YAML text whose relative paths (`templates`) are relative to `dir`.
+    pub fn parse_in(text: &str, file: &str, dir: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = serde_norway::from_str(text).map_err(|e| {
             let reason = strip_location(&e.to_string());
             let line = e.location().map(|l| l.line()).unwrap_or(0);
@@ -523,10 +554,39 @@ impl Config {
             }
         })?;
         let global = config.global.clone();
+        let definitions = config.read_templates(dir, file, text)?;
         for receiver in &mut config.receivers {
             receiver.apply_global_defaults(&global);
+            receiver.apply_templates(&definitions);
         }
         Ok(config)
+    }
+
+    /// The text of every file `templates` names, in order.
+    fn read_templates(&self, dir: &Path, file: &str, text: &str) -> Result<String, ConfigError> {
+        let mut out = String::new();
+        for pattern in &self.templates {
+            let fail = |reason: String| ConfigError {
+                file: file.to_string(),
+                line: locate(text, pattern),
+                reason: format!("templates: {reason}"),
+            };
+            let full = if Path::new(pattern).is_absolute() {
+                PathBuf::from(pattern)
+            } else {
+                dir.join(pattern)
+            };
+            let paths = glob::glob(&full.to_string_lossy())
+                .map_err(|e| fail(format!("invalid pattern {pattern:?}: {e}")))?;
+            for path in paths {
+                let path = path.map_err(|e| fail(e.to_string()))?;
+                let body = std::fs::read_to_string(&path)
+                    .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+                out.push_str(&body);
+                out.push('\n');
+            }
+        }
+        Ok(out)
     }
 
     /// Reads and parses a file.
@@ -537,7 +597,11 @@ impl Config {
             line: 0,
             reason: format!("cannot read: {e}"),
         })?;
-        Ok((Self::parse(&text, &file)?, text))
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Ok((Self::parse_in(&text, &file, dir)?, text))
     }
 
     /// The embedded default.
@@ -924,6 +988,32 @@ mod tests {
         assert_eq!(e.file, "rules.yml");
         assert_eq!(e.line, 8, "{e}");
         assert!(e.reason.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn template_files_are_read_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("t")).expect("mkdir");
+        std::fs::write(dir.path().join("t/a.tmpl"), "{{ define \"x\" }}X{{ end }}").expect("write");
+        let path = dir.path().join("klaxon.yml");
+        std::fs::write(
+            &path,
+            "templates: ['t/*.tmpl']\nroute: { receiver: r }\nreceivers:\n  - name: r\n    slack_configs: [{ api_url: 'https://hooks.example/x' }]\n    webhook_configs: [{ url: 'http://127.0.0.1:1/' }]\n",
+        )
+        .expect("write config");
+        let (config, _) = Config::load(&path).expect("loads");
+        let r = &config.receivers[0];
+        assert!(
+            r.slack_configs[0]["templates"]
+                .as_str()
+                .is_some_and(|t| t.contains("{{ define \"x\" }}X{{ end }}")),
+            "{:?}",
+            r.slack_configs[0]
+        );
+        assert!(
+            r.webhook_configs[0].get("templates").is_none(),
+            "webhook renders no templates"
+        );
     }
 
     #[test]

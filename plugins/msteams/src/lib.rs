@@ -57,6 +57,10 @@ const COLOR_UNKNOWN: &str = "808080";
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `{{ define }}`s from the config's top-level `templates:` files, set by
+    /// the host; usable from every templated field.
+    #[serde(default, rename = "templates")]
+    pub definitions: String,
     /// The incoming webhook's URL.
     pub webhook_url: String,
     /// Card title.
@@ -98,7 +102,7 @@ struct Card {
 }
 
 fn card(cfg: &Config, n: &Notification) -> Result<Card, String> {
-    let r = Renderer::new(n);
+    let r = Renderer::with_templates(n, Templates::with_definitions(&cfg.definitions)?);
     Ok(Card {
         context: "http://schema.org/extensions",
         kind: "MessageCard",
@@ -120,6 +124,7 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "required": ["webhook_url"],
   "properties": {
+    "templates": {"type": "string", "description": "Template definitions from the top-level templates files; set by the host."},
     "webhook_url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "description": "Incoming webhook URL; secret."},
     "title": {"type": "string"},
     "summary": {"type": "string"},
@@ -143,7 +148,7 @@ impl Notifier for MsTeams {
 
     fn check_config(cfg: &Config) -> Result<(), String> {
         common::check_url("webhook_url", &cfg.webhook_url)?;
-        let templates = Templates::new();
+        let templates = Templates::with_definitions(&cfg.definitions)?;
         for (name, text) in [
             ("title", &cfg.title),
             ("summary", &cfg.summary),

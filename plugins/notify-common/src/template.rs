@@ -98,6 +98,19 @@ impl Templates {
         Self { base }
     }
 
+    /// The defaults plus the `{{ define }}`s of `definitions` (the host passes
+    /// the text of the config's top-level `templates:` files in each
+    /// integration's `templates` field). Errors name the field `templates`.
+    pub fn with_definitions(definitions: &str) -> Result<Self, String> {
+        let mut templates = Self::new();
+        if definitions.trim().is_empty() {
+            return Ok(templates);
+        }
+        let set = templates.parse("templates", definitions)?;
+        templates.base = set;
+        Ok(templates)
+    }
+
     /// Parses `text`, the value of config field `field`, into a template set holding
     /// the defaults and `text` (named `field`). Errors name the field.
     fn parse(&self, field: &str, text: &str) -> Result<Template, String> {
@@ -159,10 +172,16 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// A renderer for `notification`.
+    /// A renderer for `notification` with the default templates.
     pub fn new(notification: &Notification) -> Self {
+        Self::with_templates(notification, Templates::new())
+    }
+
+    /// A renderer for `notification` with `templates` (see
+    /// [`Templates::with_definitions`]).
+    pub fn with_templates(notification: &Notification, templates: Templates) -> Self {
         Self {
-            templates: Templates::new(),
+            templates,
             data: data(notification),
         }
     }
@@ -931,6 +950,32 @@ mod tests {
             render(r#"{{ template "__subject" . }}"#, &resolved),
             "[RESOLVED] HighLatency (fraud-v2 page)"
         );
+    }
+
+    #[test]
+    fn definitions_from_template_files_are_usable_and_can_override_defaults() {
+        let n = firing();
+        let defs = r#"
+{{ define "ml.title" }}[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} on {{ .CommonLabels.model }}{{ end }}
+{{ define "__subject" }}custom subject{{ end }}
+"#;
+        let t = Templates::with_definitions(defs).expect("definitions parse");
+        let r = Renderer::with_templates(&n, t);
+        assert_eq!(
+            r.render("title", r#"{{ template "ml.title" . }}"#)
+                .expect("renders"),
+            "[FIRING] HighLatency on fraud-v2"
+        );
+        assert_eq!(
+            r.render("title", r#"{{ template "__subject" . }}"#)
+                .expect("renders"),
+            "custom subject",
+            "a file's define replaces the default of the same name, as in Alertmanager"
+        );
+        let err = Templates::with_definitions(r#"{{ define "x" }}{{ nosuchfunc }}{{ end }}"#)
+            .err()
+            .expect("refused");
+        assert!(err.starts_with("templates: "), "{err}");
     }
 
     #[test]

@@ -77,6 +77,10 @@ const RESPONDER_TYPES: [&str; 5] = ["team", "teams", "user", "escalation", "sche
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `{{ define }}`s from the config's top-level `templates:` files, set by
+    /// the host; usable from every templated field.
+    #[serde(default, rename = "templates")]
+    pub definitions: String,
     /// API key (an Opsgenie API integration's key).
     pub api_key: String,
     /// Opsgenie's API base URL.
@@ -224,7 +228,7 @@ struct ResponderBody {
 
 /// The requests for `n`, in order; a template error names the field.
 fn requests(cfg: &Config, n: &Notification) -> Result<Vec<Request>, String> {
-    let r = Renderer::new(n);
+    let r = Renderer::with_templates(n, Templates::with_definitions(&cfg.definitions)?);
     let alias = common::group_key_hash(&n.group_key);
     let api_key = r.render("api_key", &cfg.api_key)?;
     if api_key.is_empty() {
@@ -334,6 +338,7 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "required": ["api_key"],
   "properties": {
+    "templates": {"type": "string", "description": "Template definitions from the top-level templates files; set by the host."},
     "api_key": {"type": "string", "minLength": 1, "description": "API key; secret."},
     "api_url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "default": "https://api.opsgenie.com/"},
     "message": {"type": "string"},
@@ -375,7 +380,7 @@ impl Notifier for Opsgenie {
             return Err("api_url: must not have a query or fragment".into());
         }
         check_responders(cfg)?;
-        let templates = Templates::new();
+        let templates = Templates::with_definitions(&cfg.definitions)?;
         for (name, text) in cfg.templates() {
             templates.check(&name, text)?;
         }

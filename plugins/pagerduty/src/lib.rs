@@ -79,6 +79,10 @@ pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `{{ define }}`s from the config's top-level `templates:` files, set by
+    /// the host; usable from every templated field.
+    #[serde(default, rename = "templates")]
+    pub definitions: String,
     /// Integration key.
     pub routing_key: String,
     /// Events API v2 endpoint.
@@ -294,7 +298,7 @@ fn annotation_links(n: &Notification) -> Vec<LinkBody> {
 
 /// The event for `n`; a template error names the field.
 fn message(cfg: &Config, n: &Notification) -> Result<Message, String> {
-    let r = Renderer::new(n);
+    let r = Renderer::with_templates(n, Templates::with_definitions(&cfg.definitions)?);
     let event_action = if n.status == "resolved" {
         "resolve"
     } else {
@@ -363,6 +367,7 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "required": ["routing_key"],
   "properties": {
+    "templates": {"type": "string", "description": "Template definitions from the top-level templates files; set by the host."},
     "routing_key": {"type": "string", "minLength": 1, "description": "Integration key; secret."},
     "url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "default": "https://events.pagerduty.com/v2/enqueue"},
     "client": {"type": "string"},
@@ -405,7 +410,7 @@ impl Notifier for PagerDuty {
             return Err("routing_key: must not be empty".into());
         }
         common::check_url("url", &cfg.url)?;
-        let templates = Templates::new();
+        let templates = Templates::with_definitions(&cfg.definitions)?;
         for (name, text) in cfg.templates() {
             templates.check(&name, &text)?;
         }

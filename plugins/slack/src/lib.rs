@@ -75,6 +75,10 @@ fn default_template(name: &str) -> String {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `{{ define }}`s from the config's top-level `templates:` files, set by
+    /// the host; usable from every templated field.
+    #[serde(default, rename = "templates")]
+    pub definitions: String,
     /// The webhook URL.
     pub api_url: String,
     /// Channel or user.
@@ -265,7 +269,7 @@ struct FieldBody {
 
 /// The message for `n`; a template error names the field.
 fn message(cfg: &Config, n: &Notification) -> Result<Message, String> {
-    let r = Renderer::new(n);
+    let r = Renderer::with_templates(n, Templates::with_definitions(&cfg.definitions)?);
     let (title, _) = common::truncate_runes(&r.render("title", &cfg.title)?, MAX_TITLE_CHARS);
     let mrkdwn_in = if cfg.mrkdwn_in.is_empty() {
         vec!["fallback".into(), "pretext".into(), "text".into()]
@@ -343,6 +347,7 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "required": ["api_url"],
   "properties": {
+    "templates": {"type": "string", "description": "Template definitions from the top-level templates files; set by the host."},
     "api_url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "description": "Webhook URL; secret."},
     "channel": {"type": "string"},
     "username": {"type": "string"},
@@ -390,7 +395,7 @@ impl Notifier for Slack {
                 return Err(format!("fields[{i}]: title and value are required"));
             }
         }
-        let templates = Templates::new();
+        let templates = Templates::with_definitions(&cfg.definitions)?;
         for (name, text) in cfg.templates() {
             templates.check(&name, text)?;
         }
