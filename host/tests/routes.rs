@@ -62,7 +62,7 @@ fn routes_show_prints_the_tree_like_amtool() {
     );
     assert_eq!(
         stdout(&out),
-        "Routing tree:\n.\n└── default-route  receiver: default  grouping: [alertname]\n    ├── {severity=\"critical\"}  continue: true  receiver: pager  grouping: [alertname]\n    │   └── {team=\"ml\"}  receiver: ml-pager  grouping: [alertname]\n    ├── {team=\"ml\"}  receiver: ml  grouping: [alertname]\n    └── {model_name=~\"fraud.*\"}  receiver: fraud  grouping: [...]\n\n"
+        "Routing tree:\n.\n└── default-route  receiver: default  grouping: [alertname]\n    ├── {severity=\"critical\"}  continue: true  receiver: pager  grouping: [alertname]\n    │   └── {team=\"ml\"}  receiver: ml-pager  grouping: [alertname]\n    ├── {team=\"ml\"}  receiver: ml  grouping: [alertname]\n    └── {model_name=~\"^(?:fraud.*)$\"}  receiver: fraud  grouping: [...]\n\n"
     );
 }
 

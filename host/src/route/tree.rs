@@ -304,13 +304,15 @@ impl RouteTree {
             matchers.push(Matcher::equal(name.clone(), value.clone()));
         }
         for (name, value) in &cr.match_re {
-            let m =
-                Matcher::new(MatchOp::RegexMatch, name.clone(), value.clone()).map_err(|e| {
-                    RouteError {
-                        needle: Some(name.clone()),
-                        ..fail("match_re", e.to_string())
-                    }
-                })?;
+            // Alertmanager anchors legacy regexes in the matcher's value
+            // itself, so they show (and form group keys) as `^(?:v)$`.
+            let anchored = format!("^(?:{value})$");
+            let m = Matcher::new(MatchOp::RegexMatch, name.clone(), anchored).map_err(|e| {
+                RouteError {
+                    needle: Some(name.clone()),
+                    ..fail("match_re", e.to_string())
+                }
+            })?;
             matchers.push(m);
         }
         for line in &cr.matchers {
@@ -773,6 +775,84 @@ routes:
     receiver: ml
 "#;
 
+    /// Alertmanager's own routing cases, from `testdata/alertmanager_routes.yml`.
+    #[test]
+    fn alertmanager_routing_cases() {
+        #[derive(serde::Deserialize)]
+        struct File {
+            cases: Vec<Case>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Case {
+            name: String,
+            tree: String,
+            #[serde(default)]
+            walk: Vec<String>,
+            #[serde(default)]
+            walk_group_by_all: Vec<bool>,
+            expect: Vec<Expect>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Expect {
+            labels: std::collections::BTreeMap<String, String>,
+            routes: Vec<Matched>,
+        }
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Matched {
+            receiver: String,
+            group_by: Vec<String>,
+            all: bool,
+            wait: String,
+            interval: String,
+            repeat: String,
+            key: String,
+        }
+        let file: File = serde_norway::from_str(include_str!("testdata/alertmanager_routes.yml"))
+            .expect("cases parse");
+        for case in file.cases {
+            let route: RouteConfig = serde_norway::from_str(&case.tree).expect("tree yaml");
+            let names: Vec<String> = case
+                .tree
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("receiver: "))
+                .map(|r| r.trim_matches('\'').to_string())
+                .collect();
+            let receivers: HashSet<&str> = names.iter().map(String::as_str).collect();
+            let t = RouteTree::build(&route, &receivers, &HashSet::new())
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            if !case.walk.is_empty() {
+                let walk: Vec<&str> = t.nodes().iter().map(|n| n.opts.receiver.as_str()).collect();
+                assert_eq!(walk, case.walk, "{}: walk", case.name);
+            }
+            if !case.walk_group_by_all.is_empty() {
+                let walk: Vec<bool> = t.nodes().iter().map(|n| n.opts.group_by_all).collect();
+                assert_eq!(walk, case.walk_group_by_all, "{}: group_by_all", case.name);
+            }
+            for e in case.expect {
+                let l = Labels::new(e.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let got: Vec<Matched> = t
+                    .match_labels(&l)
+                    .into_iter()
+                    .map(|id| {
+                        let n = t.node(id);
+                        let mut group_by = n.opts.group_by.clone();
+                        group_by.sort();
+                        Matched {
+                            receiver: n.opts.receiver.clone(),
+                            group_by,
+                            all: n.opts.group_by_all,
+                            wait: crate::duration::format(n.opts.group_wait),
+                            interval: crate::duration::format(n.opts.group_interval),
+                            repeat: crate::duration::format(n.opts.repeat_interval),
+                            key: n.key.clone(),
+                        }
+                    })
+                    .collect();
+                assert_eq!(got, e.routes, "{}: {:?}", case.name, e.labels);
+            }
+        }
+    }
+
     #[test]
     fn matching_follows_alertmanager_table() {
         let t = tree(TREE).unwrap();
@@ -794,7 +874,7 @@ routes:
             (
                 &[("team", "db"), ("service", "mail")],
                 &["db", "mail"],
-                &["{}/{team=\"db\"}", "{}/{service=~\"files|mail\"}"],
+                &["{}/{team=\"db\"}", "{}/{service=~\"^(?:files|mail)$\"}"],
             ),
             // Continue route matched but no later sibling does.
             (&[("team", "db")], &["db"], &["{}/{team=\"db\"}"]),
@@ -860,7 +940,7 @@ routes:
         let db = find("{}/{team=\"db\"}");
         assert_eq!(db.group_by, ["alertname"], "group_by inherited");
         assert_eq!(db.group_wait, Duration::from_secs(10), "timer inherited");
-        let mail = find("{}/{service=~\"files|mail\"}");
+        let mail = find("{}/{service=~\"^(?:files|mail)$\"}");
         assert!(mail.group_by_all);
         let l = labels(&[("service", "mail"), ("x", "1")]);
         assert_eq!(mail.group_labels(&l), l);
