@@ -149,7 +149,7 @@ pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
+pub(super) fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
     let (mut s, mut c) = (0.0, 0.0);
     for v in values {
         (s, c) = kahan_inc(v, s, c);
@@ -157,7 +157,7 @@ fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
     s + c
 }
 
-fn kahan_mean<I: Iterator<Item = f64> + Clone>(values: I) -> f64 {
+pub(super) fn kahan_mean<I: Iterator<Item = f64> + Clone>(values: I) -> f64 {
     let (mut sum, mut c, mut n) = (0.0, 0.0, 0usize);
     for v in values.clone() {
         (sum, c) = kahan_inc(v, sum, c);
@@ -244,7 +244,12 @@ fn linear_regression(samples: &[(i64, f64)], intercept_time: i64) -> (f64, f64) 
 }
 
 /// Prometheus's `extrapolatedRate` for `rate`, `increase` and `delta`.
-fn extrapolated_rate(s: &[(i64, f64)], w: Window, counter: bool, rate: bool) -> Option<f64> {
+pub(super) fn extrapolated_rate(
+    s: &[(i64, f64)],
+    w: Window,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
@@ -260,10 +265,33 @@ fn extrapolated_rate(s: &[(i64, f64)], w: Window, counter: bool, rate: bool) -> 
             last = v;
         }
     }
+    Some(extrapolate(
+        (first_t, first_v),
+        last_t,
+        s.len(),
+        result,
+        w,
+        counter,
+        rate,
+    ))
+}
+
+/// Prometheus's `extrapolatedRate` from a window's summary: its first
+/// sample, last timestamp, sample count (at least 2) and `result` (last minus
+/// first value, plus the counter-reset corrections when `counter`).
+pub(super) fn extrapolate(
+    (first_t, first_v): (i64, f64),
+    last_t: i64,
+    n: usize,
+    result: f64,
+    w: Window,
+    counter: bool,
+    rate: bool,
+) -> f64 {
     let mut to_start = (first_t - w.start) as f64 / 1000.0;
     let mut to_end = (w.end - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
-    let avg_gap = sampled / (s.len() - 1) as f64;
+    let avg_gap = sampled / (n - 1) as f64;
     let threshold = avg_gap * 1.1;
     if to_start >= threshold {
         to_start = avg_gap / 2.0;
@@ -284,7 +312,7 @@ fn extrapolated_rate(s: &[(i64, f64)], w: Window, counter: bool, rate: bool) -> 
     if rate {
         factor /= w.range_seconds();
     }
-    Some(result * factor)
+    result * factor
 }
 
 fn instant_rate(s: &[(i64, f64)], is_rate: bool) -> Option<f64> {
