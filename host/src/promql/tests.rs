@@ -83,3 +83,91 @@ fn range_query_assembles_series() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].samples, vec![(0, 2.0), (60_000, 4.0), (120_000, 6.0)]);
 }
+
+/// The sliding-window path of range queries gives what evaluating the
+/// instant query at every step gives (the per-window path), on series with
+/// counter resets, staleness markers, gaps, irregular scrapes and a
+/// non-finite value.
+#[test]
+fn range_sliding_windows_equal_per_step_evaluation() {
+    let mut counter = Vec::new();
+    let mut gauge = Vec::new();
+    let mut spiky = Vec::new();
+    let (mut t, mut c) = (0i64, 0.0f64);
+    let mut seed = 7u64;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for i in 0..400 {
+        t += 10_000 + (rnd() * 9_000.0) as i64;
+        c = if i % 97 == 50 {
+            rnd() * 5.0
+        } else {
+            c + rnd() * 20.0
+        };
+        if i % 61 == 30 {
+            counter.push((t, stale_nan()));
+            gauge.push((t, stale_nan()));
+        } else if !(150..170).contains(&i) {
+            counter.push((t, c));
+            gauge.push((t, 100.0 * rnd() - 50.0));
+        }
+        spiky.push((t, if i == 200 { f64::INFINITY } else { rnd() }));
+    }
+    let s = store(&[
+        (&[("__name__", "reqs"), ("job", "a")], &counter),
+        (&[("__name__", "temp"), ("job", "a")], &gauge),
+        (&[("__name__", "spiky"), ("job", "a")], &spiky),
+    ]);
+    let engine = Engine::default();
+    let (start, end, step) = (300_000, t + 60_000, 7_000);
+    for q in [
+        "rate(reqs[1m])",
+        "increase(reqs[5m] offset 30s)",
+        "delta(temp[2m])",
+        "rate(spiky[1m])",
+        "sum_over_time(temp[3m])",
+        "avg_over_time(temp[10m] offset 1m)",
+        "count_over_time(reqs[1m])",
+        "avg_over_time(spiky[2m])",
+        "sum_over_time(spiky[2m])",
+        "sum by (job) (rate(reqs[2m]))",
+    ] {
+        let query = Query::parse(q).expect("parses");
+        let range = engine.range(&s, &query, start, end, step).expect("range");
+        let mut by_step: Vec<(i64, String, f64)> = Vec::new();
+        for r in &range {
+            for &(ts, v) in &r.samples {
+                by_step.push((ts, r.labels.to_string(), v));
+            }
+        }
+        by_step.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut expected: Vec<(i64, String, f64)> = Vec::new();
+        let mut ts = start;
+        while ts <= end {
+            if let Value::Vector(v) = engine.instant(&s, &query, ts).expect("instant") {
+                for sample in v {
+                    expected.push((ts, sample.labels.to_string(), sample.v));
+                }
+            }
+            ts += step;
+        }
+        expected.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        assert_eq!(by_step.len(), expected.len(), "{q}: point count");
+        for (got, want) in by_step.iter().zip(&expected) {
+            assert_eq!((got.0, &got.1), (want.0, &want.1), "{q}");
+            let close = got.2 == want.2
+                || (got.2.is_nan() && want.2.is_nan())
+                || ((got.2 - want.2).abs() <= 1e-9 * want.2.abs().max(1e-9));
+            assert!(
+                close,
+                "{q} at {}: sliding {} vs per step {}",
+                got.0, got.2, want.2
+            );
+        }
+        assert!(!expected.is_empty(), "{q}: the case has points");
+    }
+}
