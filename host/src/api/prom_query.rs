@@ -9,6 +9,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::ser::{Serialize, SerializeMap, SerializeTuple, Serializer};
 use serde_json::{Value as Json_, json};
 
 use super::params::{PromParams, parse_duration_or_float, parse_time};
@@ -50,6 +52,72 @@ fn vector_json(samples: &[Sample], t: i64) -> Json_ {
             .map(|s| json!({"metric": json_metric(&s.labels), "value": [json_time(t), json_value(s.v)]}))
             .collect(),
     )
+}
+
+/// A matrix result serialised straight from the evaluator's series (no
+/// intermediate JSON tree: a range query can hold 10⁵ points).
+struct MatrixJson<'a>(&'a [RangeSeries]);
+
+struct SeriesJson<'a>(&'a RangeSeries);
+
+struct MetricJson<'a>(&'a Labels);
+
+struct PointsJson<'a>(&'a [(i64, f64)]);
+
+struct PointJson(i64, f64);
+
+impl Serialize for MatrixJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(SeriesJson))
+    }
+}
+
+impl Serialize for SeriesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("metric", &MetricJson(&self.0.labels))?;
+        m.serialize_entry("values", &PointsJson(&self.0.samples))?;
+        m.end()
+    }
+}
+
+impl Serialize for MetricJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
+impl Serialize for PointsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&(t, v)| PointJson(t, v)))
+    }
+}
+
+impl Serialize for PointJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        if self.0 % 1000 == 0 {
+            t.serialize_element(&(self.0 / 1000))?;
+        } else {
+            t.serialize_element(&(self.0 as f64 / 1000.0))?;
+        }
+        t.serialize_element(&crate::rules::format_value(self.1))?;
+        t.end()
+    }
+}
+
+/// Prometheus's success envelope around a matrix.
+#[derive(serde::Serialize)]
+struct RangeResponse<'a> {
+    status: &'static str,
+    data: RangeData<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct RangeData<'a> {
+    #[serde(rename = "resultType")]
+    result_type: &'static str,
+    result: MatrixJson<'a>,
 }
 
 fn matrix_json(series: &[RangeSeries]) -> Json_ {
@@ -115,7 +183,7 @@ pub(super) async fn query(
 pub(super) async fn query_range(
     State(state): State<Arc<AppState>>,
     params: PromParams,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<Response, ApiError> {
     let time = |name: &'static str| -> Result<i64, ApiError> {
         let text = params.first(name).unwrap_or_default();
         parse_time(text)
@@ -150,7 +218,12 @@ pub(super) async fn query_range(
     .await
     .map_err(|e| ApiError::internal(format!("query panicked: {e}")))?
     .map_err(execution)?;
-    Ok(success(
-        json!({"resultType": "matrix", "result": matrix_json(&series)}),
-    ))
+    Ok(Json(RangeResponse {
+        status: "success",
+        data: RangeData {
+            result_type: "matrix",
+            result: MatrixJson(&series),
+        },
+    })
+    .into_response())
 }
