@@ -273,6 +273,8 @@ struct Evaluator<'a> {
     /// Per sliding call (by address in the expression tree): its result at
     /// every step of the grid.
     sliding: HashMap<usize, Arc<Vec<Vec<Sample>>>>,
+    /// Vector-matching signatures, computed once per series per query.
+    sigs: SigMemo,
     src: &'a dyn Source,
     query_start: i64,
     query_end: i64,
@@ -299,6 +301,7 @@ impl<'a> Evaluator<'a> {
             grid: None,
             subquery_depth: 0,
             sliding: HashMap::new(),
+            sigs: SigMemo::default(),
             src,
             query_start: start,
             query_end: end,
@@ -740,9 +743,19 @@ impl<'a> Evaluator<'a> {
                     .map(|m| m.card.clone())
                     .unwrap_or(VectorMatchCardinality::OneToOne);
                 if b.op.is_set_operator() {
-                    return Ok(Value::Vector(set_op(&op, l, r, matching)));
+                    return Ok(Value::Vector(set_op(&op, l, r, matching, &mut self.sigs)));
                 }
-                vector_vector(&op, l, r, matching, &card, comparison, return_bool, t)
+                vector_vector(
+                    &op,
+                    l,
+                    r,
+                    matching,
+                    &card,
+                    comparison,
+                    return_bool,
+                    t,
+                    &mut self.sigs,
+                )
             }
             (l, r) => err(format!(
                 "binary operator `{op}` between {} and {} is not allowed",
@@ -893,6 +906,55 @@ fn vector_scalar(
 
 /// The match signature of a label set under `on(...)` / `ignoring(...)`
 /// (no modifier: all labels but the name).
+/// A vector-matching signature: the matching label pairs, hashed once.
+#[derive(Clone)]
+struct Sig {
+    hash: u64,
+    pairs: Arc<Vec<(String, String)>>,
+}
+
+impl PartialEq for Sig {
+    fn eq(&self, other: &Sig) -> bool {
+        Arc::ptr_eq(&self.pairs, &other.pairs)
+            || (self.hash == other.hash && self.pairs == other.pairs)
+    }
+}
+
+impl Eq for Sig {}
+
+impl std::hash::Hash for Sig {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Signatures by (matching clause, labels), kept for the whole query: a
+/// range query matches the same series at every step.
+#[derive(Default)]
+struct SigMemo(HashMap<(usize, Labels), Sig>);
+
+impl SigMemo {
+    fn get(&mut self, l: &Labels, matching: Option<&LabelModifier>) -> Sig {
+        let key = (
+            matching.map_or(0, |m| m as *const LabelModifier as usize),
+            l.clone(),
+        );
+        self.0
+            .entry(key)
+            .or_insert_with(|| {
+                use std::hash::{Hash, Hasher};
+                let pairs = signature(l, matching);
+                let mut hasher = std::hash::DefaultHasher::new();
+                pairs.hash(&mut hasher);
+                Sig {
+                    hash: hasher.finish(),
+                    pairs: Arc::new(pairs),
+                }
+            })
+            .clone()
+    }
+}
+
 fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Vec<(String, String)> {
     match matching {
         Some(LabelModifier::Include(on)) => {
@@ -922,29 +984,30 @@ fn set_op(
     l: Vec<Sample>,
     r: Vec<Sample>,
     matching: Option<&LabelModifier>,
+    memo: &mut SigMemo,
 ) -> Vec<Sample> {
     match op {
         "and" => {
             let right: std::collections::HashSet<_> =
-                r.iter().map(|s| signature(&s.labels, matching)).collect();
+                r.iter().map(|s| memo.get(&s.labels, matching)).collect();
             l.into_iter()
-                .filter(|s| right.contains(&signature(&s.labels, matching)))
+                .filter(|s| right.contains(&memo.get(&s.labels, matching)))
                 .collect()
         }
         "unless" => {
             let right: std::collections::HashSet<_> =
-                r.iter().map(|s| signature(&s.labels, matching)).collect();
+                r.iter().map(|s| memo.get(&s.labels, matching)).collect();
             l.into_iter()
-                .filter(|s| !right.contains(&signature(&s.labels, matching)))
+                .filter(|s| !right.contains(&memo.get(&s.labels, matching)))
                 .collect()
         }
         _ => {
             let left: std::collections::HashSet<_> =
-                l.iter().map(|s| signature(&s.labels, matching)).collect();
+                l.iter().map(|s| memo.get(&s.labels, matching)).collect();
             let mut out = l;
             out.extend(
                 r.into_iter()
-                    .filter(|s| !left.contains(&signature(&s.labels, matching))),
+                    .filter(|s| !left.contains(&memo.get(&s.labels, matching))),
             );
             out
         }
@@ -961,17 +1024,18 @@ fn vector_vector(
     comparison: bool,
     return_bool: bool,
     t: i64,
+    memo: &mut SigMemo,
 ) -> Result<Value> {
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut one_by_sig: HashMap<Vec<(String, String)>, &Sample> = HashMap::new();
+    let mut one_by_sig: HashMap<Sig, &Sample> = HashMap::new();
     for s in &one {
-        let sig = signature(&s.labels, matching);
+        let sig = memo.get(&s.labels, matching);
         if let Some(prev) = one_by_sig.insert(sig.clone(), s) {
             let side = if one_to_many { "left" } else { "right" };
             return err(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                fmt_sig(&sig),
+                fmt_sig(&sig.pairs),
                 prev.labels,
                 s.labels
             ));
@@ -983,10 +1047,9 @@ fn vector_vector(
     };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let mut out = Vec::new();
-    let mut matched: HashMap<Vec<(String, String)>, std::collections::HashSet<Labels>> =
-        HashMap::new();
+    let mut matched: HashMap<Sig, std::collections::HashSet<Labels>> = HashMap::new();
     for ls in &many {
-        let sig = signature(&ls.labels, matching);
+        let sig = memo.get(&ls.labels, matching);
         let Some(rs) = one_by_sig.get(&sig) else {
             continue;
         };
