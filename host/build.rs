@@ -14,6 +14,7 @@ const STOCK: &[(&str, &str)] = &[
     ("threshold", "klaxon-plugin-threshold"),
     ("zscore", "klaxon-plugin-zscore"),
     ("webhook", "klaxon-plugin-webhook"),
+    ("email", "klaxon-plugin-email"),
     ("console", "klaxon-plugin-console"),
 ];
 

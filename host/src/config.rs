@@ -88,6 +88,20 @@ pub struct GlobalConfig {
     /// How long expired silences are kept (Alertmanager's `--data.retention`).
     #[serde(with = "crate::duration::serde_str")]
     pub silence_retention: Duration,
+    /// Default `smarthost` of `email_configs` (`host:port`).
+    pub smtp_smarthost: Option<String>,
+    /// Default `from` of `email_configs`.
+    pub smtp_from: Option<String>,
+    /// Default `hello` of `email_configs`.
+    pub smtp_hello: Option<String>,
+    /// Default `auth_username` of `email_configs`.
+    pub smtp_auth_username: Option<String>,
+    /// Default `auth_password` of `email_configs`.
+    pub smtp_auth_password: Option<String>,
+    /// Default `auth_identity` of `email_configs`.
+    pub smtp_auth_identity: Option<String>,
+    /// Default `require_tls` of `email_configs`.
+    pub smtp_require_tls: Option<bool>,
 }
 
 impl Default for GlobalConfig {
@@ -98,6 +112,13 @@ impl Default for GlobalConfig {
             external_labels: BTreeMap::new(),
             resolve_timeout: Duration::from_secs(300),
             silence_retention: crate::silence::DEFAULT_RETENTION,
+            smtp_smarthost: None,
+            smtp_from: None,
+            smtp_hello: None,
+            smtp_auth_username: None,
+            smtp_auth_password: None,
+            smtp_auth_identity: None,
+            smtp_require_tls: None,
         }
     }
 }
@@ -373,6 +394,10 @@ pub struct ReceiverConfig {
     /// Alertmanager webhook configs, delivered by the `webhook` plugin.
     #[serde(default)]
     pub webhook_configs: Vec<serde_json::Value>,
+    /// Alertmanager email configs, delivered by the `email` plugin; unset
+    /// fields take the `global.smtp_*` defaults.
+    #[serde(default)]
+    pub email_configs: Vec<serde_json::Value>,
     /// Any notifier plugin.
     #[serde(default)]
     pub plugin_configs: Vec<PluginIntegrationConfig>,
@@ -405,8 +430,10 @@ pub struct Integration {
 }
 
 impl ReceiverConfig {
-    /// Every integration in order: webhook configs first, then plugin configs.
-    /// `send_resolved` is taken out of the plugin's config: the host applies it.
+    /// Every integration in order: webhook configs first, then email configs,
+    /// then plugin configs. `send_resolved` is taken out of the plugin's
+    /// config: the host applies it (default `true` for webhooks, `false` for
+    /// email, as in Alertmanager).
     pub fn integrations(&self) -> Vec<Integration> {
         let strip = |c: &serde_json::Value| {
             let mut c = c.clone();
@@ -424,19 +451,27 @@ impl ReceiverConfig {
                 send_resolved: send_resolved.unwrap_or(true),
             }
         });
+        let emails = self.email_configs.iter().map(|c| {
+            let (config, send_resolved) = strip(c);
+            Integration {
+                plugin: "email".into(),
+                config,
+                send_resolved: send_resolved.unwrap_or(false),
+            }
+        });
         let plugins = self.plugin_configs.iter().map(|c| Integration {
             plugin: c.plugin.clone(),
             config: strip(&c.config).0,
             send_resolved: c.send_resolved,
         });
-        webhooks.chain(plugins).collect()
+        webhooks.chain(emails).chain(plugins).collect()
     }
 }
 
 impl Config {
     /// Parses YAML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        serde_norway::from_str(text).map_err(|e| {
+        let mut config: Self = serde_norway::from_str(text).map_err(|e| {
             let reason = strip_location(&e.to_string());
             let line = e.location().map(|l| l.line()).unwrap_or(0);
             ConfigError {
@@ -444,7 +479,47 @@ impl Config {
                 line: refine_line(text, line, &reason),
                 reason,
             }
-        })
+        })?;
+        config.apply_smtp_defaults();
+        Ok(config)
+    }
+
+    /// Fills each `email_configs` entry's unset fields from `global.smtp_*`,
+    /// as Alertmanager does.
+    fn apply_smtp_defaults(&mut self) {
+        let g = &self.global;
+        let defaults: [(&str, Option<serde_json::Value>); 7] = [
+            ("smarthost", g.smtp_smarthost.clone().map(Into::into)),
+            ("from", g.smtp_from.clone().map(Into::into)),
+            ("hello", g.smtp_hello.clone().map(Into::into)),
+            (
+                "auth_username",
+                g.smtp_auth_username.clone().map(Into::into),
+            ),
+            (
+                "auth_password",
+                g.smtp_auth_password.clone().map(Into::into),
+            ),
+            (
+                "auth_identity",
+                g.smtp_auth_identity.clone().map(Into::into),
+            ),
+            ("require_tls", g.smtp_require_tls.map(Into::into)),
+        ];
+        for receiver in &mut self.receivers {
+            for entry in &mut receiver.email_configs {
+                let Some(obj) = entry.as_object_mut() else {
+                    continue;
+                };
+                for (key, value) in &defaults {
+                    if let Some(v) = value
+                        && !obj.contains_key(*key)
+                    {
+                        obj.insert((*key).to_string(), v.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// Reads and parses a file.
@@ -616,15 +691,20 @@ impl Config {
                     ),
                 });
             }
-            for (i, hook) in receiver.webhook_configs.iter().enumerate() {
-                if !hook.is_object() {
-                    return Err(err(
-                        &format!("name: {}", receiver.name),
-                        format!(
-                            "receiver `{}`: webhook_configs[{i}] must be a mapping",
-                            receiver.name
-                        ),
-                    ));
+            for (field, list) in [
+                ("webhook_configs", &receiver.webhook_configs),
+                ("email_configs", &receiver.email_configs),
+            ] {
+                for (i, entry) in list.iter().enumerate() {
+                    if !entry.is_object() {
+                        return Err(err(
+                            &format!("name: {}", receiver.name),
+                            format!(
+                                "receiver `{}`: {field}[{i}] must be a mapping",
+                                receiver.name
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -748,6 +828,38 @@ fn is_label_value_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn email_configs_map_to_the_email_plugin_with_global_defaults() {
+        let yaml = r#"
+global:
+  smtp_smarthost: "smtp.example.com:587"
+  smtp_from: "klaxon@example.com"
+  smtp_auth_username: klaxon
+  smtp_require_tls: false
+route: { receiver: mail }
+receivers:
+  - name: mail
+    email_configs:
+      - { to: "a@example.com" }
+      - { to: "b@example.com", smarthost: "other.example.com:465", send_resolved: true }
+"#;
+        let config = Config::parse(yaml, "t.yml").expect("parses");
+        let integrations = config.receivers[0].integrations();
+        assert_eq!(integrations.len(), 2);
+        assert!(integrations.iter().all(|i| i.plugin == "email"));
+        let first = &integrations[0];
+        assert!(!first.send_resolved, "Alertmanager's default for email");
+        assert_eq!(first.config["smarthost"], "smtp.example.com:587");
+        assert_eq!(first.config["from"], "klaxon@example.com");
+        assert_eq!(first.config["auth_username"], "klaxon");
+        assert_eq!(first.config["require_tls"], false);
+        assert!(first.config.get("auth_password").is_none());
+        let second = &integrations[1];
+        assert!(second.send_resolved);
+        assert!(second.config.get("send_resolved").is_none(), "stripped");
+        assert_eq!(second.config["smarthost"], "other.example.com:465");
+    }
 
     #[test]
     fn embedded_default_is_valid() {
