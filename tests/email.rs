@@ -2,7 +2,8 @@
 //! (`POST /api/v2/alerts`) are routed to an `email_configs` receiver and sent
 //! through the host's `smtp` capability to a tiny SMTP server written here
 //! (plain SMTP, no TLS). The test checks the envelope, the subject and both
-//! bodies, AUTH PLAIN, a 451 that is retried and a 550 that is not.
+//! bodies, AUTH PLAIN, a 451 that is retried, a 550 that is not, and that a
+//! required STARTTLS the server does not offer sends nothing in clear.
 
 mod common;
 
@@ -313,5 +314,18 @@ async fn permanent_550_is_not_retried() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(mailbox.mails.lock().await.len(), 1);
     assert_eq!(delivery_log(&base).await.len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_starttls_is_never_downgraded_to_plain() {
+    // The server offers no STARTTLS; `require_tls: true` must not send in clear.
+    let (port, mailbox) = smtp_server(vec![]).await;
+    let server = start_klaxon(&config(port, "require_tls: true")).await;
+    let base = format!("http://{}", server.addr());
+    post_alert(&base).await;
+    let log = wait_log(&base, "retrying").await;
+    assert!(log.iter().all(|e| e["outcome"] != "delivered"), "{log:#?}");
+    assert!(mailbox.mails.lock().await.is_empty());
     server.shutdown().await;
 }
