@@ -18,6 +18,7 @@ const STOCK: &[(&str, &str)] = &[
     ("pagerduty", "klaxon-plugin-pagerduty"),
     ("opsgenie", "klaxon-plugin-opsgenie"),
     ("msteams", "klaxon-plugin-msteams"),
+    ("email", "klaxon-plugin-email"),
     ("console", "klaxon-plugin-console"),
 ];
 

@@ -105,6 +105,20 @@ pub struct GlobalConfig {
     pub opsgenie_api_key: Option<String>,
     /// Alertmanager's `opsgenie_api_url`: the `api_url` of `opsgenie_configs` that set none.
     pub opsgenie_api_url: Option<String>,
+    /// Default `smarthost` of `email_configs` (`host:port`).
+    pub smtp_smarthost: Option<String>,
+    /// Default `from` of `email_configs`.
+    pub smtp_from: Option<String>,
+    /// Default `hello` of `email_configs`.
+    pub smtp_hello: Option<String>,
+    /// Default `auth_username` of `email_configs`.
+    pub smtp_auth_username: Option<String>,
+    /// Default `auth_password` of `email_configs`.
+    pub smtp_auth_password: Option<String>,
+    /// Default `auth_identity` of `email_configs`.
+    pub smtp_auth_identity: Option<String>,
+    /// Default `require_tls` of `email_configs`.
+    pub smtp_require_tls: Option<bool>,
 }
 
 impl Default for GlobalConfig {
@@ -119,6 +133,13 @@ impl Default for GlobalConfig {
             pagerduty_url: None,
             opsgenie_api_key: None,
             opsgenie_api_url: None,
+            smtp_smarthost: None,
+            smtp_from: None,
+            smtp_hello: None,
+            smtp_auth_username: None,
+            smtp_auth_password: None,
+            smtp_auth_identity: None,
+            smtp_require_tls: None,
         }
     }
 }
@@ -408,6 +429,10 @@ pub struct ReceiverConfig {
     /// Alertmanager Microsoft Teams configs, delivered by the `msteams` plugin.
     #[serde(default)]
     pub msteams_configs: Vec<serde_json::Value>,
+    /// Alertmanager email configs, delivered by the `email` plugin; unset
+    /// fields take the `global.smtp_*` defaults.
+    #[serde(default)]
+    pub email_configs: Vec<serde_json::Value>,
     /// Any notifier plugin.
     #[serde(default)]
     pub plugin_configs: Vec<PluginIntegrationConfig>,
@@ -442,7 +467,7 @@ pub struct Integration {
 impl ReceiverConfig {
     /// The Alertmanager config lists delivered by stock plugins, in integration
     /// order: (YAML key, plugin, the entries, Alertmanager's `send_resolved` default).
-    pub fn stock_configs(&self) -> [(&'static str, &'static str, &[serde_json::Value], bool); 5] {
+    pub fn stock_configs(&self) -> [(&'static str, &'static str, &[serde_json::Value], bool); 6] {
         [
             ("webhook_configs", "webhook", &self.webhook_configs, true),
             ("slack_configs", "slack", &self.slack_configs, false),
@@ -454,11 +479,12 @@ impl ReceiverConfig {
             ),
             ("opsgenie_configs", "opsgenie", &self.opsgenie_configs, true),
             ("msteams_configs", "msteams", &self.msteams_configs, true),
+            ("email_configs", "email", &self.email_configs, false),
         ]
     }
 
     /// Every integration in order: the stock plugins' configs (webhook, slack,
-    /// pagerduty, opsgenie, msteams), then plugin configs. `send_resolved` is
+    /// pagerduty, opsgenie, msteams, email), then plugin configs. `send_resolved` is
     /// taken out of the plugin's config: the host applies it.
     pub fn integrations(&self) -> Vec<Integration> {
         let strip = |c: &serde_json::Value| {
@@ -559,6 +585,7 @@ impl Config {
             receiver.apply_global_defaults(&global);
             receiver.apply_templates(&definitions);
         }
+        config.apply_smtp_defaults();
         Ok(config)
     }
 
@@ -587,6 +614,44 @@ impl Config {
             }
         }
         Ok(out)
+    }
+
+    /// Fills each `email_configs` entry's unset fields from `global.smtp_*`,
+    /// as Alertmanager does.
+    fn apply_smtp_defaults(&mut self) {
+        let g = &self.global;
+        let defaults: [(&str, Option<serde_json::Value>); 7] = [
+            ("smarthost", g.smtp_smarthost.clone().map(Into::into)),
+            ("from", g.smtp_from.clone().map(Into::into)),
+            ("hello", g.smtp_hello.clone().map(Into::into)),
+            (
+                "auth_username",
+                g.smtp_auth_username.clone().map(Into::into),
+            ),
+            (
+                "auth_password",
+                g.smtp_auth_password.clone().map(Into::into),
+            ),
+            (
+                "auth_identity",
+                g.smtp_auth_identity.clone().map(Into::into),
+            ),
+            ("require_tls", g.smtp_require_tls.map(Into::into)),
+        ];
+        for receiver in &mut self.receivers {
+            for entry in &mut receiver.email_configs {
+                let Some(obj) = entry.as_object_mut() else {
+                    continue;
+                };
+                for (key, value) in &defaults {
+                    if let Some(v) = value
+                        && !obj.contains_key(*key)
+                    {
+                        obj.insert((*key).to_string(), v.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// Reads and parses a file.
@@ -971,6 +1036,38 @@ fn is_label_value_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn email_configs_map_to_the_email_plugin_with_global_defaults() {
+        let yaml = r#"
+global:
+  smtp_smarthost: "smtp.example.com:587"
+  smtp_from: "klaxon@example.com"
+  smtp_auth_username: klaxon
+  smtp_require_tls: false
+route: { receiver: mail }
+receivers:
+  - name: mail
+    email_configs:
+      - { to: "a@example.com" }
+      - { to: "b@example.com", smarthost: "other.example.com:465", send_resolved: true }
+"#;
+        let config = Config::parse(yaml, "t.yml").expect("parses");
+        let integrations = config.receivers[0].integrations();
+        assert_eq!(integrations.len(), 2);
+        assert!(integrations.iter().all(|i| i.plugin == "email"));
+        let first = &integrations[0];
+        assert!(!first.send_resolved, "Alertmanager's default for email");
+        assert_eq!(first.config["smarthost"], "smtp.example.com:587");
+        assert_eq!(first.config["from"], "klaxon@example.com");
+        assert_eq!(first.config["auth_username"], "klaxon");
+        assert_eq!(first.config["require_tls"], false);
+        assert!(first.config.get("auth_password").is_none());
+        let second = &integrations[1];
+        assert!(second.send_resolved);
+        assert!(second.config.get("send_resolved").is_none(), "stripped");
+        assert_eq!(second.config["smarthost"], "other.example.com:465");
+    }
 
     #[test]
     fn embedded_default_is_valid() {

@@ -9,7 +9,8 @@
 //! - [`scrape`]: pulls Prometheus-style `scrape_configs` targets into the store, with staleness markers.
 //! - [`store`]: per-series windowed sample storage with a label index and retention.
 //! - [`promql`]: the PromQL evaluator (Prometheus 3 semantics) over the store.
-//! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins.
+//! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins;
+//!   the `log`, `http` and `smtp` capabilities plugins import.
 //! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
 //! - [`alert`]: the `Alert` and `Notification` values handed from rules to routing to notification.
 //! - [`route`]: the Alertmanager routing tree, grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup, time intervals (`mute_time_intervals`/`active_time_intervals`).

@@ -37,7 +37,7 @@ pub mod composite {
     });
 }
 
-/// The `notifier` world, which adds the `http` import.
+/// The `notifier` world, which adds the `http` and `smtp` imports.
 pub mod notifier {
     wit_bindgen::generate!({
         world: "notifier",
@@ -57,3 +57,5 @@ pub use detector::klaxon::plugin::log as wit_log;
 pub use detector::klaxon::plugin::types;
 /// The `http` import (notifier world only).
 pub use notifier::klaxon::plugin::http as wit_http;
+/// The `smtp` import (notifier world only).
+pub use notifier::klaxon::plugin::smtp as wit_smtp;

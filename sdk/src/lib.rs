@@ -52,13 +52,14 @@
 //! - [`format`](mod@format): compact number formatting for summaries.
 //! - [`log`]: the host's log, or stderr natively.
 //! - [`http`]: outbound HTTP through the host, or a test transport natively.
+//! - [`smtp`]: outbound mail through the host, or a test transport natively.
 //! - [`testing`]: native harness running plugins as the host would (not built for Wasm).
 //! - `config` (private): reading the JSON config text into the author's type.
 //! - `glue` (hidden): conversion between wit-bindgen types and the SDK's, and the
 //!   generic entry points the `export_*!` macros and [`testing`] both call.
 //! - `bindings` (hidden): wit-bindgen output for the three worlds of `klaxon.wit`.
 //!
-//! Nothing but `glue`, `log`, `http` and the macros may touch `bindings`.
+//! Nothing but `glue`, `log`, `http`, `smtp` and the macros may touch `bindings`.
 
 #![warn(missing_docs)]
 
@@ -77,6 +78,7 @@ pub mod labels;
 pub mod log;
 pub mod notifier;
 pub mod series;
+pub mod smtp;
 pub mod stats;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

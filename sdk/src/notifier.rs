@@ -2,7 +2,7 @@
 //! service, with the [`Notification`] it receives and the outcome it reports.
 //!
 //! Export an implementation with [`export_notifier!`](crate::export_notifier). Reach the
-//! outside world with [`crate::http::send`].
+//! outside world with [`crate::http::send`], or [`crate::smtp::send`] for mail.
 
 use std::fmt;
 

@@ -25,7 +25,8 @@
 //! ```
 //!
 //! Notifiers reach HTTP through [`set_http_handler`]; [`take_http_requests`] returns
-//! what they sent. Both, like [`take_logs`], are per thread (one test, one thread).
+//! what they sent. Mail goes the same way through [`set_smtp_handler`] and
+//! [`take_smtp_messages`]. All, like [`take_logs`], are per thread (one test, one thread).
 //!
 //! Not built for Wasm.
 
@@ -269,6 +270,21 @@ pub fn clear_http_handler() {
 /// Every request sent on this thread since the last call, oldest first.
 pub fn take_http_requests() -> Vec<Request> {
     crate::http::imp::take_sent()
+}
+
+/// Installs the handler that answers [`crate::smtp::send`] on this thread, replacing
+/// any previous one.
+pub fn set_smtp_handler<F>(handler: F)
+where
+    F: FnMut(&crate::smtp::Server, &crate::smtp::Message) -> Result<(), crate::smtp::SmtpError>
+        + 'static,
+{
+    crate::smtp::imp::set_handler(Some(Box::new(handler)));
+}
+
+/// Every message sent on this thread since the last call, with its server, oldest first.
+pub fn take_smtp_messages() -> Vec<(crate::smtp::Server, crate::smtp::Message)> {
+    crate::smtp::imp::take_sent()
 }
 
 /// Every record logged on this thread since the last call, oldest first.

@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::alert::Notification;
 use crate::config::{Config, NotifyConfig, RateLimit};
 use crate::plugins::bindings::types;
-use crate::plugins::{CallError, HttpCapability, PluginKind, PluginRegistry};
+use crate::plugins::{CallError, HttpCapability, PluginKind, PluginRegistry, SmtpCapability};
 
 /// How many delivery records the log keeps.
 const DELIVERY_LOG_CAPACITY: usize = 1000;
@@ -185,6 +185,8 @@ struct IntegrationCtx {
     config: String,
     plugins: Arc<PluginRegistry>,
     http: Arc<HttpCapability>,
+    /// Only for integrations whose config names a `smarthost`.
+    smtp: Option<Arc<SmtpCapability>>,
     settings: NotifyConfig,
     log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
     rate: Option<RateLimit>,
@@ -231,6 +233,7 @@ pub fn start(
                 config: integration.config.to_string(),
                 plugins: plugins.clone(),
                 http: http.clone(),
+                smtp: smtp_capability(&integration.config),
                 settings: settings.clone(),
                 log: log.clone(),
                 rate: settings.rate_limits.get(&integration.plugin).copied(),
@@ -266,6 +269,29 @@ pub fn start(
         journal,
         workers: Arc::new(workers),
     })
+}
+
+/// The `smtp` capability of an integration whose config names a `smarthost`
+/// (`host:port`, as in Alertmanager's `email_configs`): that smarthost is its
+/// whole allow-list. Other integrations get none.
+fn smtp_capability(config: &serde_json::Value) -> Option<Arc<SmtpCapability>> {
+    let smarthost = config.get("smarthost")?.as_str()?;
+    let (host, port) = split_host_port(smarthost)?;
+    Some(Arc::new(SmtpCapability::new(
+        tokio::runtime::Handle::current(),
+        vec![(host.to_string(), port)],
+    )))
+}
+
+/// `host:port` or `[v6]:port`.
+fn split_host_port(hostport: &str) -> Option<(&str, u16)> {
+    let (host, port) = hostport.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then_some((host, port))
 }
 
 /// A queued request's place: critical first, then oldest first.
@@ -457,8 +483,10 @@ async fn attempt_once(ctx: &IntegrationCtx, notification: Arc<types::Notificatio
     };
     let config = ctx.config.clone();
     let http = ctx.http.clone();
+    let smtp = ctx.smtp.clone();
     let result =
-        tokio::task::spawn_blocking(move || plugin.send(&config, &notification, http)).await;
+        tokio::task::spawn_blocking(move || plugin.send_with(&config, &notification, http, smtp))
+            .await;
     match result {
         Ok(Ok(Ok(delivery))) => Attempt::Delivered(format!(
             "status {}: {}",

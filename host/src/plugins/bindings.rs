@@ -22,7 +22,7 @@ pub mod composite {
     });
 }
 
-/// The notifier world; adds the `http` import.
+/// The notifier world; adds the `http` and `smtp` imports.
 pub mod notifier {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -37,3 +37,4 @@ pub mod notifier {
 pub use detector::klaxon::plugin::log;
 pub use detector::klaxon::plugin::types;
 pub use notifier::klaxon::plugin::http;
+pub use notifier::klaxon::plugin::smtp;

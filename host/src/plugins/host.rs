@@ -1,6 +1,6 @@
 //! What a plugin instance sees of the host: the per-call state (`CallState`)
 //! with its empty WASI context, memory limiter and log budget, and the host
-//! implementations of the `log` and `http` imports.
+//! implementations of the `log`, `http` and `smtp` imports.
 //!
 //! Plugin calls must run on a blocking thread (`spawn_blocking`), never on an
 //! async worker: WASI's sync bindings and the `http` import block on tokio.
@@ -16,7 +16,7 @@ use wasmtime_wasi::{
 };
 
 use super::PluginLimits;
-use super::bindings::{http, log};
+use super::bindings::{http, log, smtp};
 
 /// Bytes of stdout and of stderr kept per call.
 const STDIO_CAPTURE_BYTES: usize = 64 << 10;
@@ -32,6 +32,8 @@ pub(crate) struct CallState {
     stderr: MemoryOutputPipe,
     http: Option<Arc<HttpCapability>>,
     http_requests: u32,
+    smtp: Option<Arc<SmtpCapability>>,
+    smtp_messages: u32,
 }
 
 impl CallState {
@@ -39,6 +41,7 @@ impl CallState {
         plugin: String,
         limits: &PluginLimits,
         http: Option<Arc<HttpCapability>>,
+        smtp: Option<Arc<SmtpCapability>>,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
@@ -66,6 +69,8 @@ impl CallState {
             stderr,
             http,
             http_requests: 0,
+            smtp,
+            smtp_messages: 0,
         }
     }
 
@@ -287,5 +292,262 @@ impl http::Host for CallState {
         self.http_requests += 1;
         tracing::debug!(plugin = %self.plugin, method = %req.method, url = %req.url, "plugin http request");
         cap.execute(req)
+    }
+}
+
+/// Outbound mail a notifier may use for one integration: only to the
+/// smarthosts its config names (the receiver's allow-list), within a time cap
+/// and a message count cap. The password goes to the server and nowhere else:
+/// it is never logged and is scrubbed from errors.
+#[derive(Debug, Clone)]
+pub struct SmtpCapability {
+    handle: tokio::runtime::Handle,
+    /// `(host, port)` pairs the plugin may connect to; host compared
+    /// case-insensitively.
+    allowed: Vec<(String, u16)>,
+    /// Longest one whole SMTP transaction may take.
+    pub max_timeout: Duration,
+    /// Messages one `send` call may send.
+    pub max_messages_per_call: u32,
+}
+
+impl SmtpCapability {
+    /// A capability allowing exactly the `allowed` smarthosts, on the runtime
+    /// behind `handle`.
+    pub fn new(handle: tokio::runtime::Handle, allowed: Vec<(String, u16)>) -> Self {
+        Self {
+            handle,
+            allowed,
+            max_timeout: Duration::from_secs(30),
+            max_messages_per_call: 1,
+        }
+    }
+
+    /// Wall time a notifier call may spend waiting on mail servers.
+    pub fn call_budget(&self) -> Duration {
+        self.max_timeout * self.max_messages_per_call
+    }
+
+    fn is_allowed(&self, host: &str, port: u16) -> bool {
+        self.allowed
+            .iter()
+            .any(|(h, p)| *p == port && h.eq_ignore_ascii_case(host))
+    }
+
+    /// Builds the MIME message and sends it; see the WIT `smtp` interface.
+    pub fn execute(&self, server: smtp::Server, msg: smtp::Message) -> Result<(), smtp::SmtpError> {
+        use lettre::AsyncTransport as _;
+        use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::client::{Tls, TlsParameters};
+        use lettre::transport::smtp::extension::ClientId;
+
+        if !self.is_allowed(&server.host, server.port) {
+            return Err(smtp::SmtpError::Denied(format!(
+                "{}:{} is not an allowed smarthost for this receiver",
+                server.host, server.port
+            )));
+        }
+        let email = build_message(msg)?;
+        let timeout = server
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .unwrap_or(self.max_timeout)
+            .min(self.max_timeout);
+        let tls = match server.tls {
+            smtp::TlsMode::None => Tls::None,
+            mode => {
+                let params = TlsParameters::new_rustls(server.host.clone())
+                    .map_err(|e| smtp::SmtpError::Connection(format!("tls setup: {e}")))?;
+                if mode == smtp::TlsMode::Starttls {
+                    Tls::Required(params)
+                } else {
+                    Tls::Wrapper(params)
+                }
+            }
+        };
+        let mut builder =
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&server.host)
+                .port(server.port)
+                .tls(tls)
+                .timeout(Some(timeout));
+        if let Some(hello) = &server.hello {
+            builder = builder.hello_name(ClientId::Domain(hello.clone()));
+        }
+        let password = server.password.clone().unwrap_or_default();
+        if let Some(user) = &server.username {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        let transport = builder.build();
+        let result = self
+            .handle
+            .block_on(async move { tokio::time::timeout(timeout, transport.send(email)).await });
+        match result {
+            Err(_) => Err(smtp::SmtpError::Timeout),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify_smtp(&e, &password)),
+        }
+    }
+}
+
+/// The MIME message: `multipart/alternative` when both bodies are given.
+fn build_message(msg: smtp::Message) -> Result<lettre::Message, smtp::SmtpError> {
+    use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+    use lettre::message::{Mailbox, MultiPart};
+
+    let invalid = smtp::SmtpError::Invalid;
+    let from: Mailbox = msg
+        .from
+        .parse()
+        .map_err(|e| invalid(format!("from {:?}: {e}", msg.from)))?;
+    if msg.to.is_empty() {
+        return Err(invalid("no recipient".into()));
+    }
+    let mut builder = lettre::Message::builder().from(from).subject(msg.subject);
+    for to in &msg.to {
+        let mailbox: Mailbox = to.parse().map_err(|e| invalid(format!("to {to:?}: {e}")))?;
+        builder = builder.to(mailbox);
+    }
+    for h in msg.headers {
+        if h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(invalid(format!(
+                "header {}: value must not contain CR, LF or NUL",
+                h.name
+            )));
+        }
+        let name = HeaderName::new_from_ascii(h.name.clone())
+            .map_err(|_| invalid(format!("invalid header name {:?}", h.name)))?;
+        builder = builder.raw_header(HeaderValue::new(name, h.value));
+    }
+    let built = match (msg.text_body, msg.html_body) {
+        (Some(text), Some(html)) => {
+            builder.multipart(MultiPart::alternative_plain_html(text, html))
+        }
+        (Some(text), None) => builder.header(ContentType::TEXT_PLAIN).body(text),
+        (None, Some(html)) => builder.header(ContentType::TEXT_HTML).body(html),
+        (None, None) => return Err(invalid("no text or html body".into())),
+    };
+    built.map_err(|e| invalid(e.to_string()))
+}
+
+/// Maps lettre's error to the WIT error, without the password.
+fn classify_smtp(e: &lettre::transport::smtp::Error, password: &str) -> smtp::SmtpError {
+    let scrub = |text: String| {
+        if password.is_empty() {
+            text
+        } else {
+            text.replace(password, "<secret>")
+        }
+    };
+    // The server's own text is the error's source; the code is in `status`.
+    let text = || {
+        scrub(
+            std::error::Error::source(e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.to_string()),
+        )
+    };
+    let code = e.status().map(u16::from).unwrap_or(0);
+    if e.is_timeout() {
+        smtp::SmtpError::Timeout
+    } else if e.is_permanent() {
+        smtp::SmtpError::Rejected((code, text()))
+    } else if e.is_transient() {
+        smtp::SmtpError::Transient((code, text()))
+    } else {
+        smtp::SmtpError::Connection(scrub(e.to_string()))
+    }
+}
+
+impl smtp::Host for CallState {
+    fn send(
+        &mut self,
+        server: smtp::Server,
+        message: smtp::Message,
+    ) -> Result<(), smtp::SmtpError> {
+        let Some(cap) = self.smtp.clone() else {
+            return Err(smtp::SmtpError::Denied(
+                "this plugin has no smtp capability".into(),
+            ));
+        };
+        if self.smtp_messages >= cap.max_messages_per_call {
+            return Err(smtp::SmtpError::Denied(format!(
+                "at most {} messages per call",
+                cap.max_messages_per_call
+            )));
+        }
+        self.smtp_messages += 1;
+        // Never the password: host, port, mode and recipients only.
+        tracing::debug!(plugin = %self.plugin, host = %server.host, port = server.port, tls = ?server.tls, recipients = message.to.len(), "plugin smtp message");
+        cap.execute(server, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> smtp::Message {
+        smtp::Message {
+            from: "Klaxon <klaxon@example.com>".into(),
+            to: vec!["oncall@example.com".into()],
+            subject: "[FIRING:1] X".into(),
+            text_body: Some("text".into()),
+            html_body: Some("<p>html</p>".into()),
+            headers: vec![],
+        }
+    }
+
+    fn server(host: &str, port: u16) -> smtp::Server {
+        smtp::Server {
+            host: host.into(),
+            port,
+            tls: smtp::TlsMode::None,
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+            hello: None,
+            timeout_ms: Some(500),
+        }
+    }
+
+    #[test]
+    fn smtp_refuses_hosts_other_than_the_smarthost() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let cap = SmtpCapability::new(rt.handle().clone(), vec![("SMTP.example.com".into(), 587)]);
+        for (host, port) in [
+            ("127.0.0.1", 587),
+            ("smtp.example.com", 25),
+            ("169.254.169.254", 587),
+        ] {
+            let err = cap.execute(server(host, port), message()).unwrap_err();
+            assert!(
+                matches!(err, smtp::SmtpError::Denied(_)),
+                "{host}:{port}: {err:?}"
+            );
+        }
+        assert!(cap.is_allowed("smtp.example.com", 587));
+    }
+
+    #[test]
+    fn smtp_message_checks() {
+        assert!(build_message(message()).is_ok());
+        let mut m = message();
+        m.from = "not an address".into();
+        assert!(matches!(build_message(m), Err(smtp::SmtpError::Invalid(_))));
+        let mut m = message();
+        m.to.clear();
+        assert!(matches!(build_message(m), Err(smtp::SmtpError::Invalid(_))));
+        let mut m = message();
+        m.text_body = None;
+        m.html_body = None;
+        assert!(matches!(build_message(m), Err(smtp::SmtpError::Invalid(_))));
+        let mut m = message();
+        m.headers.push(smtp::Header {
+            name: "X-Evil".into(),
+            value: "a\r\nBcc: x@y".into(),
+        });
+        assert!(matches!(build_message(m), Err(smtp::SmtpError::Invalid(_))));
     }
 }

@@ -33,7 +33,7 @@ use bindings::notifier::NotifierPre;
 use bindings::types;
 pub use engine::{EngineSettings, PluginEngine};
 use host::CallState;
-pub use host::HttpCapability;
+pub use host::{HttpCapability, SmtpCapability};
 
 /// Errors while loading a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -298,12 +298,8 @@ impl Plugin {
         }
     }
 
-    fn new_store(
-        &self,
-        http: Option<Arc<HttpCapability>>,
-        extra_time: Duration,
-    ) -> Store<CallState> {
-        let state = CallState::new(self.info.name.clone(), &self.limits, http);
+    fn new_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
+        let state = CallState::new(self.info.name.clone(), &self.limits, caps.http, caps.smtp);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = (self.limits.timeout + extra_time).as_millis() as u64
@@ -316,12 +312,12 @@ impl Plugin {
     /// Runs `f` in a fresh instance, classifying failures and updating stats.
     fn with_call<R>(
         &self,
-        http: Option<Arc<HttpCapability>>,
+        caps: Capabilities,
         extra_time: Duration,
         f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let start = Instant::now();
-        let mut store = self.new_store(http, extra_time);
+        let mut store = self.new_store(caps, extra_time);
         let result = f(&mut store);
         store.data_mut().flush_stdio();
         let elapsed = start.elapsed();
@@ -352,11 +348,16 @@ impl Plugin {
     }
 
     fn call_info(&self) -> Result<PluginInfo, CallError> {
-        let info = self.with_call(None, Duration::ZERO, |store| match &self.runner {
-            Runner::Detector(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
-            Runner::Composite(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
-            Runner::Notifier(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
-        })?;
+        let runner = &self.runner;
+        let info = self.with_call(
+            Capabilities::default(),
+            Duration::ZERO,
+            |store| match runner {
+                Runner::Detector(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
+                Runner::Composite(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
+                Runner::Notifier(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
+            },
+        )?;
         Ok(PluginInfo {
             name: info.name,
             version: info.version,
@@ -372,17 +373,22 @@ impl Plugin {
 
     /// Asks the plugin whether `config` (JSON text) is acceptable.
     pub fn check_config(&self, config: &str) -> Result<(), PluginError> {
-        let result = self.with_call(None, Duration::ZERO, |store| match &self.runner {
-            Runner::Detector(pre) => pre
-                .instantiate(&mut *store)?
-                .call_check_config(&mut *store, config),
-            Runner::Composite(pre) => pre
-                .instantiate(&mut *store)?
-                .call_check_config(&mut *store, config),
-            Runner::Notifier(pre) => pre
-                .instantiate(&mut *store)?
-                .call_check_config(&mut *store, config),
-        });
+        let runner = &self.runner;
+        let result = self.with_call(
+            Capabilities::default(),
+            Duration::ZERO,
+            |store| match runner {
+                Runner::Detector(pre) => pre
+                    .instantiate(&mut *store)?
+                    .call_check_config(&mut *store, config),
+                Runner::Composite(pre) => pre
+                    .instantiate(&mut *store)?
+                    .call_check_config(&mut *store, config),
+                Runner::Notifier(pre) => pre
+                    .instantiate(&mut *store)?
+                    .call_check_config(&mut *store, config),
+            },
+        );
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(PluginError::BadConfig {
@@ -405,7 +411,7 @@ impl Plugin {
         let Runner::Detector(pre) = &self.runner else {
             return Err(CallError::WrongKind(self.info.kind));
         };
-        let result = self.with_call(None, Duration::ZERO, |store| {
+        let result = self.with_call(Capabilities::default(), Duration::ZERO, |store| {
             let instance = pre.instantiate(&mut *store)?;
             instance.call_evaluate(&mut *store, config, batch)
         })?;
@@ -436,7 +442,7 @@ impl Plugin {
         let Runner::Composite(pre) = &self.runner else {
             return Err(CallError::WrongKind(self.info.kind));
         };
-        let result = self.with_call(None, Duration::ZERO, |store| {
+        let result = self.with_call(Capabilities::default(), Duration::ZERO, |store| {
             let instance = pre.instantiate(&mut *store)?;
             instance.call_evaluate(&mut *store, config, groups)
         })?;
@@ -456,17 +462,34 @@ impl Plugin {
 
     /// Delivers a notification. `http` is the receiver's capability; the
     /// deadline is the plugin's timeout plus the capability's request budget.
+    /// The plugin gets no `smtp`; see [`Plugin::send_with`].
     pub fn send(
         &self,
         config: &str,
         notification: &types::Notification,
         http: Arc<HttpCapability>,
     ) -> Result<Result<types::Delivery, types::DeliveryError>, CallError> {
+        self.send_with(config, notification, http, None)
+    }
+
+    /// Like [`Plugin::send`], with the integration's `smtp` capability too;
+    /// the deadline then also covers the SMTP budget.
+    pub fn send_with(
+        &self,
+        config: &str,
+        notification: &types::Notification,
+        http: Arc<HttpCapability>,
+        smtp: Option<Arc<SmtpCapability>>,
+    ) -> Result<Result<types::Delivery, types::DeliveryError>, CallError> {
         let Runner::Notifier(pre) = &self.runner else {
             return Err(CallError::WrongKind(self.info.kind));
         };
-        let budget = http.call_budget();
-        self.with_call(Some(http), budget, |store| {
+        let budget = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
+        let caps = Capabilities {
+            http: Some(http),
+            smtp,
+        };
+        self.with_call(caps, budget, |store| {
             let instance = pre.instantiate(&mut *store)?;
             instance.call_send(&mut *store, config, notification)
         })
@@ -487,6 +510,14 @@ impl Plugin {
         }
         Ok(())
     }
+}
+
+/// The outbound capabilities one call gets (none for detectors, composites,
+/// `info` and `check-config`).
+#[derive(Default)]
+struct Capabilities {
+    http: Option<Arc<HttpCapability>>,
+    smtp: Option<Arc<SmtpCapability>>,
 }
 
 fn short(hash: &str) -> &str {
