@@ -275,6 +275,8 @@ struct Evaluator<'a> {
     sliding: HashMap<usize, Arc<Vec<Vec<Sample>>>>,
     /// Vector-matching signatures, computed once per series per query.
     sigs: SigMemo,
+    /// Grouping labels, computed once per series per query.
+    labels: functions::LabelMemo,
     src: &'a dyn Source,
     query_start: i64,
     query_end: i64,
@@ -302,6 +304,7 @@ impl<'a> Evaluator<'a> {
             subquery_depth: 0,
             sliding: HashMap::new(),
             sigs: SigMemo::default(),
+            labels: functions::LabelMemo::default(),
             src,
             query_start: start,
             query_end: end,
@@ -433,7 +436,8 @@ impl<'a> Evaluator<'a> {
                         other => args.push(self.eval(other, t)?),
                     }
                 }
-                let out = functions::call(c.func.name, &c.args.args, args, window, t)?;
+                let out =
+                    functions::call(c.func.name, &c.args.args, args, window, t, &mut self.labels)?;
                 if let Value::Vector(v) = &out {
                     check_unique(v)?;
                 }
@@ -709,7 +713,7 @@ impl<'a> Evaluator<'a> {
                 ));
             }
         };
-        functions::aggregate(&op, param, input, a.modifier.as_ref(), t)
+        functions::aggregate(&op, param, input, a.modifier.as_ref(), t, &mut self.labels)
     }
 
     fn binary(&mut self, b: &BinaryExpr, t: i64) -> Result<Value> {

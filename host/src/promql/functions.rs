@@ -410,6 +410,7 @@ pub(super) fn call(
     mut args: Vec<Value>,
     window: Option<Window>,
     t: i64,
+    memo: &mut LabelMemo,
 ) -> Result<Value> {
     let simple = |f: fn(f64) -> f64, args: Vec<Value>| -> Result<Value> {
         let v = take_vector(args.into_iter().next().unwrap_or(Value::Vector(vec![])))?;
@@ -673,7 +674,7 @@ pub(super) fn call(
         }
         "label_replace" => label_replace(args, t),
         "label_join" => label_join(args, t),
-        "histogram_quantile" => histogram_quantile(args, t),
+        "histogram_quantile" => histogram_quantile(args, t, memo),
         "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
         | "month" | "year" => {
             let v = match args.pop() {
@@ -822,7 +823,7 @@ fn label_join(mut args: Vec<Value>, t: i64) -> Result<Value> {
     ))
 }
 
-fn histogram_quantile(mut args: Vec<Value>, t: i64) -> Result<Value> {
+fn histogram_quantile(mut args: Vec<Value>, t: i64, memo: &mut LabelMemo) -> Result<Value> {
     let q = scalar_arg(&args[0])?;
     let v = take_vector(args.swap_remove(1))?;
     let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
@@ -833,7 +834,9 @@ fn histogram_quantile(mut args: Vec<Value>, t: i64) -> Result<Value> {
         };
         // Grouped by metric name too (two histograms never mix); the name
         // is dropped from the output, where a clash is an error.
-        let key = Labels::new(s.labels.iter().filter(|(n, _)| *n != "le"));
+        let key = memo.get(TAG_WITHOUT_LE, &s.labels, |l| {
+            Labels::new(l.iter().filter(|(n, _)| *n != "le"))
+        });
         let entry = groups.entry(key.clone()).or_insert_with(|| {
             order.push(key);
             Vec::new()
@@ -954,25 +957,54 @@ fn format_value(v: f64) -> String {
 
 /// Applies aggregation `op` (`param` for topk, bottomk, quantile and
 /// count_values) over `input`, grouped by `modifier`.
+/// Derived label sets by (transformation, input), kept for a whole query: a
+/// range query groups the same series at every step.
+#[derive(Default)]
+pub(super) struct LabelMemo(HashMap<(usize, Labels), Labels>);
+
+impl LabelMemo {
+    /// `f(l)` for transformation `tag`, computed once per label set.
+    pub(super) fn get(
+        &mut self,
+        tag: usize,
+        l: &Labels,
+        f: impl FnOnce(&Labels) -> Labels,
+    ) -> Labels {
+        self.0
+            .entry((tag, l.clone()))
+            .or_insert_with(|| f(l))
+            .clone()
+    }
+}
+
+/// The labels an aggregation groups `l` by.
+fn group_key_of(l: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(by)) => {
+            Labels::new(l.iter().filter(|(n, _)| by.labels.iter().any(|b| b == n)))
+        }
+        Some(LabelModifier::Exclude(without)) => Labels::new(
+            l.iter()
+                .filter(|(n, _)| *n != METRIC_NAME && !without.labels.iter().any(|b| b == n)),
+        ),
+        None => Labels::empty(),
+    }
+}
+
+/// `LabelMemo` tag of histogram_quantile's "all labels but `le`".
+const TAG_WITHOUT_LE: usize = 1;
+
 pub(super) fn aggregate(
     op: &str,
     param: Option<Value>,
     input: Vec<Sample>,
     modifier: Option<&LabelModifier>,
     t: i64,
+    memo: &mut LabelMemo,
 ) -> Result<Value> {
-    let group_key = |l: &Labels| -> Labels {
-        match modifier {
-            Some(LabelModifier::Include(by)) => {
-                Labels::new(l.iter().filter(|(n, _)| by.labels.iter().any(|b| b == n)))
-            }
-            Some(LabelModifier::Exclude(without)) => Labels::new(
-                l.iter()
-                    .filter(|(n, _)| *n != METRIC_NAME && !without.labels.iter().any(|b| b == n)),
-            ),
-            None => Labels::empty(),
-        }
-    };
+    // Tag: the modifier's address (2 without one; 1 is taken).
+    let tag = modifier.map_or(2, |m| m as *const LabelModifier as usize);
+    let mut group_key = |l: &Labels| -> Labels { memo.get(tag, l, |l| group_key_of(l, modifier)) };
     if op == "count_values" {
         let label = match &param {
             Some(v) => string_arg(v)?,
