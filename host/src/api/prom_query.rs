@@ -101,8 +101,23 @@ impl Serialize for PointJson {
         } else {
             t.serialize_element(&(self.0 as f64 / 1000.0))?;
         }
-        t.serialize_element(&crate::rules::format_value(self.1))?;
+        t.serialize_element(&ValueJson(self.1))?;
         t.end()
+    }
+}
+
+/// A sample value as Prometheus writes it (a string: `"0.25"`, `"NaN"`,
+/// `"+Inf"`), written without an intermediate `String`.
+struct ValueJson(f64);
+
+impl Serialize for ValueJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_finite() {
+            s.collect_str(&v)
+        } else {
+            s.serialize_str(&crate::rules::format_value(v))
+        }
     }
 }
 
