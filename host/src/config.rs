@@ -945,6 +945,76 @@ impl Config {
     }
 }
 
+/// Keys whose values are secrets in Alertmanager's and Klaxon's configs
+/// (Alertmanager's `Secret` and `SecretURL` fields).
+const SECRET_KEYS: &[&str] = &[
+    "api_url",
+    "api_key",
+    "auth_password",
+    "auth_secret",
+    "bearer_token",
+    "credentials",
+    "opsgenie_api_key",
+    "password",
+    "routing_key",
+    "service_key",
+    "slack_api_url",
+    "smtp_auth_password",
+    "url",
+    "webhook_url",
+];
+
+/// A URL keeps its scheme, host and port (so the config still parses as one,
+/// in Alertmanager's parser too) and loses its credentials, path and query;
+/// any other secret becomes `<secret>`.
+fn redact_value(key: &str, value: Option<&str>) -> String {
+    let url_key = key == "url" || key.ends_with("_url");
+    match value
+        .filter(|_| url_key)
+        .and_then(|v| reqwest::Url::parse(v).ok())
+    {
+        Some(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{port}/<secret>",
+                u.scheme(),
+                u.host_str().unwrap_or("")
+            )
+        }
+        None => "<secret>".into(),
+    }
+}
+
+/// The config text with every secret value replaced by `<secret>`, as
+/// Alertmanager shows its config (`/api/v2/status`): what an API answer may
+/// carry. Text that does not parse is not shown at all.
+pub fn redact_secrets(text: &str) -> String {
+    fn walk(v: &mut serde_norway::Value) {
+        match v {
+            serde_norway::Value::Mapping(m) => {
+                for (k, val) in m.iter_mut() {
+                    let key = k.as_str().unwrap_or("");
+                    if SECRET_KEYS.contains(&key) && (val.is_string() || val.is_number()) {
+                        *val = serde_norway::Value::String(redact_value(key, val.as_str()));
+                    } else {
+                        walk(val);
+                    }
+                }
+            }
+            serde_norway::Value::Sequence(s) => s.iter_mut().for_each(walk),
+            serde_norway::Value::Tagged(t) => walk(&mut t.value),
+            _ => {}
+        }
+    }
+    match serde_norway::from_str::<serde_norway::Value>(text) {
+        Ok(mut v) => {
+            walk(&mut v);
+            serde_norway::to_string(&v).unwrap_or_default()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 /// serde_norway puts " at line L column C" in its messages; the line is
 /// reported separately.
 fn strip_location(msg: &str) -> String {
@@ -1085,6 +1155,30 @@ receivers:
         assert_eq!(e.file, "rules.yml");
         assert_eq!(e.line, 8, "{e}");
         assert!(e.reason.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_for_the_api() {
+        let text = "route: { receiver: r }\nreceivers:\n  - name: r\n    webhook_configs: [{ url: 'http://hook.example/token123' }]\n    slack_configs: [{ api_url: 'https://hooks.slack.com/T/B/xyz', channel: '#ml' }]\n    email_configs: [{ to: a@b.c, auth_password: hunter2 }]\nglobal:\n  external_url: http://klaxon.example\n";
+        let shown = redact_secrets(text);
+        for secret in ["token123", "xyz", "hunter2"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(
+            shown.contains("#ml")
+                && shown.contains("a@b.c")
+                && shown.contains("http://klaxon.example"),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("<secret>").count(), 3, "{shown}");
+        assert!(
+            shown.contains("http://hook.example/<secret>"),
+            "URLs keep scheme and host: {shown}"
+        );
+        assert!(
+            Config::parse(&shown, "x").is_ok(),
+            "still a config: {shown}"
+        );
     }
 
     #[test]

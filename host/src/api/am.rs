@@ -457,7 +457,7 @@ pub async fn delete_silence(
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "cluster": {"name": "", "peers": [], "status": "disabled"},
-        "config": {"original": state.live.load().config_text},
+        "config": {"original": crate::config::redact_secrets(&state.live.load().config_text)},
         "uptime": rfc3339(state.started_at),
         "versionInfo": {
             "branch": "",
