@@ -439,10 +439,11 @@ async fn silence_lifecycle_and_validation() {
     assert_eq!(receivers, json!([{"name": "hook"}]));
     let status = get_json(&client, &format!("{base}/api/v2/status")).await;
     assert_eq!(status["cluster"]["status"], "disabled");
+    let original = status["config"]["original"].as_str().expect("config text");
+    assert!(original.contains("inhibit_rules"), "{original}");
     assert!(
-        status["config"]["original"]
-            .as_str()
-            .is_some_and(|c| c.contains("inhibit_rules"))
+        !original.contains("/hook") && original.contains("<secret>"),
+        "receiver URLs are secrets: {original}"
     );
     server.shutdown().await;
 }
