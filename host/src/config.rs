@@ -526,6 +526,7 @@ impl ReceiverConfig {
             &mut self.pagerduty_configs,
             &mut self.opsgenie_configs,
             &mut self.msteams_configs,
+            &mut self.email_configs,
         ] {
             for c in configs.iter_mut().filter_map(|c| c.as_object_mut()) {
                 c.insert(

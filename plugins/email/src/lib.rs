@@ -35,9 +35,10 @@
 //! | `send_resolved` | `false` | applied by the host |
 //!
 //! Templates (see [`template`]) see Alertmanager's data (`.Status`, `.Alerts`,
-//! `.GroupLabels`, `.CommonLabels`, `.CommonAnnotations`, `.ExternalURL`, …) but not its
-//! methods (`.Alerts.Firing`, `.SortedPairs`) nor its named templates. Unknown fields, and
-//! Alertmanager's `*_file` variants and `auth_secret` (CRAM-MD5), are errors.
+//! `.GroupLabels`, `.CommonLabels`, `.CommonAnnotations`, `.ExternalURL`, …), its methods
+//! (`.Alerts.Firing`, `.SortedPairs`, …), functions and the named templates of its
+//! `default.tmpl`, and the `{{ define }}`s of the config's `templates:` files. Unknown
+//! fields, and Alertmanager's `*_file` variants and `auth_secret` (CRAM-MD5), are errors.
 //!
 //! # Message
 //!
@@ -74,6 +75,10 @@ const DEFAULT_HELLO: &str = "localhost";
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `{{ define }}`s from the config's top-level `templates:` files, set by
+    /// the host; usable from `headers`, `html` and `text`.
+    #[serde(default, rename = "templates")]
+    pub definitions: String,
     /// Recipients, comma-separated.
     pub to: String,
     /// Sender.
@@ -185,6 +190,7 @@ impl Config {
         if self.auth_password.is_some() && self.auth_username.as_deref().unwrap_or("").is_empty() {
             return Err("auth_password: needs auth_username".into());
         }
+        let templates = klaxon_notify_common::Templates::with_definitions(&self.definitions)?;
         let mut headers = Vec::new();
         let mut subject = None;
         for (name, value) in &self.headers {
@@ -200,7 +206,7 @@ impl Config {
                     "headers.{name}: set by the plugin (use `to` and `from` for addresses)"
                 ));
             }
-            let t = Template::parse(value).map_err(|e| format!("headers.{name}: {e}"))?;
+            let t = Template::parse(&format!("headers.{name}"), value, &templates)?;
             if lower == "subject" {
                 subject = Some(t);
             } else {
@@ -212,9 +218,7 @@ impl Config {
                 match src.as_deref() {
                     None => Ok(None),
                     Some("") => Ok(Some(None)),
-                    Some(s) => Template::parse(s)
-                        .map(|t| Some(Some(t)))
-                        .map_err(|e| format!("{field}: {e}")),
+                    Some(s) => Template::parse(field, s, &templates).map(|t| Some(Some(t))),
                 }
             };
         Ok(Templates {
@@ -518,29 +522,28 @@ fn one_line(field: &str, s: String) -> Result<String, String> {
 /// The message for `n` (pure: no I/O), or why it cannot be built.
 pub fn message(cfg: &Config, n: &Notification) -> Result<Message, String> {
     let t = cfg.check()?;
+    let r = klaxon_notify_common::Renderer::with_templates(
+        n,
+        klaxon_notify_common::Templates::with_definitions(&cfg.definitions)?,
+    );
     let subject = match &t.subject {
-        Some(tpl) => one_line(
-            "headers.Subject",
-            tpl.render(n).map_err(|e| format!("headers.Subject: {e}"))?,
-        )?,
+        Some(tpl) => one_line("headers.Subject", tpl.render(&r)?)?,
         None => default_subject(n),
     };
     let mut headers = Vec::new();
     for (name, tpl) in &t.headers {
-        let v = tpl.render(n).map_err(|e| format!("headers.{name}: {e}"))?;
+        let v = tpl.render(&r)?;
         headers.push((name.clone(), one_line(&format!("headers.{name}"), v)?));
     }
-    let body = |field: &str,
-                user: &Option<Option<Template>>,
-                built_in: fn(&Notification, &str) -> String| {
-        match user {
+    // Template errors name their field (`text`, `html`) themselves.
+    let body =
+        |user: &Option<Option<Template>>, built_in: fn(&Notification, &str) -> String| match user {
             None => Ok(Some(built_in(n, &subject))),
             Some(None) => Ok(None),
-            Some(Some(tpl)) => tpl.render(n).map(Some).map_err(|e| format!("{field}: {e}")),
-        }
-    };
-    let text_body = body("text", &t.text, default_text)?;
-    let html_body = body("html", &t.html, default_html)?;
+            Some(Some(tpl)) => tpl.render(&r).map(Some),
+        };
+    let text_body = body(&t.text, default_text)?;
+    let html_body = body(&t.html, default_html)?;
     if text_body.is_none() && html_body.is_none() {
         return Err("html and text: at least one body is needed".into());
     }
@@ -589,6 +592,7 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "required": ["to"],
   "properties": {
+    "templates": {"type": "string", "description": "Template definitions from the top-level templates files; set by the host."},
     "to": {"type": "string", "description": "Recipients, comma-separated."},
     "from": {"type": "string", "description": "Sender; default global.smtp_from."},
     "smarthost": {"type": "string", "description": "host:port; default global.smtp_smarthost."},
