@@ -4,9 +4,11 @@
 //! silence may start in the future (a maintenance window). Expired silences
 //! are kept for `retention` and then dropped.
 //!
-//! Owns the silence set and its file in the data dir (`silences.json`,
-//! rewritten atomically on every change, loaded at start), so silences
-//! survive a restart. Imports nothing from route, rules or api.
+//! Owns the silence set and its log in the data dir (`silences.jsonl`: each
+//! change appends the silence as it now is, the last line per id wins; the
+//! log is compacted at start, after a retention sweep and when stale lines
+//! pile up), so silences survive a restart and a crash loses no change that
+//! was acknowledged. Imports nothing from route, rules or api.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -162,47 +164,73 @@ impl Entry {
 /// The silence set.
 pub struct Silences {
     entries: RwLock<HashMap<String, Entry>>,
-    file: Option<PathBuf>,
+    log: Option<parking_lot::Mutex<Log>>,
     retention: Duration,
 }
+
+/// The append-only silence log.
+struct Log {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Lines in the file.
+    lines: usize,
+}
+
+/// Compact when the log holds this many more lines than silences.
+const COMPACT_SLACK: usize = 1000;
 
 impl Silences {
     /// An empty set kept only in memory.
     pub fn in_memory(retention: Duration) -> Self {
         Self {
             entries: RwLock::new(HashMap::new()),
-            file: None,
+            log: None,
             retention,
         }
     }
 
-    /// The set persisted in `dir/silences.json`, loaded from it when present.
+    /// The set persisted in `dir/silences.jsonl`, loaded from it when
+    /// present. A line that does not parse (a torn last write) is skipped
+    /// and logged.
     pub fn open(dir: &Path, retention: Duration) -> anyhow::Result<Self> {
         use anyhow::Context;
+        use std::io::BufRead;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-        let file = dir.join("silences.json");
+        let path = dir.join("silences.jsonl");
         let mut entries = HashMap::new();
-        match std::fs::read(&file) {
-            Ok(bytes) => {
-                let silences: Vec<Silence> = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("cannot read silences from {}", file.display()))?;
-                for s in silences {
-                    let id = s.id.clone();
-                    let entry = Entry::new(s)
-                        .with_context(|| format!("silence {id} in {}", file.display()))?;
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+                    let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+                    let silence = match serde_json::from_str::<Silence>(&line) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), line = n + 1, error = %e, "skipping unreadable silence line");
+                            continue;
+                        }
+                    };
+                    let id = silence.id.clone();
+                    let entry = Entry::new(silence)
+                        .with_context(|| format!("silence {id} in {}", path.display()))?;
                     entries.insert(id, entry);
                 }
-                tracing::info!(silences = entries.len(), file = %file.display(), "silences loaded");
+                tracing::info!(silences = entries.len(), file = %path.display(), "silences loaded");
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", file.display()));
+                return Err(e).with_context(|| format!("cannot read {}", path.display()));
             }
         }
+        let file =
+            rewrite(&path, &entries).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self {
+            log: Some(parking_lot::Mutex::new(Log {
+                path,
+                file,
+                lines: entries.len(),
+            })),
             entries: RwLock::new(entries),
-            file: Some(file),
             retention,
         })
     }
@@ -237,12 +265,13 @@ impl Silences {
                 let entry = Entry::new(silence)?;
                 let id = entry.silence.id.clone();
                 entries.insert(id.clone(), entry);
-                self.persist(&entries)?;
+                self.persist(&entries, &[&id])?;
                 return Ok(id);
             }
             let prev_id = prev.silence.id.clone();
             if prev.silence.state(now) != SilenceState::Expired {
                 expire_entry(&mut entries, &prev_id, now)?;
+                self.persist(&entries, &[&prev_id])?;
             }
         }
         silence.id = uuid::Uuid::new_v4().to_string();
@@ -252,7 +281,7 @@ impl Silences {
         let entry = Entry::new(silence)?;
         let id = entry.silence.id.clone();
         entries.insert(id.clone(), entry);
-        self.persist(&entries)?;
+        self.persist(&entries, &[&id])?;
         tracing::info!(silence = %id, "silence set");
         Ok(id)
     }
@@ -261,7 +290,7 @@ impl Silences {
     pub fn expire(&self, id: &str, now: DateTime<Utc>) -> Result<(), SilenceError> {
         let mut entries = self.entries.write();
         expire_entry(&mut entries, id, now)?;
-        self.persist(&entries)?;
+        self.persist(&entries, &[id])?;
         tracing::info!(silence = %id, "silence expired");
         Ok(())
     }
@@ -306,27 +335,76 @@ impl Silences {
         });
         let removed = before - entries.len();
         if removed > 0 {
-            self.persist(&entries)?;
+            self.compact(&entries)?;
         }
         Ok(removed)
     }
 
-    /// Rewrites the file (write to a temporary file, then rename).
-    fn persist(&self, entries: &HashMap<String, Entry>) -> Result<(), SilenceError> {
-        let Some(file) = &self.file else {
+    /// Appends the silences `ids` as they now are; compacts when stale
+    /// lines pile up.
+    fn persist(&self, entries: &HashMap<String, Entry>, ids: &[&str]) -> Result<(), SilenceError> {
+        use std::io::Write;
+        let Some(log) = &self.log else {
             return Ok(());
         };
-        let mut all: Vec<&Silence> = entries.values().map(|e| &e.silence).collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        let err = |source| SilenceError::Persist {
-            path: file.display().to_string(),
-            source,
-        };
-        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| err(e.into()))?;
-        let tmp = file.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes).map_err(err)?;
-        std::fs::rename(&tmp, file).map_err(err)
+        let mut log = log.lock();
+        let mut text = String::new();
+        for id in ids {
+            if let Some(e) = entries.get(*id) {
+                let line =
+                    serde_json::to_string(&e.silence).map_err(|e| SilenceError::Persist {
+                        path: log.path.display().to_string(),
+                        source: e.into(),
+                    })?;
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        let path = log.path.display().to_string();
+        log.file
+            .write_all(text.as_bytes())
+            .map_err(|source| SilenceError::Persist { path, source })?;
+        log.lines += ids.len();
+        if log.lines > entries.len() * 2 + COMPACT_SLACK {
+            drop(log);
+            self.compact(entries)?;
+        }
+        Ok(())
     }
+
+    /// Rewrites the log with one line per silence.
+    fn compact(&self, entries: &HashMap<String, Entry>) -> Result<(), SilenceError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let mut log = log.lock();
+        log.file = rewrite(&log.path, entries).map_err(|source| SilenceError::Persist {
+            path: log.path.display().to_string(),
+            source,
+        })?;
+        log.lines = entries.len();
+        Ok(())
+    }
+}
+
+/// Writes one line per silence to a temporary file, renames it over `path`
+/// and returns the file opened for appending.
+fn rewrite(path: &Path, entries: &HashMap<String, Entry>) -> std::io::Result<std::fs::File> {
+    use std::io::Write;
+    let mut all: Vec<&Silence> = entries.values().map(|e| &e.silence).collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let tmp = path.with_extension("jsonl.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        for s in all {
+            let line = serde_json::to_string(s).map_err(std::io::Error::other)?;
+            f.write_all(line.as_bytes())?;
+            f.write_all(b"\n")?;
+        }
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::OpenOptions::new().append(true).open(path)
 }
 
 /// `t` truncated to whole milliseconds.
@@ -688,6 +766,51 @@ mod tests {
             s.mutes(&labels(&[("a", "b")]), now + chrono::Duration::minutes(1)),
             vec![id]
         );
+    }
+
+    #[test]
+    fn every_change_is_in_the_log_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = Utc::now();
+        let (a, b) = {
+            let s = Silences::open(dir.path(), DEFAULT_RETENTION).expect("open");
+            let mut p = post(
+                &[("a", "b", false, true)],
+                "2026-01-01T10:00:00Z",
+                "2026-01-01T11:00:00Z",
+            );
+            p.starts_at = now;
+            p.ends_at = now + chrono::Duration::hours(1);
+            let a = s.set(p.clone(), now).expect("a");
+            let b = s.set(p, now).expect("b");
+            s.expire(&a, now + chrono::Duration::seconds(1))
+                .expect("expire a");
+            (a, b)
+            // Dropped without any shutdown step, as in a crash.
+        };
+        let path = dir.path().join("silences.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("append");
+        std::io::Write::write_all(&mut f, b"{\"id\": \"torn").expect("torn write");
+        drop(f);
+        let s = Silences::open(dir.path(), DEFAULT_RETENTION).expect("reopen");
+        let later = now + chrono::Duration::seconds(2);
+        assert_eq!(
+            s.get(&a).expect("a kept").state(later),
+            SilenceState::Expired
+        );
+        assert_eq!(
+            s.get(&b).expect("b kept").state(later),
+            SilenceState::Active
+        );
+        assert_eq!(s.list().len(), 2);
+        let lines = std::fs::read_to_string(&path)
+            .expect("read")
+            .lines()
+            .count();
+        assert_eq!(lines, 2, "compacted at open");
     }
 
     #[test]
