@@ -17,6 +17,10 @@
 //!    silences, best of 3;
 //! 5. resident memory (VmRSS) of the server afterwards.
 //!
+//! Each server runs as deployed: Alertmanager with its storage path, Klaxon
+//! with its data dir (silences, delivery journal, and the plugin compile
+//! cache, warmed by one start beforehand).
+//!
 //! Run: `cargo bench --bench alertmanager_compare`.
 
 use std::collections::HashSet;
@@ -256,7 +260,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--serve-klaxon") {
         let receiver = args.get(i + 1).expect("receiver URL after --serve-klaxon");
-        harness::serve_klaxon(&config(receiver));
+        let data_dir = args.get(i + 2).map(std::path::PathBuf::from);
+        harness::serve_klaxon_in(&config(receiver), data_dir);
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -278,7 +283,13 @@ fn main() {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let (proc, base, name): (Proc, String, &'static str) = if which == "klaxon" {
-            let (p, b) = harness::spawn_klaxon_with(&[&receiver]);
+            // As deployed: with a data dir, started once before so that the
+            // plugins load from the compile cache (Alertmanager, too, gets
+            // its storage path).
+            let data = dir.path().join("klaxon");
+            let data = data.to_string_lossy();
+            drop(harness::spawn_klaxon_with(&[&receiver, &data]));
+            let (p, b) = harness::spawn_klaxon_with(&[&receiver, &data]);
             (p, b, "Klaxon")
         } else {
             let cfg = dir.path().join("alertmanager.yml");

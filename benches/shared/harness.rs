@@ -70,6 +70,11 @@ pub fn spawn_klaxon_with(args: &[&str]) -> (Proc, String) {
 /// The `--serve-klaxon` side: Klaxon with `yaml` on an ephemeral port;
 /// prints its address and serves until killed.
 pub fn serve_klaxon(yaml: &str) {
+    serve_klaxon_in(yaml, None);
+}
+
+/// Like [`serve_klaxon`], with a data dir (compile cache, journal, silences).
+pub fn serve_klaxon_in(yaml: &str, data_dir: Option<std::path::PathBuf>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,7 +87,7 @@ pub fn serve_klaxon(yaml: &str) {
             config_file: "bench.yml".into(),
             config_text: yaml.into(),
             config_path: None,
-            data_dir: None,
+            data_dir,
         })
         .await
         .expect("server starts");
