@@ -149,6 +149,8 @@ pub fn parse_prom_text(
         extra,
         types: HashMap::new(),
         out: Vec::new(),
+        last: None,
+        samples: 0,
     };
     let mut seen_eof = false;
     let mut last_line = 0;
@@ -279,6 +281,12 @@ struct Reader<'a, 'l> {
     /// Declared family types, by family name.
     types: HashMap<&'a str, MetricType>,
     out: Vec<SeriesSamples>,
+    /// The series text (`name{labels}`) and metric name of the last sample
+    /// line, and its index in `out`: a history import repeats one series
+    /// line after line, whose labels are then parsed and checked once.
+    last: Option<(&'a str, &'a str, usize)>,
+    /// Samples read so far.
+    samples: usize,
 }
 
 impl<'a> Reader<'a, '_> {
@@ -370,6 +378,17 @@ impl<'a> Reader<'a, '_> {
     /// A sample line.
     fn sample(&mut self, line: &'a str, n: usize) -> Result<(), IngestError> {
         let s = line.trim_start_matches([' ', '\t']);
+        // The same series as the line before: only the value and time differ.
+        if let Some((series, name, idx)) = self.last
+            && let Some(rest) = s.strip_prefix(series)
+            && rest.starts_with([' ', '\t'])
+            && !rest.trim_start_matches([' ', '\t']).starts_with('{')
+        {
+            let (ts, value) = self.value_and_time(rest, name, n)?;
+            self.count_sample(n)?;
+            self.out[idx].samples.push((ts, value));
+            return Ok(());
+        }
         let name_len = s
             .bytes()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
@@ -384,44 +403,8 @@ impl<'a> Reader<'a, '_> {
         if let Some(after) = rest.trim_start_matches([' ', '\t']).strip_prefix('{') {
             rest = self.labels(after, n, &mut pairs)?;
         }
-        let mut tokens = rest.split([' ', '\t']).filter(|t| !t.is_empty());
-        let Some(value_tok) = tokens.next() else {
-            return Err(at(n, format!("metric {} has no value", short(name))));
-        };
-        if !rest.starts_with([' ', '\t']) {
-            return Err(at(
-                n,
-                format!("expected a space before the value, found {:?}", short(rest)),
-            ));
-        }
-        let Ok(value) = value_tok.parse::<f64>() else {
-            return Err(at(
-                n,
-                format!(
-                    "invalid value {:?}: expected a float, NaN, +Inf or -Inf",
-                    short(value_tok)
-                ),
-            ));
-        };
-        let mut ts = self.now_ms;
-        let mut next = tokens.next();
-        if let Some(tok) = next
-            && tok != "#"
-        {
-            ts = self.timestamp(tok, n)?;
-            next = tokens.next();
-        }
-        match (next, self.format) {
-            (None, _) => {}
-            // An exemplar: ignored.
-            (Some("#"), TextFormat::OpenMetrics) => {}
-            (Some(tok), _) => {
-                return Err(at(
-                    n,
-                    format!("unexpected {:?} after the timestamp", short(tok)),
-                ));
-            }
-        }
+        let series = &s[..s.len() - rest.len()];
+        let (ts, value) = self.value_and_time(rest, name, n)?;
 
         let family = self.family(name);
         if let Some((ty, "_created")) = family
@@ -461,7 +444,18 @@ impl<'a> Reader<'a, '_> {
             ));
         }
         pairs.push((Cow::Borrowed(METRIC_NAME), Cow::Borrowed(name)));
-        if self.out.len() == self.limits.max_samples_per_request {
+        self.count_sample(n)?;
+        self.last = Some((series, name, self.out.len()));
+        self.out.push(SeriesSamples {
+            labels: Labels::new(pairs),
+            samples: vec![(ts, value)],
+        });
+        Ok(())
+    }
+
+    /// Counts one more sample against `limits.max_samples_per_request`.
+    fn count_sample(&mut self, n: usize) -> Result<(), IngestError> {
+        if self.samples == self.limits.max_samples_per_request {
             return Err(at(
                 n,
                 format!(
@@ -470,11 +464,52 @@ impl<'a> Reader<'a, '_> {
                 ),
             ));
         }
-        self.out.push(SeriesSamples {
-            labels: Labels::new(pairs),
-            samples: vec![(ts, value)],
-        });
+        self.samples += 1;
         Ok(())
+    }
+
+    /// The value and optional timestamp after a series (`rest` starts with
+    /// the blank before the value), and an OpenMetrics exemplar, ignored.
+    fn value_and_time(&self, rest: &str, name: &str, n: usize) -> Result<(i64, f64), IngestError> {
+        let mut tokens = rest.split([' ', '\t']).filter(|t| !t.is_empty());
+        let Some(value_tok) = tokens.next() else {
+            return Err(at(n, format!("metric {} has no value", short(name))));
+        };
+        if !rest.starts_with([' ', '\t']) {
+            return Err(at(
+                n,
+                format!("expected a space before the value, found {:?}", short(rest)),
+            ));
+        }
+        let Ok(value) = value_tok.parse::<f64>() else {
+            return Err(at(
+                n,
+                format!(
+                    "invalid value {:?}: expected a float, NaN, +Inf or -Inf",
+                    short(value_tok)
+                ),
+            ));
+        };
+        let mut ts = self.now_ms;
+        let mut next = tokens.next();
+        if let Some(tok) = next
+            && tok != "#"
+        {
+            ts = self.timestamp(tok, n)?;
+            next = tokens.next();
+        }
+        match (next, self.format) {
+            (None, _) => {}
+            // An exemplar: ignored.
+            (Some("#"), TextFormat::OpenMetrics) => {}
+            (Some(tok), _) => {
+                return Err(at(
+                    n,
+                    format!("unexpected {:?} after the timestamp", short(tok)),
+                ));
+            }
+        }
+        Ok((ts, value))
     }
 
     /// Checks that label `name` is present and a float.

@@ -844,3 +844,55 @@ fn remote_write_bad_requests() {
         ))
     );
 }
+
+/// A history import repeats each series line after line: those lines are
+/// read as one series, and are still checked line by line.
+#[test]
+fn repeated_series_lines_read_as_one_series() {
+    let t = |k: i64| NOW - 10_000 + k * 1000;
+    let got = text(&format!(
+        "up{{job=\"a\"}} 1 {}\nup{{job=\"a\"}} 0 {}\nup{{job=\"a\"}}\t1 {}\nup 5 {}\nup {{job=\"b\"}} 7 {}\nup{{job=\"a\"}} 2 {}\n",
+        t(1), t(2), t(3), t(4), t(5), t(6)
+    ))
+    .expect("parses");
+    assert_eq!(
+        got,
+        vec![
+            series(
+                &[("__name__", "up"), ("job", "a")],
+                &[(t(1), 1.0), (t(2), 0.0), (t(3), 1.0), (t(6), 2.0)]
+            ),
+            series(&[("__name__", "up")], &[(t(4), 5.0)]),
+            series(&[("__name__", "up"), ("job", "b")], &[(t(5), 7.0)]),
+        ]
+    );
+    assert_eq!(
+        text("up{job=\"a\"} 1\nup{job=\"a\"} one\n").err(),
+        Some(err(
+            2,
+            "invalid value \"one\": expected a float, NaN, +Inf or -Inf"
+        ))
+    );
+    assert_eq!(
+        text("up{job=\"a\"} 1\nup{job=\"a\"}\n").err(),
+        Some(err(2, "metric up has no value"))
+    );
+    let limits = IngestLimits {
+        max_samples_per_request: 2,
+        ..IngestLimits::default()
+    };
+    let over = parse_prom_text(
+        b"up 1\nup 2\nup 3\n",
+        TextFormat::Prometheus,
+        &limits,
+        NOW,
+        &[],
+    );
+    assert_eq!(
+        over.err(),
+        Some(err(
+            3,
+            "request has more than 2 samples (limits.max_samples_per_request)"
+        ))
+    );
+}
