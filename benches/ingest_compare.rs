@@ -14,6 +14,9 @@
 //! Every sample is counted back through each server's query API, and the
 //! server's resident memory (VmRSS) is read after the load.
 //!
+//! Each server runs as deployed, with its storage directory (Klaxon: its
+//! data dir, the plugin compile cache warmed by one start beforehand).
+//!
 //! Run: `cargo bench --bench ingest_compare`.
 
 use std::path::Path;
@@ -55,8 +58,8 @@ struct Target {
     proc: Proc,
 }
 
-fn start_klaxon() -> Target {
-    let (proc, base) = harness::spawn_klaxon();
+fn start_klaxon(dir: &Path) -> Target {
+    let (proc, base) = harness::spawn_klaxon_deployed(dir);
     Target {
         name: "Klaxon",
         base,
@@ -279,7 +282,9 @@ fn main() {
         ("remote write", &rw_bodies, "/api/v1/write"),
     ];
     for (format, bodies, path) in runs {
-        let mut targets = vec![start_klaxon()];
+        let mut targets = vec![start_klaxon(
+            &dir.path().join(format!("k-{}", format.replace(' ', "-"))),
+        )];
         if format == "remote write" {
             targets.push(start_prometheus(&dir.path().join(format!("p-{format}"))));
         }

@@ -70,7 +70,21 @@ pub fn spawn_klaxon_with(args: &[&str]) -> (Proc, String) {
 /// The `--serve-klaxon` side: Klaxon with `yaml` on an ephemeral port;
 /// prints its address and serves until killed.
 pub fn serve_klaxon(yaml: &str) {
-    serve_klaxon_in(yaml, None);
+    let args: Vec<String> = std::env::args().collect();
+    let data_dir = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    serve_klaxon_in(yaml, data_dir);
+}
+
+/// Klaxon as deployed: with a data dir, started once beforehand so that the
+/// plugins load from the compile cache. Returns the second process.
+pub fn spawn_klaxon_deployed(data_dir: &std::path::Path) -> (Proc, String) {
+    let dir = data_dir.to_string_lossy();
+    drop(spawn_klaxon_with(&["--data-dir", &dir]));
+    spawn_klaxon_with(&["--data-dir", &dir])
 }
 
 /// Like [`serve_klaxon`], with a data dir (compile cache, journal, silences).
