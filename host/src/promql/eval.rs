@@ -9,7 +9,10 @@
 //! large values take the per-window path, whose summation order is
 //! Prometheus's.
 
-use std::collections::HashMap;
+/// Fx-hashed maps: keys here are label sets, whose hash is already their
+/// fingerprint, and small integers; SipHash on top only costs time.
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type HashSet<K> = rustc_hash::FxHashSet<K>;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -111,7 +114,7 @@ impl Engine {
             step: step_ms,
             steps: ((end_ms - start_ms) / step_ms + 1) as usize,
         });
-        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::default();
         let mut t = start_ms;
         while t <= end_ms {
             match ev.eval(query.expr(), t)? {
@@ -302,14 +305,14 @@ impl<'a> Evaluator<'a> {
             engine,
             grid: None,
             subquery_depth: 0,
-            sliding: HashMap::new(),
+            sliding: HashMap::default(),
             sigs: SigMemo::default(),
             labels: functions::LabelMemo::default(),
             src,
             query_start: start,
             query_end: end,
-            ranges: HashMap::new(),
-            loaded: HashMap::new(),
+            ranges: HashMap::default(),
+            loaded: HashMap::default(),
         };
         ev.collect_ranges(expr, start, end);
         ev
@@ -659,7 +662,7 @@ impl<'a> Evaluator<'a> {
         if ts <= end - range {
             ts += step;
         }
-        let mut acc: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut acc: HashMap<Labels, Vec<(i64, f64)>> = HashMap::default();
         let mut order: Vec<Labels> = Vec::new();
         while ts <= end {
             self.subquery_depth += 1;
@@ -803,7 +806,7 @@ fn select(src: &dyn Source, vs: &VectorSelector, mint: i64, maxt: i64) -> Vec<So
         return src.select(&base, mint, maxt);
     }
     // `{a="1" or b="2"}`: the union of each alternative.
-    let mut seen: HashMap<Labels, ()> = HashMap::new();
+    let mut seen: HashMap<Labels, ()> = HashMap::default();
     let mut out = Vec::new();
     for alt in or_matchers {
         let mut ms: Vec<Matcher> = base.clone();
@@ -841,7 +844,7 @@ pub(super) fn check_unique(v: &[Sample]) -> Result<()> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    let mut seen = HashSet::with_capacity_and_hasher(v.len(), Default::default());
     for s in v {
         if !seen.insert(&s.labels) {
             return err("vector cannot contain metrics with the same labelset");
@@ -992,22 +995,19 @@ fn set_op(
 ) -> Vec<Sample> {
     match op {
         "and" => {
-            let right: std::collections::HashSet<_> =
-                r.iter().map(|s| memo.get(&s.labels, matching)).collect();
+            let right: HashSet<_> = r.iter().map(|s| memo.get(&s.labels, matching)).collect();
             l.into_iter()
                 .filter(|s| right.contains(&memo.get(&s.labels, matching)))
                 .collect()
         }
         "unless" => {
-            let right: std::collections::HashSet<_> =
-                r.iter().map(|s| memo.get(&s.labels, matching)).collect();
+            let right: HashSet<_> = r.iter().map(|s| memo.get(&s.labels, matching)).collect();
             l.into_iter()
                 .filter(|s| !right.contains(&memo.get(&s.labels, matching)))
                 .collect()
         }
         _ => {
-            let left: std::collections::HashSet<_> =
-                l.iter().map(|s| memo.get(&s.labels, matching)).collect();
+            let left: HashSet<_> = l.iter().map(|s| memo.get(&s.labels, matching)).collect();
             let mut out = l;
             out.extend(
                 r.into_iter()
@@ -1032,7 +1032,7 @@ fn vector_vector(
 ) -> Result<Value> {
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut one_by_sig: HashMap<Sig, &Sample> = HashMap::new();
+    let mut one_by_sig: HashMap<Sig, &Sample> = HashMap::default();
     for s in &one {
         let sig = memo.get(&s.labels, matching);
         if let Some(prev) = one_by_sig.insert(sig.clone(), s) {
@@ -1051,7 +1051,7 @@ fn vector_vector(
     };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let mut out = Vec::new();
-    let mut matched: HashMap<Sig, std::collections::HashSet<Labels>> = HashMap::new();
+    let mut matched: HashMap<Sig, HashSet<Labels>> = HashMap::default();
     for ls in &many {
         let sig = memo.get(&ls.labels, matching);
         let Some(rs) = one_by_sig.get(&sig) else {

@@ -2,7 +2,9 @@
 //! (extrapolated `rate`, Kahan sums, `histogram_quantile` on classic
 //! buckets), and the list of what is supported.
 
-use std::collections::HashMap;
+/// Fx-hashed maps: keys here are label sets, whose hash is already their
+/// fingerprint, and small integers; SipHash on top only costs time.
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 use chrono::{Datelike, TimeZone, Timelike, Utc};
 use promql_parser::parser::{Expr, LabelModifier};
@@ -826,7 +828,7 @@ fn label_join(mut args: Vec<Value>, t: i64) -> Result<Value> {
 fn histogram_quantile(mut args: Vec<Value>, t: i64, memo: &mut LabelMemo) -> Result<Value> {
     let q = scalar_arg(&args[0])?;
     let v = take_vector(args.swap_remove(1))?;
-    let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
+    let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::default();
     let mut order = Vec::new();
     for s in v {
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
@@ -1013,7 +1015,7 @@ pub(super) fn aggregate(
         if !is_label_name(&label) {
             return err(format!("invalid label name {label:?}"));
         }
-        let mut counts: HashMap<Labels, f64> = HashMap::new();
+        let mut counts: HashMap<Labels, f64> = HashMap::default();
         let mut order = Vec::new();
         for s in &input {
             let base = group_key(&s.labels);
@@ -1056,7 +1058,7 @@ pub(super) fn aggregate(
         } else {
             k as usize
         };
-        let mut groups: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        let mut groups: HashMap<Labels, Vec<Sample>> = HashMap::default();
         let mut order = Vec::new();
         for s in input {
             let key = group_key(&s.labels);
@@ -1096,7 +1098,7 @@ pub(super) fn aggregate(
         ("quantile", None) => return err("quantile needs a parameter"),
         _ => 0.0,
     };
-    let mut groups: HashMap<Labels, Vec<f64>> = HashMap::new();
+    let mut groups: HashMap<Labels, Vec<f64>> = HashMap::default();
     let mut order = Vec::new();
     for s in input {
         let key = group_key(&s.labels);
