@@ -233,6 +233,52 @@ pub fn run_notifier<N: Notifier>(
     glue::delivery_from_wit(glue::notifier_send::<N>(config_json.to_owned(), wire))
 }
 
+/// `(name, value)` pairs as notifications carry labels and annotations.
+pub fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A notification of one alert (`HighLatency` on model `fraud-v2`, summary
+/// `p99 above 250ms`) with `status`, grouped by `alertname`: the fixture
+/// notifier tests start from.
+pub fn sample_notification(status: &str) -> Notification {
+    Notification {
+        receiver: "ml-oncall".into(),
+        status: status.into(),
+        alerts: vec![crate::notifier::Alert {
+            status: status.into(),
+            labels: pairs(&[("alertname", "HighLatency"), ("model", "fraud-v2")]),
+            annotations: pairs(&[("summary", "p99 above 250ms")]),
+            starts_at: "2024-05-01T10:00:00Z".into(),
+            ends_at: "0001-01-01T00:00:00Z".into(),
+            generator_url: "http://klaxon:9190/rules/high-latency".into(),
+            fingerprint: "0123456789abcdef".into(),
+        }],
+        group_labels: pairs(&[("alertname", "HighLatency")]),
+        common_labels: pairs(&[("alertname", "HighLatency"), ("model", "fraud-v2")]),
+        common_annotations: pairs(&[("summary", "p99 above 250ms")]),
+        external_url: "http://klaxon:9190".into(),
+        group_key: "{}:{alertname=\"HighLatency\"}".into(),
+        truncated_alerts: 0,
+    }
+}
+
+/// Runs notifier `N` on `n` with every HTTP request answered by `response`;
+/// returns the outcome and the request sent, asserting there was exactly one.
+pub fn deliver_once<N: Notifier>(
+    config_json: &str,
+    n: &Notification,
+    response: Result<Response, HttpError>,
+) -> (Result<Delivery, DeliveryError>, Request) {
+    set_http_handler(move |_| response.clone());
+    let result = run_notifier::<N>(config_json, n);
+    let mut sent = take_http_requests();
+    assert_eq!(sent.len(), 1, "exactly one request");
+    (result, sent.remove(0))
+}
+
 fn expect_one_per_input(
     outputs: Vec<wit::SeriesOutput>,
     inputs: usize,

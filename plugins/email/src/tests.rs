@@ -2,13 +2,7 @@
 //! selection and outcome mapping, through the SDK's native test transport.
 
 use super::*;
-use klaxon_sdk::testing;
-
-fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
-}
+use klaxon_sdk::testing::{self, pairs};
 
 fn alert(model: &str, status: &str) -> Alert {
     Alert {

@@ -417,34 +417,10 @@ mod tests {
     use klaxon_sdk::testing;
     use serde_json::{Value, json};
 
-    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
-
     const GROUP_KEY: &str = "{}:{alertname=\"HighLatency\"}";
 
     fn notification(status: &str) -> Notification {
-        Notification {
-            receiver: "ml-oncall".into(),
-            status: status.into(),
-            alerts: vec![Alert {
-                status: status.into(),
-                labels: pairs(&[("alertname", "HighLatency"), ("model", "fraud-v2")]),
-                annotations: pairs(&[("summary", "p99 above 250ms")]),
-                starts_at: "2024-05-01T10:00:00Z".into(),
-                ends_at: "0001-01-01T00:00:00Z".into(),
-                generator_url: "http://klaxon:9190/rules/high-latency".into(),
-                fingerprint: "0123456789abcdef".into(),
-            }],
-            group_labels: pairs(&[("alertname", "HighLatency")]),
-            common_labels: pairs(&[("alertname", "HighLatency"), ("model", "fraud-v2")]),
-            common_annotations: pairs(&[("summary", "p99 above 250ms")]),
-            external_url: "http://klaxon:9190".into(),
-            group_key: GROUP_KEY.into(),
-            truncated_alerts: 0,
-        }
+        testing::sample_notification(status)
     }
 
     fn deliver(

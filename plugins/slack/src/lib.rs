@@ -423,32 +423,8 @@ mod tests {
     use klaxon_sdk::testing;
     use serde_json::{Value, json};
 
-    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
-
     fn notification(status: &str) -> Notification {
-        Notification {
-            receiver: "ml-oncall".into(),
-            status: status.into(),
-            alerts: vec![Alert {
-                status: status.into(),
-                labels: pairs(&[("alertname", "HighLatency"), ("model", "fraud-v2")]),
-                annotations: pairs(&[("summary", "p99 above 250ms")]),
-                starts_at: "2024-05-01T10:00:00Z".into(),
-                ends_at: "0001-01-01T00:00:00Z".into(),
-                generator_url: "http://klaxon:9190/rules/high-latency".into(),
-                fingerprint: "0123456789abcdef".into(),
-            }],
-            group_labels: pairs(&[("alertname", "HighLatency")]),
-            common_labels: pairs(&[("alertname", "HighLatency"), ("model", "fraud-v2")]),
-            common_annotations: pairs(&[("summary", "p99 above 250ms")]),
-            external_url: "http://klaxon:9190".into(),
-            group_key: "{}:{alertname=\"HighLatency\"}".into(),
-            truncated_alerts: 0,
-        }
+        testing::sample_notification(status)
     }
 
     fn deliver(
@@ -456,11 +432,7 @@ mod tests {
         n: &Notification,
         response: Result<Response, HttpError>,
     ) -> (Result<Delivery, DeliveryError>, Request) {
-        testing::set_http_handler(move |_| response.clone());
-        let result = testing::run_notifier::<Slack>(config, n);
-        let mut sent = testing::take_http_requests();
-        assert_eq!(sent.len(), 1, "exactly one request");
-        (result, sent.remove(0))
+        testing::deliver_once::<Slack>(config, n, response)
     }
 
     const URL: &str = r#"{"api_url":"https://hooks.slack.com/services/T0/B0/secret"}"#;
