@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Labels, MatchOp, Matcher};
+use crate::store::{Labels, MatchOp, Matcher, is_label_name};
 
 /// How long expired silences are kept, unless configured: Alertmanager's
 /// `--data.retention` default.
@@ -474,13 +474,6 @@ fn can_update(a: &Silence, b: &Silence, now: DateTime<Utc>) -> bool {
         SilenceState::Pending => b.starts_at >= now,
         SilenceState::Expired => false,
     }
-}
-
-/// Prometheus's label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Alertmanager's `CheckSilenceMatchesFilterLabels`: every filter matcher

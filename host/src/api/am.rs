@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 use super::{AppState, Live};
 use crate::alert::{Alert, ZERO_TIME, fingerprint_hex, rfc3339};
-use crate::route::tree::{is_label_name, parse_matcher};
+use crate::route::tree::parse_matcher;
 use crate::route::{DispatcherQuery, MuteStatus, StoredAlert};
 use crate::silence::{PostableSilence, Silence, SilenceError, matches_filter, sort_for_api};
-use crate::store::{Labels, Matcher};
+use crate::store::{Labels, Matcher, is_label_name};
 
 /// An error as Alertmanager sends it: a JSON string.
 pub struct AmError(StatusCode, String);

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::params::{MAX_TIME_MS, MIN_TIME_MS, ParamError, PromParams};
 use super::{ApiError, AppState, success};
-use crate::store::{Labels, Matcher, SeriesHandle, Store};
+use crate::store::{Labels, Matcher, SeriesHandle, Store, is_label_name};
 
 /// `start`/`end` as given, or Prometheus's defaults.
 struct Range {
@@ -147,15 +147,6 @@ pub(super) async fn labels(
     };
     tracing::debug!(endpoint = "labels", names = names.len(), "metadata query");
     Ok(limited(names, limit))
-}
-
-/// Prometheus's legacy label name rule, which ingest also enforces.
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `GET /api/v1/label/<name>/values`: the values of one label, optionally

@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::{IngestError, IngestLimits};
 use crate::duration::as_millis_i64;
-use crate::store::{FpBuildHasher, Labels, METRIC_NAME, SeriesSamples};
+use crate::store::{FpBuildHasher, Labels, METRIC_NAME, SeriesSamples, is_label_name};
 
 /// Parses and validates a push body. `now_ms` is the server's clock: the time
 /// of `value` samples and the centre of the accepted timestamp range.
@@ -93,14 +93,6 @@ pub(super) fn is_metric_name(name: &str) -> bool {
         && b[1..]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
-}
-
-pub(super) fn is_label_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// `series[3].labels.name`.

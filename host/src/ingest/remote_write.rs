@@ -23,9 +23,10 @@ use std::borrow::Cow;
 
 use prost::Message;
 
-use super::push::{is_label_name, is_metric_name, merge_duplicates, short};
+use super::push::{is_metric_name, merge_duplicates, short};
 use super::{IngestError, IngestLimits};
 use crate::duration::as_millis_i64;
+use crate::store::is_label_name;
 use crate::store::{Labels, METRIC_NAME, SeriesSamples};
 
 /// The protobuf messages of remote write 1.0 (`prometheus/prompb`), the

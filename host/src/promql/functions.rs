@@ -12,7 +12,7 @@ use regex::Regex;
 
 use super::eval::{Window, base_matchers, drop_name, err, unparen};
 use super::{EvalError, RangeSeries, Sample, Value};
-use crate::store::{Labels, METRIC_NAME, MatchOp};
+use crate::store::{Labels, METRIC_NAME, MatchOp, is_label_name};
 
 type Result<T> = std::result::Result<T, EvalError>;
 
@@ -372,12 +372,6 @@ fn take_matrix(v: Value) -> Result<Vec<RangeSeries>> {
             other.value_type().as_str()
         )),
     }
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Labels an `absent`-style result carries: those of the selector's

@@ -108,7 +108,7 @@ impl Inhibitor {
                     &r.target_matchers,
                 )?;
                 for name in &r.equal {
-                    if !super::tree::is_label_name(name) {
+                    if !crate::store::is_label_name(name) {
                         return Err(InhibitError {
                             index: i,
                             reason: format!("invalid label name {name:?} in equal list"),

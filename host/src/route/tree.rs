@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::config::{
     RouteConfig, default_group_interval, default_group_wait, default_repeat_interval,
 };
-use crate::store::{Labels, MatchOp, Matcher};
+use crate::store::{Labels, MatchOp, Matcher, is_label_name};
 
 /// A route's options after inheritance (Alertmanager's `RouteOpts`).
 #[derive(Debug, Clone, PartialEq)]
@@ -531,13 +531,6 @@ fn op_rank(op: MatchOp) -> u8 {
         MatchOp::RegexMatch => 2,
         MatchOp::RegexNoMatch => 3,
     }
-}
-
-/// Prometheus's legacy label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Alertmanager's `labels.ParseMatchers`: a comma-separated list of matchers,

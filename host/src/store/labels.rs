@@ -28,6 +28,16 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
+/// Prometheus's legacy label name rule, `[a-zA-Z_][a-zA-Z0-9_]*`, which
+/// ingest, queries, routing and silences all enforce.
+pub fn is_label_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
 /// An immutable set of `name="value"` labels, sorted by name, cheap to clone
 /// (one `Arc`).
 ///

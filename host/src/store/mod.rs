@@ -55,7 +55,7 @@ use std::time::Duration;
 use parking_lot::{RwLock, RwLockReadGuard};
 use serde::Deserialize;
 
-pub use labels::{Labels, METRIC_NAME};
+pub use labels::{Labels, METRIC_NAME, is_label_name};
 pub use matcher::{MatchOp, Matcher, SelectorError, parse_selector};
 
 use index::LabelIndex;
