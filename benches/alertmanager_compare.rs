@@ -55,7 +55,7 @@ fn config(receiver: &str) -> String {
   repeat_interval: 4h
 receivers:
   - name: hook
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     )
 }

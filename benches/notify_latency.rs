@@ -68,7 +68,7 @@ route:
   repeat_interval: 1h
 receivers:
   - name: hook
-    webhook_configs: [{{ url: "http://{receiver}/hook" }}]
+    webhook_configs: [{{ url: "http://{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     );
     let config = klaxon_host::config::Config::parse(&yaml, "bench.yml").expect("config");

@@ -22,7 +22,7 @@ route:
   repeat_interval: 1h
 receivers:
   - name: hook
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 inhibit_rules:
   - source_matchers: [alertname="ModelServerDown"]
     target_matchers: [team="ml"]

@@ -28,11 +28,11 @@ fn config(receiver: &str) -> String {
       receiver: ml
 receivers:
   - name: default
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
   - name: pager
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
   - name: ml
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     )
 }

@@ -71,7 +71,7 @@ route:
   group_interval: 1h
 receivers:
   - name: r
-    webhook_configs: [{{ url: "{url}" }}]
+    webhook_configs: [{{ url: "{url}", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     )
 }

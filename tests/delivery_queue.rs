@@ -78,7 +78,7 @@ route:
   group_wait: 0s
 receivers:
   - name: hook
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     );
     let dir = tempfile::tempdir().expect("tempdir");
@@ -166,7 +166,7 @@ route:
   group_wait: 0s
 receivers:
   - name: hook
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     );
     let server = start_klaxon(&yaml).await;

@@ -37,7 +37,7 @@ route:
   repeat_interval: 4h
 receivers:
   - name: oncall
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     );
     let server = start_klaxon(&yaml).await;

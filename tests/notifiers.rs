@@ -186,7 +186,7 @@ const ALERTS_PAGE: &str = "http://127.0.0.1:9190/#/alerts?receiver=oncall";
 async fn slack_posts_danger_then_good() {
     let (url, slack) = Service::start(vec![], (200, "ok")).await;
     let integration = format!(
-        r##"slack_configs: [{{ api_url: "{url}/services/T0/B0/x", channel: "#ml", send_resolved: true }}]"##
+        r##"slack_configs: [{{ api_url: "{url}/services/T0/B0/x", channel: "#ml", send_resolved: true, allowed_networks: ["127.0.0.1/32"] }}]"##
     );
     let hits = fire_then_resolve(&integration, &slack, 2).await;
     assert_eq!(hits.len(), 2);
@@ -226,7 +226,7 @@ async fn template_files_define_what_notifiers_render() {
     .expect("write template");
     let (url, slack) = Service::start(vec![], (200, "ok")).await;
     let integration = format!(
-        r##"slack_configs: [{{ api_url: "{url}/services/T0/B0/x", title: '{{{{ template "ml.title" . }}}}' }}]"##
+        r##"slack_configs: [{{ api_url: "{url}/services/T0/B0/x", title: '{{{{ template "ml.title" . }}}}', allowed_networks: ["127.0.0.1/32"] }}]"##
     );
     let yaml = format!(
         "templates: [\"{}/*.tmpl\"]\n{}",
@@ -250,7 +250,7 @@ async fn template_files_define_what_notifiers_render() {
 async fn pagerduty_triggers_then_resolves_with_the_same_dedup_key() {
     let (url, pd) = Service::start(vec![], (202, r#"{"status":"success"}"#)).await;
     let integration =
-        format!(r#"pagerduty_configs: [{{ routing_key: R0UT1NG, url: "{url}/v2/enqueue" }}]"#);
+        format!(r#"pagerduty_configs: [{{ routing_key: R0UT1NG, url: "{url}/v2/enqueue", allowed_networks: ["127.0.0.1/32"] }}]"#);
     let hits = fire_then_resolve(&integration, &pd, 2).await;
     assert_eq!(hits[0].target, "/v2/enqueue");
     let trigger = &hits[0].body;
@@ -289,7 +289,7 @@ async fn opsgenie_creates_then_closes_by_alias() {
     let (url, og) =
         Service::start(vec![], (202, r#"{"result":"Request will be processed"}"#)).await;
     let integration = format!(
-        r#"opsgenie_configs: [{{ api_key: og-key, api_url: "{url}/", priority: P2, tags: "ml,{{{{ .CommonLabels.model }}}}" }}]"#
+        r#"opsgenie_configs: [{{ api_key: og-key, api_url: "{url}/", priority: P2, tags: "ml,{{{{ .CommonLabels.model }}}}", allowed_networks: ["127.0.0.1/32"] }}]"#
     );
     let hits = fire_then_resolve(&integration, &og, 2).await;
     let create = &hits[0];
@@ -333,7 +333,7 @@ async fn opsgenie_creates_then_closes_by_alias() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn msteams_posts_message_cards_coloured_by_status() {
     let (url, teams) = Service::start(vec![], (200, "1")).await;
-    let integration = format!(r#"msteams_configs: [{{ webhook_url: "{url}/webhookb2/x" }}]"#);
+    let integration = format!(r#"msteams_configs: [{{ webhook_url: "{url}/webhookb2/x", allowed_networks: ["127.0.0.1/32"] }}]"#);
     let hits = fire_then_resolve(&integration, &teams, 2).await;
     assert_eq!(hits[0].target, "/webhookb2/x");
     let card = &hits[0].body;
@@ -366,7 +366,7 @@ async fn rate_limited_delivery_is_retried_after_retry_after() {
     let (url, slack) = Service::start(vec![(429, Some("1"), "rate_limited")], (200, "ok")).await;
     // The text also shows Go's time layouts on the alert's start.
     let server = start_klaxon(&config(&format!(
-        r#"slack_configs: [{{ api_url: "{url}/hook", text: '{{{{ range .Alerts }}}}{{{{ .Labels.model }}}} since {{{{ .StartsAt.Format "2006-01-02 15:04" }}}}{{{{ end }}}}' }}]"#
+        r#"slack_configs: [{{ api_url: "{url}/hook", text: '{{{{ range .Alerts }}}}{{{{ .Labels.model }}}} since {{{{ .StartsAt.Format "2006-01-02 15:04" }}}}{{{{ end }}}}', allowed_networks: ["127.0.0.1/32"] }}]"#
     )))
     .await;
     let base = format!("http://{}", server.addr());
@@ -410,7 +410,7 @@ async fn bad_request_is_not_retried_and_logged_as_failed() {
     const INVALID: &str = r#"{"status":"invalid event","message":"Event object is invalid"}"#;
     let (url, pd) = Service::start(vec![], (400, INVALID)).await;
     let server = start_klaxon(&config(&format!(
-        r#"pagerduty_configs: [{{ routing_key: R0UT1NG, url: "{url}/v2/enqueue" }}]"#
+        r#"pagerduty_configs: [{{ routing_key: R0UT1NG, url: "{url}/v2/enqueue", allowed_networks: ["127.0.0.1/32"] }}]"#
     )))
     .await;
     let base = format!("http://{}", server.addr());

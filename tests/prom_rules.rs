@@ -51,7 +51,7 @@ route:
   repeat_interval: 4h
 receivers:
   - name: hook
-    webhook_configs: [{ url: "RECEIVER/hook" }]
+    webhook_configs: [{ url: "RECEIVER/hook", allowed_networks: ["127.0.0.1/32"] }]
 store:
   retention: 9d
 limits:

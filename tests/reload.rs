@@ -35,9 +35,9 @@ route:
   repeat_interval: 1h
 {routes}receivers:
   - name: hook
-    webhook_configs: [{{ url: "{hook}/hook" }}]
+    webhook_configs: [{{ url: "{hook}/hook", allowed_networks: ["127.0.0.1/32"] }}]
   - name: pager
-    webhook_configs: [{{ url: "{pager}/hook" }}]
+    webhook_configs: [{{ url: "{pager}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     )
 }

@@ -61,9 +61,9 @@ route:
       receiver: tickets
 receivers:
   - name: pager
-    webhook_configs: [{{ url: "{pager_url}/hook" }}]
+    webhook_configs: [{{ url: "{pager_url}/hook", allowed_networks: ["127.0.0.1/32"] }}]
   - name: tickets
-    webhook_configs: [{{ url: "{tickets_url}/hook" }}]
+    webhook_configs: [{{ url: "{tickets_url}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     );
     let server = start_klaxon(&yaml).await;
@@ -172,9 +172,9 @@ route:
       active_time_intervals: [never]
 receivers:
   - name: pager
-    webhook_configs: [{{ url: "{pager_url}/hook" }}]
+    webhook_configs: [{{ url: "{pager_url}/hook", allowed_networks: ["127.0.0.1/32"] }}]
   - name: tickets
-    webhook_configs: [{{ url: "{tickets_url}/hook" }}]
+    webhook_configs: [{{ url: "{tickets_url}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#
     );
     let server = start_klaxon(&yaml).await;

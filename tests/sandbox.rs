@@ -51,7 +51,7 @@ route:
   group_interval: 1s
 receivers:
   - name: hook
-    webhook_configs: [{{ url: "{receiver}/hook" }}]
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 "#,
         wasm = wasm.display(),
         loop_ = rule("Loop", "loop"),

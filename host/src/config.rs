@@ -77,6 +77,133 @@ pub struct Config {
     /// and the names of both lists share one namespace.
     #[serde(default)]
     pub mute_time_intervals: Vec<NamedTimeInterval>,
+    /// The HTTP API's own security: bearer tokens and TLS.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// Security of the HTTP API. With no tokens, authentication is off (the
+/// default, for a first run on loopback); with tokens, every endpoint but
+/// the health checks needs one with the right scope.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub auth: AuthConfig,
+    /// Serve HTTPS with this certificate and key (read at start; not reloaded).
+    pub tls: Option<TlsConfig>,
+}
+
+/// Bearer tokens and the limits that apply to each.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+    /// Request rate of each token that sets none; unlimited when unset.
+    pub rate_limit: Option<ApiRateLimit>,
+    /// Largest request body of each token that sets none; then only the
+    /// global limits apply.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// One API token, stored as the SHA-256 of its secret (`klaxon token hash`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it: named in logs and errors.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
+    /// What it may do; `admin` includes every other scope.
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub rate_limit: Option<ApiRateLimit>,
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// What a token may do (the table of routes is `api::auth::ROUTE_SCOPES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Ingest: push, import, remote write, and alerts posted to `/api/v2/alerts`.
+    Push,
+    /// Queries, series, labels, alerts, rules, plugins, notifications, status.
+    Read,
+    /// Silences: create, update, expire.
+    Write,
+    /// Everything, including reload and plugin changes.
+    Admin,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Push => "push",
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Admin => "admin",
+        })
+    }
+}
+
+/// A per-token request rate: a token bucket of `burst` requests refilled
+/// at `per_second`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiRateLimit {
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet spell; defaults to `per_second`
+    /// (at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// The API's certificate chain and private key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl ServerConfig {
+    /// Checks the tokens: names unique, hashes 64 hex digits and distinct,
+    /// at least one scope, positive limits.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = HashSet::new();
+        let mut hashes = HashSet::new();
+        let check_rate = |r: &Option<ApiRateLimit>, what: &str| match r {
+            Some(r) if !(r.per_second.is_finite() && r.per_second > 0.0) => Err(format!(
+                "{what}: rate_limit.per_second must be a positive number"
+            )),
+            _ => Ok(()),
+        };
+        check_rate(&self.auth.rate_limit, "server.auth")?;
+        for t in &self.auth.tokens {
+            let what = format!("server.auth.tokens `{}`", t.name);
+            if t.name.is_empty() {
+                return Err("server.auth.tokens: every token needs a `name`".into());
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("{what}: duplicate token name"));
+            }
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "{what}: sha256 must be 64 hex digits (`klaxon token hash` prints it)"
+                ));
+            }
+            if !hashes.insert(t.sha256.to_ascii_lowercase()) {
+                return Err(format!("{what}: the same sha256 as another token"));
+            }
+            if t.scopes.is_empty() {
+                return Err(format!(
+                    "{what}: give at least one scope (push, read, write, admin)"
+                ));
+            }
+            check_rate(&t.rate_limit, &what)?;
+        }
+        Ok(())
+    }
 }
 
 /// Settings that apply everywhere.
@@ -189,6 +316,48 @@ pub struct NotifyConfig {
     /// Per notifier plugin: how fast each of its integrations may send.
     /// PagerDuty's Events API allows 120 events per minute per routing key.
     pub rate_limits: BTreeMap<String, RateLimit>,
+    /// What notifiers may reach over HTTP, for every integration (each
+    /// integration adds its own URLs' hosts and its `allowed_hosts` /
+    /// `allowed_networks`).
+    pub network: NetworkConfig,
+}
+
+/// The network sandbox of notifiers (SSRF guard). An integration may reach
+/// the hosts its configured URLs name (`url`, `api_url`, `webhook_url`, or
+/// the plugin's default for them) and those listed in `allowed_hosts`, and
+/// only at public addresses unless an `allowed_networks` CIDR covers the
+/// address. Set here for every integration, or on one integration (next to
+/// `send_resolved`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// More hosts every integration may reach: names, IP literals or `*.suffix`.
+    pub allowed_hosts: Vec<String>,
+    /// CIDRs (or single addresses) exempt from the refusal of loopback,
+    /// private, link-local, unique-local, CGNAT and reserved addresses,
+    /// e.g. `127.0.0.1/32` for a receiver on the same machine. A cloud
+    /// metadata address opens only to an entry naming exactly it.
+    pub allowed_networks: Vec<String>,
+    /// Largest response body a notifier may read.
+    pub max_response_bytes: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allowed_networks: Vec::new(),
+            max_response_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`127.0.0.1`, a /32).
+pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not a CIDR (10.0.0.0/8) or an IP address"))
 }
 
 /// A token-bucket rate limit.
@@ -212,6 +381,7 @@ impl Default for NotifyConfig {
             queue_capacity: 10_000,
             max_in_flight: 16,
             http_timeout: Duration::from_secs(10),
+            network: NetworkConfig::default(),
             rate_limits: BTreeMap::from([(
                 "pagerduty".to_string(),
                 RateLimit {
@@ -448,6 +618,12 @@ pub struct PluginIntegrationConfig {
     /// Send `resolved` notifications too.
     #[serde(default = "yes")]
     pub send_resolved: bool,
+    /// More hosts this integration may reach (see [`NetworkConfig`]).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Networks this integration may reach although private (see [`NetworkConfig`]).
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -462,6 +638,25 @@ pub struct Integration {
     /// Config handed to the plugin (JSON).
     pub config: serde_json::Value,
     pub send_resolved: bool,
+    /// This integration's own `allowed_hosts` (the host applies them).
+    pub allowed_hosts: Vec<String>,
+    /// This integration's own `allowed_networks`, as written.
+    pub allowed_networks: Vec<String>,
+}
+
+/// Keys of an integration's config the host owns and takes out before the
+/// plugin sees it.
+const HOST_INTEGRATION_KEYS: [&str; 3] = ["send_resolved", "allowed_hosts", "allowed_networks"];
+
+fn string_list(v: Option<serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::String(s)) => vec![s],
+        _ => Vec::new(),
+    }
 }
 
 impl ReceiverConfig {
@@ -489,20 +684,22 @@ impl ReceiverConfig {
     pub fn integrations(&self) -> Vec<Integration> {
         let strip = |c: &serde_json::Value| {
             let mut c = c.clone();
-            let send_resolved = c
-                .as_object_mut()
-                .and_then(|o| o.remove("send_resolved"))
-                .and_then(|v| v.as_bool());
-            (c, send_resolved)
+            let mut taken = HOST_INTEGRATION_KEYS.map(|k| c.as_object_mut().and_then(|o| o.remove(k)));
+            let send_resolved = taken[0].take().and_then(|v| v.as_bool());
+            let hosts = string_list(taken[1].take());
+            let networks = string_list(taken[2].take());
+            (c, send_resolved, hosts, networks)
         };
         let stock = self.stock_configs().into_iter().flat_map(
             |(_, plugin, configs, resolved_by_default)| {
                 configs.iter().map(move |c| {
-                    let (config, send_resolved) = strip(c);
+                    let (config, send_resolved, allowed_hosts, allowed_networks) = strip(c);
                     Integration {
                         plugin: plugin.into(),
                         config,
                         send_resolved: send_resolved.unwrap_or(resolved_by_default),
+                        allowed_hosts,
+                        allowed_networks,
                     }
                 })
             },
@@ -511,6 +708,8 @@ impl ReceiverConfig {
             plugin: c.plugin.clone(),
             config: strip(&c.config).0,
             send_resolved: c.send_resolved,
+            allowed_hosts: c.allowed_hosts.clone(),
+            allowed_networks: c.allowed_networks.clone(),
         });
         stock.chain(plugins).collect()
     }
@@ -686,6 +885,7 @@ impl Config {
         };
         crate::scrape::validate(&self.scrape_configs)
             .map_err(|e| err(&format!("job_name: {}", e.job), e.to_string()))?;
+        self.server.validate().map_err(|e| err("server:", e))?;
         let mut group_names = HashSet::new();
         for group in &self.groups {
             let at = format!("name: {}", group.name);
@@ -836,6 +1036,20 @@ impl Config {
                     ));
                 }
             }
+            for integration in receiver.integrations() {
+                for net in &integration.allowed_networks {
+                    parse_network(net).map_err(|e| {
+                        err(
+                            net,
+                            format!("receiver `{}`: allowed_networks: {e}", receiver.name),
+                        )
+                    })?;
+                }
+            }
+        }
+        for net in &self.notify.network.allowed_networks {
+            parse_network(net)
+                .map_err(|e| err(net, format!("notify.network.allowed_networks: {e}")))?;
         }
         if let Err(e) = crate::route::inhibit::Inhibitor::from_config(&self.inhibit_rules) {
             return Err(err("inhibit_rules:", e.to_string()));
@@ -959,6 +1173,7 @@ const SECRET_KEYS: &[&str] = &[
     "password",
     "routing_key",
     "service_key",
+    "sha256",
     "slack_api_url",
     "smtp_auth_password",
     "url",

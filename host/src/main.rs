@@ -55,6 +55,26 @@ enum Command {
         #[command(subcommand)]
         command: TestCommand,
     },
+    /// Make API tokens (`server.auth.tokens`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Generate a random token; prints it and the config entry holding its hash.
+    New {
+        /// The token's name in the config.
+        #[arg(long, default_value = "my-token")]
+        name: String,
+        /// Scopes, comma-separated: push, read, write, admin.
+        #[arg(long, default_value = "read")]
+        scopes: String,
+    },
+    /// Print the SHA-256 of the token read from standard input (for `sha256:`).
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +191,27 @@ fn main() -> ExitCode {
                 } else {
                     Err(anyhow::anyhow!("expected receivers did not match"))
                 }
+            }
+            Command::Token {
+                command: TokenCommand::New { name, scopes },
+            } => {
+                let token = klaxon_host::api::auth::generate_token();
+                let hash = klaxon_host::api::auth::hash_token(&token);
+                println!("token: {token}");
+                println!("# config (keep the token secret; only its hash goes here):");
+                println!("server:\n  auth:\n    tokens:\n      - name: {name}\n        sha256: {hash}\n        scopes: [{scopes}]");
+                Ok(())
+            }
+            Command::Token {
+                command: TokenCommand::Hash,
+            } => {
+                let mut token = String::new();
+                std::io::stdin().read_line(&mut token)?;
+                if token.trim().is_empty() {
+                    return Err(anyhow::anyhow!("no token on standard input"));
+                }
+                println!("{}", klaxon_host::api::auth::hash_token(&token));
+                Ok(())
             }
             Command::Test {
                 command: TestCommand::Rules { files },

@@ -475,26 +475,46 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         }
     }));
 
+    let server_config = state.live.load().config.server.clone();
+    let tls = server_config
+        .tls
+        .as_ref()
+        .map(crate::api::tls::acceptor)
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening on a non-loopback address without authentication");
+    let auth_on = !server_config.auth.tokens.is_empty();
+    if let Some(warning) = crate::api::auth::exposure_warning(addr, auth_on, tls.is_some()) {
+        tracing::warn!(%addr, "{warning}");
     }
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let app = router(state.clone());
     let http = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
-            })
-            .await;
+        let stop = async {
+            let _ = shutdown_rx.await;
+        };
+        let served = match tls {
+            Some(acceptor) => match crate::api::tls::TlsListener::new(listener, acceptor) {
+                Ok(listener) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        };
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    tracing::info!(%addr, "klaxon listening");
+    tracing::info!(%addr, tls = server_config.tls.is_some(), auth = auth_on, "klaxon listening");
     Ok(Server {
         addr,
         shutdown: Some(shutdown_tx),

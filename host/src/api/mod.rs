@@ -5,6 +5,8 @@
 //! Reads from rules, notify and plugins through `AppState`; owns no state.
 //!
 //! - `am`: Alertmanager's API v2 (alerts, groups, silences, status, receivers).
+//! - `auth`: bearer tokens, the scope of every route, per-token limits.
+//! - `tls`: HTTPS (rustls) for the listener.
 //! - `params`: Prometheus read-API parameters (times, durations, `match[]`).
 //! - `prom_meta`: the Prometheus metadata endpoints (series, labels, buildinfo).
 //! - `prom_query`: the Prometheus query endpoints (`query`, `query_range`).
@@ -34,8 +36,10 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 mod am;
+pub mod auth;
 pub(crate) mod params;
 mod prom_ingest;
+pub mod tls;
 mod prom_meta;
 mod prom_query;
 
@@ -91,7 +95,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .limits
         .max_body_bytes
         .saturating_add(1);
-    Router::new()
+    let gate = auth::Gate::new(state.clone());
+    let routes = Router::new()
         .route("/api/v1/push", post(push))
         .route(
             "/api/v1/import/prometheus",
@@ -138,7 +143,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get(healthz))
         .route("/-/ready", get(healthz))
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .with_state(state);
+    // Last, so it wraps every route above (each route, after matching: the
+    // scope table is keyed by the matched path).
+    routes.layer(axum::middleware::from_fn_with_state(gate, auth::authorize))
 }
 
 /// An API error in Prometheus's envelope.

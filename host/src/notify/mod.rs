@@ -13,6 +13,9 @@
 //! journaled ([`journal`]) until it is delivered or given up on, and
 //! re-queued at start.
 //!
+//! Each integration gets its own `http` capability, limited to the hosts its
+//! config names (see [`crate::plugins::netguard`] for the address checks).
+//!
 //! Never imports rules or route.
 
 pub mod journal;
@@ -30,9 +33,11 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::alert::Notification;
-use crate::config::{Config, NotifyConfig, RateLimit};
+use crate::config::{Config, Integration, NotifyConfig, RateLimit, parse_network};
 use crate::plugins::bindings::types;
-use crate::plugins::{CallError, HttpCapability, PluginKind, PluginRegistry, SmtpCapability};
+use crate::plugins::{
+    CallError, HttpCapability, NetPolicy, PluginKind, PluginRegistry, SmtpCapability,
+};
 
 /// How many delivery records the log keeps.
 const DELIVERY_LOG_CAPACITY: usize = 1000;
@@ -184,7 +189,9 @@ struct IntegrationCtx {
     plugin: String,
     config: String,
     plugins: Arc<PluginRegistry>,
-    http: Arc<HttpCapability>,
+    /// An error when the integration's network policy could not be built
+    /// (its deliveries then fail with the reason).
+    http: Result<Arc<HttpCapability>, String>,
     /// Only for integrations whose config names a `smarthost`.
     smtp: Option<Arc<SmtpCapability>>,
     settings: NotifyConfig,
@@ -210,17 +217,6 @@ pub fn start(
         None => (None, Vec::new()),
     };
     let settings = config.notify.clone();
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("Klaxon/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .build()
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot build the HTTP client with custom settings; using defaults");
-            reqwest::Client::new()
-        });
-    let mut http = HttpCapability::new(client, tokio::runtime::Handle::current());
-    http.max_timeout = settings.http_timeout;
-    let http = Arc::new(http);
     let log = Arc::new(Mutex::new(VecDeque::with_capacity(DELIVERY_LOG_CAPACITY)));
     let mut queues = HashMap::new();
     let mut workers = Vec::new();
@@ -232,7 +228,7 @@ pub fn start(
                 plugin: integration.plugin.clone(),
                 config: integration.config.to_string(),
                 plugins: plugins.clone(),
-                http: http.clone(),
+                http: http_capability(&settings, &receiver.name, &integration, &plugins),
                 smtp: smtp_capability(&integration.config),
                 settings: settings.clone(),
                 log: log.clone(),
@@ -269,6 +265,60 @@ pub fn start(
         journal,
         workers: Arc::new(workers),
     })
+}
+
+/// Config keys naming where a notifier sends (Alertmanager's `url`,
+/// `api_url`, `webhook_url`): their hosts are an integration's allow-list.
+const DESTINATION_KEYS: [&str; 3] = ["url", "api_url", "webhook_url"];
+
+/// The `http` capability of one integration: it reaches the hosts of the
+/// URLs its config names (or, for a field left out, the plugin's schema
+/// default, e.g. PagerDuty's and Opsgenie's public endpoints), its own and
+/// `notify.network`'s `allowed_hosts`, at public addresses or inside an
+/// `allowed_networks` entry.
+fn http_capability(
+    settings: &NotifyConfig,
+    receiver: &str,
+    integration: &Integration,
+    plugins: &PluginRegistry,
+) -> Result<Arc<HttpCapability>, String> {
+    let net = &settings.network;
+    let schema: Option<serde_json::Value> = plugins
+        .get(&integration.plugin)
+        .and_then(|p| serde_json::from_str(&p.info.config_schema).ok());
+    let destination_hosts = DESTINATION_KEYS.iter().filter_map(|key| {
+        let url = integration.config.get(*key).cloned().or_else(|| {
+            schema
+                .as_ref()
+                .and_then(|s| s.pointer(&format!("/properties/{key}/default")).cloned())
+        })?;
+        reqwest::Url::parse(url.as_str()?)
+            .ok()?
+            .host_str()
+            .map(str::to_string)
+    });
+    let hosts: Vec<String> = destination_hosts
+        .chain(integration.allowed_hosts.iter().cloned())
+        .chain(net.allowed_hosts.iter().cloned())
+        .collect();
+    let networks = integration
+        .allowed_networks
+        .iter()
+        .chain(&net.allowed_networks)
+        .map(|n| parse_network(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("allowed_networks: {e}"))?;
+    let mut http = HttpCapability::new(
+        NetPolicy::new(hosts, networks),
+        tokio::runtime::Handle::current(),
+    )
+    .map_err(|e| {
+        tracing::error!(receiver, integration = %integration.plugin, error = %e, "cannot build the notifier HTTP client");
+        format!("cannot build the HTTP client: {e}")
+    })?;
+    http.max_timeout = settings.http_timeout;
+    http.max_response_bytes = net.max_response_bytes;
+    Ok(Arc::new(http))
 }
 
 /// The `smtp` capability of an integration whose config names a `smarthost`
@@ -482,7 +532,10 @@ async fn attempt_once(ctx: &IntegrationCtx, notification: Arc<types::Notificatio
         Err(e) => return Attempt::Permanent(e.to_string()),
     };
     let config = ctx.config.clone();
-    let http = ctx.http.clone();
+    let http = match &ctx.http {
+        Ok(http) => http.clone(),
+        Err(e) => return Attempt::Permanent(e.clone()),
+    };
     let smtp = ctx.smtp.clone();
     let result =
         tokio::task::spawn_blocking(move || plugin.send_with(&config, &notification, http, smtp))

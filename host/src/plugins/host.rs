@@ -1,6 +1,7 @@
 //! What a plugin instance sees of the host: the per-call state (`CallState`)
 //! with its empty WASI context, memory limiter and log budget, and the host
-//! implementations of the `log`, `http` and `smtp` imports.
+//! implementations of the `log`, `http` and `smtp` imports (`http` through
+//! the SSRF guard of [`super::netguard`]).
 //!
 //! Plugin calls must run on a blocking thread (`spawn_blocking`), never on an
 //! async worker: WASI's sync bindings and the `http` import block on tokio.
@@ -17,6 +18,7 @@ use wasmtime_wasi::{
 
 use super::PluginLimits;
 use super::bindings::{http, log, smtp};
+use super::netguard::{GuardedResolver, NetPolicy, Refusal, find_refusal, redact_url};
 
 /// Bytes of stdout and of stderr kept per call.
 const STDIO_CAPTURE_BYTES: usize = 64 << 10;
@@ -179,12 +181,15 @@ impl log::Host for CallState {
 
 impl super::bindings::types::Host for CallState {}
 
-/// Outbound HTTP a notifier may use for one receiver: a shared client, a
-/// per-request timeout cap, a response size cap and a request count cap.
+/// Outbound HTTP a notifier may use for one receiver integration: a client
+/// that reaches only what the integration's [`NetPolicy`] allows (checked
+/// after DNS resolution and on every redirect hop), a per-request timeout
+/// cap, a response size cap and a request count cap.
 #[derive(Debug, Clone)]
 pub struct HttpCapability {
     client: reqwest::Client,
     handle: tokio::runtime::Handle,
+    policy: Arc<NetPolicy>,
     /// Longest a single request may take.
     pub max_timeout: Duration,
     /// Largest response body read; larger is an error.
@@ -193,16 +198,38 @@ pub struct HttpCapability {
     pub max_requests_per_call: u32,
 }
 
+/// Redirects one request may follow (each hop checked like the first).
+pub const MAX_REDIRECTS: usize = 3;
+
 impl HttpCapability {
-    /// A capability using `client` on the runtime behind `handle`.
-    pub fn new(client: reqwest::Client, handle: tokio::runtime::Handle) -> Self {
-        Self {
+    /// A capability reaching only what `policy` allows, on the runtime behind
+    /// `handle`. The client ignores proxy settings from the environment: a
+    /// proxy would resolve and connect on the plugin's behalf, unchecked.
+    pub fn new(policy: NetPolicy, handle: tokio::runtime::Handle) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
+        let redirect_policy = policy.clone();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("Klaxon/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    return attempt.error(Refusal::TooManyRedirects(MAX_REDIRECTS));
+                }
+                match redirect_policy.check_url(attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(refusal) => attempt.error(refusal),
+                }
+            }))
+            .build()?;
+        Ok(Self {
             client,
             handle,
+            policy,
             max_timeout: Duration::from_secs(10),
             max_response_bytes: 1 << 20,
             max_requests_per_call: 3,
-        }
+        })
     }
 
     /// Wall time a notifier call may spend waiting on the network.
@@ -210,17 +237,15 @@ impl HttpCapability {
         self.max_timeout * self.max_requests_per_call
     }
 
-    fn execute(&self, req: http::Request) -> Result<http::Response, http::HttpError> {
+    /// Sends one request for a plugin; see the WIT `http` interface. Errors
+    /// name the host, never the whole URL (which may carry a token).
+    pub fn execute(&self, req: http::Request) -> Result<http::Response, http::HttpError> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| http::HttpError::InvalidRequest(format!("bad method `{}`", req.method)))?;
-        let url = reqwest::Url::parse(&req.url)
-            .map_err(|e| http::HttpError::InvalidRequest(format!("bad url `{}`: {e}", req.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(http::HttpError::Denied(format!(
-                "scheme `{}` is not allowed",
-                url.scheme()
-            )));
-        }
+        let url = reqwest::Url::parse(&req.url).map_err(|e| {
+            http::HttpError::InvalidRequest(format!("bad url `{}`: {e}", redact_url(&req.url)))
+        })?;
+        self.policy.check_url(&url).map_err(denied)?;
         let timeout = req
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
@@ -236,7 +261,7 @@ impl HttpCapability {
         }
         let request = builder
             .build()
-            .map_err(|e| http::HttpError::InvalidRequest(e.to_string()))?;
+            .map_err(|e| http::HttpError::InvalidRequest(e.without_url().to_string()))?;
         let client = self.client.clone();
         let max = self.max_response_bytes;
         self.handle.block_on(async move {
@@ -250,6 +275,9 @@ impl HttpCapability {
                     value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
                 })
                 .collect();
+            if resp.content_length().is_some_and(|n| n > max as u64) {
+                return Err(http::HttpError::TooLarge);
+            }
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(classify)? {
                 if body.len() + chunk.len() > max {
@@ -266,14 +294,39 @@ impl HttpCapability {
     }
 }
 
+/// A refused destination, as the plugin sees it.
+fn denied(refusal: Refusal) -> http::HttpError {
+    http::HttpError::Denied(refusal.to_string())
+}
+
 fn classify(e: reqwest::Error) -> http::HttpError {
+    if let Some(refusal) = find_refusal(&e) {
+        return denied(refusal);
+    }
+    // reqwest's text names the URL, which may carry a token.
+    let e = e.without_url();
     if e.is_timeout() {
         http::HttpError::Timeout
     } else if e.is_builder() {
         http::HttpError::InvalidRequest(e.to_string())
     } else {
-        http::HttpError::Connection(format!("{e}"))
+        http::HttpError::Connection(error_chain(&e))
     }
+}
+
+/// An error and its sources, `: `-separated (reqwest's own text is terse).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cur = s.source();
+    }
+    text
 }
 
 impl http::Host for CallState {
@@ -290,8 +343,14 @@ impl http::Host for CallState {
             )));
         }
         self.http_requests += 1;
-        tracing::debug!(plugin = %self.plugin, method = %req.method, url = %req.url, "plugin http request");
-        cap.execute(req)
+        // Never the whole URL: paths and queries carry tokens (Slack, Teams).
+        let target = redact_url(&req.url);
+        tracing::debug!(plugin = %self.plugin, method = %req.method, url = %target, "plugin http request");
+        let result = cap.execute(req);
+        if let Err(http::HttpError::Denied(reason)) = &result {
+            tracing::warn!(plugin = %self.plugin, url = %target, %reason, "plugin http request refused");
+        }
+        result
     }
 }
 
@@ -528,6 +587,53 @@ mod tests {
             );
         }
         assert!(cap.is_allowed("smtp.example.com", 587));
+    }
+
+    fn get(url: &str) -> http::Request {
+        http::Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            timeout_ms: Some(500),
+        }
+    }
+
+    #[test]
+    fn http_refuses_what_the_policy_does_not_allow_naming_only_the_host() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let policy = NetPolicy::new(["hooks.example.com", "10.1.2.3"], vec![]);
+        let cap = HttpCapability::new(policy, rt.handle().clone()).expect("client");
+        for (url, want) in [
+            (
+                "https://evil.example.net/services/s3cret",
+                "host `evil.example.net` is not allowed for this receiver",
+            ),
+            (
+                "http://169.254.169.254/latest/meta-data/s3cret",
+                "host `169.254.169.254` is not allowed",
+            ),
+            (
+                "http://10.1.2.3:8080/s3cret",
+                "host `10.1.2.3` (10.1.2.3) is a private address",
+            ),
+            ("file:///etc/s3cret", "scheme `file` is not allowed"),
+        ] {
+            match cap.execute(get(url)) {
+                Err(http::HttpError::Denied(why)) => {
+                    assert!(why.contains(want), "{url}: {why}");
+                    assert!(!why.contains("s3cret"), "{url}: {why}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        match cap.execute(get("not a url/s3cret")) {
+            Err(http::HttpError::InvalidRequest(why)) => assert!(!why.contains("s3cret"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod bindings;
 pub mod engine;
 mod host;
+pub mod netguard;
 pub mod stock;
 
 use std::collections::HashMap;
@@ -33,7 +34,8 @@ use bindings::notifier::NotifierPre;
 use bindings::types;
 pub use engine::{EngineSettings, PluginEngine};
 use host::CallState;
-pub use host::{HttpCapability, SmtpCapability};
+pub use host::{HttpCapability, MAX_REDIRECTS, SmtpCapability};
+pub use netguard::NetPolicy;
 
 /// Errors while loading a plugin.
 #[derive(Debug, thiserror::Error)]
