@@ -48,9 +48,7 @@ async fn target(ip: &str) -> (u16, Arc<AtomicUsize>) {
         hits.fetch_add(1, Ordering::SeqCst);
         StatusCode::OK
     }
-    let app = Router::new()
-        .fallback(any(hit))
-        .with_state(hits.clone());
+    let app = Router::new().fallback(any(hit)).with_state(hits.clone());
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
@@ -121,9 +119,7 @@ async fn refused_destinations_are_recorded_and_get_nothing() {
     let mut routes = String::new();
     let mut receiver_yaml = String::new();
     for (name, url, extra, _) in &receivers {
-        routes.push_str(&format!(
-            "    - {{ receiver: {name}, continue: true }}\n"
-        ));
+        routes.push_str(&format!("    - {{ receiver: {name}, continue: true }}\n"));
         receiver_yaml.push_str(&format!(
             "  - name: {name}\n    webhook_configs: [{{ url: \"{url}\"{extra} }}]\n"
         ));
@@ -176,7 +172,10 @@ receivers:
             let done = receivers.iter().all(|(name, ..)| {
                 log.iter().any(|r| {
                     r["receiver"] == *name
-                        && matches!(r["outcome"].as_str(), Some("delivered" | "failed" | "gave_up"))
+                        && matches!(
+                            r["outcome"].as_str(),
+                            Some("delivered" | "failed" | "gave_up")
+                        )
                 })
             });
             done.then_some(log)

@@ -249,8 +249,9 @@ async fn template_files_define_what_notifiers_render() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagerduty_triggers_then_resolves_with_the_same_dedup_key() {
     let (url, pd) = Service::start(vec![], (202, r#"{"status":"success"}"#)).await;
-    let integration =
-        format!(r#"pagerduty_configs: [{{ routing_key: R0UT1NG, url: "{url}/v2/enqueue", allowed_networks: ["127.0.0.1/32"] }}]"#);
+    let integration = format!(
+        r#"pagerduty_configs: [{{ routing_key: R0UT1NG, url: "{url}/v2/enqueue", allowed_networks: ["127.0.0.1/32"] }}]"#
+    );
     let hits = fire_then_resolve(&integration, &pd, 2).await;
     assert_eq!(hits[0].target, "/v2/enqueue");
     let trigger = &hits[0].body;
@@ -333,7 +334,9 @@ async fn opsgenie_creates_then_closes_by_alias() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn msteams_posts_message_cards_coloured_by_status() {
     let (url, teams) = Service::start(vec![], (200, "1")).await;
-    let integration = format!(r#"msteams_configs: [{{ webhook_url: "{url}/webhookb2/x", allowed_networks: ["127.0.0.1/32"] }}]"#);
+    let integration = format!(
+        r#"msteams_configs: [{{ webhook_url: "{url}/webhookb2/x", allowed_networks: ["127.0.0.1/32"] }}]"#
+    );
     let hits = fire_then_resolve(&integration, &teams, 2).await;
     assert_eq!(hits[0].target, "/webhookb2/x");
     let card = &hits[0].body;

@@ -684,7 +684,8 @@ impl ReceiverConfig {
     pub fn integrations(&self) -> Vec<Integration> {
         let strip = |c: &serde_json::Value| {
             let mut c = c.clone();
-            let mut taken = HOST_INTEGRATION_KEYS.map(|k| c.as_object_mut().and_then(|o| o.remove(k)));
+            let mut taken =
+                HOST_INTEGRATION_KEYS.map(|k| c.as_object_mut().and_then(|o| o.remove(k)));
             let send_resolved = taken[0].take().and_then(|v| v.as_bool());
             let hosts = string_list(taken[1].take());
             let networks = string_list(taken[2].take());

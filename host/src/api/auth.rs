@@ -221,20 +221,35 @@ fn refuse(status: StatusCode, kind: &str, message: String) -> Response {
 /// The middleware: authenticates, checks the route's scope, then the
 /// token's rate and body limits.
 pub async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
-    let method = req.method().clone();
-    let access = required_access(&method, matched);
-    let Scoped(scope) = access else {
+    let max_body = match admit(&gate, &req) {
+        Ok(max_body) => max_body,
+        Err(refusal) => return refusal,
+    };
+    let Some(max) = max_body else {
         return next.run(req).await;
+    };
+    // A body without a length is cut off at the limit as it streams.
+    let (parts, body) = req.into_parts();
+    let limited = Body::new(http_body_util::Limited::new(body, max));
+    next.run(Request::from_parts(parts, limited)).await
+}
+
+/// Whether the request may go on, and then the body limit of its token.
+fn admit(gate: &Gate, req: &Request) -> Result<Option<usize>, Response> {
+    let matched = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
+    let method = req.method();
+    let Scoped(scope) = required_access(method, matched) else {
+        return Ok(None);
     };
     let live = gate.app.live.load();
     let auth = &live.config.server.auth;
     if auth.tokens.is_empty() {
-        return next.run(req).await;
+        return Ok(None);
     }
-    let route = matched.unwrap_or("(no such route)").to_string();
-    let Some(token) = bearer(&req).and_then(|t| find_token(&auth.tokens, t)) else {
-        let why = if bearer(&req).is_some() {
+    let route = matched.unwrap_or("(no such route)");
+    let presented = bearer(req);
+    let Some(token) = presented.and_then(|t| find_token(&auth.tokens, t)) else {
+        let why = if presented.is_some() {
             "unknown token"
         } else {
             "missing `Authorization: Bearer <token>`"
@@ -249,23 +264,23 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"klaxon\""),
         );
-        return resp;
+        return Err(resp);
     };
     if !grants(&token.scopes, scope) {
         tracing::info!(token = %token.name, %method, %route, needed = %scope, "API request refused: missing scope");
-        return refuse(
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
                 "token `{}` lacks scope `{scope}` for {method} {route}",
                 token.name
             ),
-        );
+        ));
     }
     if let Some(limit) = token.rate_limit.or(auth.rate_limit)
         && let Err(wait) = gate.take(&token.name, limit)
     {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let secs = wait.as_secs_f64().ceil().clamp(1.0, 1e9) as u64;
         let mut resp = refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -276,10 +291,10 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
         );
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return resp;
+        return Err(resp);
     }
     let Some(max) = token.max_body_bytes.or(auth.max_body_bytes) else {
-        return next.run(req).await;
+        return Ok(None);
     };
     let declared = req
         .headers()
@@ -287,19 +302,16 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return refuse(
+        return Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "bad_data",
             format!(
                 "body: request body exceeds token `{}`'s limit of {max} bytes",
                 token.name
             ),
-        );
+        ));
     }
-    // A body without a length is cut off at the limit as it streams.
-    let (parts, body) = req.into_parts();
-    let limited = Body::new(http_body_util::Limited::new(body, max));
-    next.run(Request::from_parts(parts, limited)).await
+    Ok(Some(max))
 }
 
 /// Why the listening address deserves a warning, if it does: a
@@ -373,7 +385,10 @@ mod tests {
             rate_limit: None,
             max_body_bytes: None,
         }];
-        assert_eq!(find_token(&tokens, &token).map(|t| t.name.as_str()), Some("ci"));
+        assert_eq!(
+            find_token(&tokens, &token).map(|t| t.name.as_str()),
+            Some("ci")
+        );
         assert!(find_token(&tokens, "klx_wrong").is_none());
         assert_eq!(
             hash_token("secret"),

@@ -39,9 +39,9 @@ mod am;
 pub mod auth;
 pub(crate) mod params;
 mod prom_ingest;
-pub mod tls;
 mod prom_meta;
 mod prom_query;
+pub mod tls;
 
 /// What the handlers read.
 pub struct AppState {

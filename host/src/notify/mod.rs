@@ -305,7 +305,8 @@ fn http_capability(
         .allowed_networks
         .iter()
         .chain(&net.allowed_networks)
-        .map(|n| parse_network(n))
+        .map(String::as_str)
+        .map(parse_network)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("allowed_networks: {e}"))?;
     let mut http = HttpCapability::new(

@@ -134,27 +134,29 @@ fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
         let [x, y] = [seg[6].to_be_bytes(), seg[7].to_be_bytes()];
         return classify_v4(Ipv4Addr::new(x[0], x[1], y[0], y[1]));
     }
-    Some(if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-        AddressClass::CloudMetadata
-    } else if ip.is_unspecified() {
-        AddressClass::Unspecified
-    } else if ip.is_loopback() {
-        AddressClass::Loopback
-    } else if seg[0] & 0xffc0 == 0xfe80 {
-        AddressClass::LinkLocal
-    } else if seg[0] & 0xffc0 == 0xfec0 {
-        // Deprecated site-local: private in practice.
-        AddressClass::Private
-    } else if seg[0] & 0xfe00 == 0xfc00 {
-        AddressClass::UniqueLocal
-    } else if ip.is_multicast() {
-        AddressClass::Multicast
-    } else if (seg[0] == 0x2001 && seg[1] == 0xdb8) || seg[..6] == [0; 6] {
-        // Documentation, and the deprecated IPv4-compatible ::a.b.c.d.
-        AddressClass::Reserved
-    } else {
-        return None;
-    })
+    Some(
+        if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+            AddressClass::CloudMetadata
+        } else if ip.is_unspecified() {
+            AddressClass::Unspecified
+        } else if ip.is_loopback() {
+            AddressClass::Loopback
+        } else if seg[0] & 0xffc0 == 0xfe80 {
+            AddressClass::LinkLocal
+        } else if seg[0] & 0xffc0 == 0xfec0 {
+            // Deprecated site-local: private in practice.
+            AddressClass::Private
+        } else if seg[0] & 0xfe00 == 0xfc00 {
+            AddressClass::UniqueLocal
+        } else if ip.is_multicast() {
+            AddressClass::Multicast
+        } else if (seg[0] == 0x2001 && seg[1] == 0xdb8) || seg[..6] == [0; 6] {
+            // Documentation, and the deprecated IPv4-compatible ::a.b.c.d.
+            AddressClass::Reserved
+        } else {
+            return None;
+        },
+    )
 }
 
 /// One allowed host: an exact name (case-insensitive) or `*.suffix`.
@@ -458,7 +460,10 @@ mod tests {
             p.check_url(&url("ftp://api.example.com/")),
             Err(Refusal::Scheme(_))
         ));
-        assert!(p.check_url(&url("https://api.example.com/x?token=1")).is_ok());
+        assert!(
+            p.check_url(&url("https://api.example.com/x?token=1"))
+                .is_ok()
+        );
         assert!(matches!(
             p.check_url(&url("http://127.0.0.1:9/hook")),
             Err(Refusal::Address {
@@ -490,7 +495,11 @@ mod tests {
         );
         let p = NetPolicy::new(["localhost"], vec!["127.0.0.0/8".parse().unwrap()]);
         let addrs = p.resolve("localhost").await.expect("allowed");
-        assert!(addrs.iter().all(|a| a.ip().is_ipv4() && a.ip().is_loopback()));
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_ipv4() && a.ip().is_loopback())
+        );
     }
 
     #[test]
