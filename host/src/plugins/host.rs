@@ -206,6 +206,9 @@ impl HttpCapability {
     /// `handle`. The client ignores proxy settings from the environment: a
     /// proxy would resolve and connect on the plugin's behalf, unchecked.
     pub fn new(policy: NetPolicy, handle: tokio::runtime::Handle) -> Result<Self, reqwest::Error> {
+        // reqwest panics without a process-wide rustls provider; ring is the
+        // one Klaxon uses everywhere (installing again is a no-op).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = Arc::new(policy);
         let redirect_policy = policy.clone();
         let client = reqwest::Client::builder()
