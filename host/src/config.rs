@@ -1226,9 +1226,37 @@ pub fn redact_secrets(text: &str) -> String {
     match serde_norway::from_str::<serde_norway::Value>(text) {
         Ok(mut v) => {
             walk(&mut v);
+            strip_klaxon_security(&mut v);
             serde_norway::to_string(&v).unwrap_or_default()
         }
         Err(_) => String::new(),
+    }
+}
+
+/// Takes out of a config shown by the API what is Klaxon's own security
+/// setup: the `server` section (tokens, TLS files) and the integrations'
+/// `allowed_hosts` / `allowed_networks`, which Alertmanager's tools (`amtool
+/// config routes` parses this text strictly) do not know.
+fn strip_klaxon_security(config: &mut serde_norway::Value) {
+    let Some(top) = config.as_mapping_mut() else {
+        return;
+    };
+    top.remove("server");
+    let Some(receivers) = top.get_mut("receivers").and_then(|r| r.as_sequence_mut()) else {
+        return;
+    };
+    for receiver in receivers.iter_mut().filter_map(|r| r.as_mapping_mut()) {
+        for (_, configs) in receiver.iter_mut() {
+            for entry in configs
+                .as_sequence_mut()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_mapping_mut())
+            {
+                entry.remove("allowed_hosts");
+                entry.remove("allowed_networks");
+            }
+        }
     }
 }
 
@@ -1396,6 +1424,31 @@ receivers:
             Config::parse(&shown, "x").is_ok(),
             "still a config: {shown}"
         );
+    }
+
+    #[test]
+    fn the_api_view_hides_security_settings_alertmanager_does_not_know() {
+        let text = "server:\n  auth:\n    tokens: [{ name: a, sha256: 2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b, scopes: [admin] }]\nroute: { receiver: r }\nreceivers:\n  - name: r\n    webhook_configs: [{ url: 'http://127.0.0.1:1/h', allowed_networks: [127.0.0.1/32], allowed_hosts: [x.example] }]\n";
+        let config = Config::parse(text, "x").expect("parses");
+        let integration = &config.receivers[0].integrations()[0];
+        assert_eq!(integration.allowed_networks, ["127.0.0.1/32"]);
+        assert_eq!(integration.allowed_hosts, ["x.example"]);
+        assert!(
+            integration.config.get("allowed_networks").is_none(),
+            "the plugin never sees host keys: {}",
+            integration.config
+        );
+        let shown = redact_secrets(text);
+        for hidden in [
+            "server",
+            "sha256",
+            "2bb80d",
+            "allowed_networks",
+            "allowed_hosts",
+        ] {
+            assert!(!shown.contains(hidden), "{hidden} shown: {shown}");
+        }
+        assert!(shown.contains("http://127.0.0.1:1/<secret>"), "{shown}");
     }
 
     #[test]
