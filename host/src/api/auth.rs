@@ -223,7 +223,7 @@ fn refuse(status: StatusCode, kind: &str, message: String) -> Response {
 pub async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     let max_body = match admit(&gate, &req) {
         Ok(max_body) => max_body,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Some(max) = max_body else {
         return next.run(req).await;
@@ -235,7 +235,7 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
 }
 
 /// Whether the request may go on, and then the body limit of its token.
-fn admit(gate: &Gate, req: &Request) -> Result<Option<usize>, Response> {
+fn admit(gate: &Gate, req: &Request) -> Result<Option<usize>, Box<Response>> {
     let matched = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
     let method = req.method();
     let Scoped(scope) = required_access(method, matched) else {
@@ -264,18 +264,18 @@ fn admit(gate: &Gate, req: &Request) -> Result<Option<usize>, Response> {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"klaxon\""),
         );
-        return Err(resp);
+        return Err(Box::new(resp));
     };
     if !grants(&token.scopes, scope) {
         tracing::info!(token = %token.name, %method, %route, needed = %scope, "API request refused: missing scope");
-        return Err(refuse(
+        return Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
                 "token `{}` lacks scope `{scope}` for {method} {route}",
                 token.name
             ),
-        ));
+        )));
     }
     if let Some(limit) = token.rate_limit.or(auth.rate_limit)
         && let Err(wait) = gate.take(&token.name, limit)
@@ -291,7 +291,7 @@ fn admit(gate: &Gate, req: &Request) -> Result<Option<usize>, Response> {
         );
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Err(resp);
+        return Err(Box::new(resp));
     }
     let Some(max) = token.max_body_bytes.or(auth.max_body_bytes) else {
         return Ok(None);
@@ -302,14 +302,14 @@ fn admit(gate: &Gate, req: &Request) -> Result<Option<usize>, Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(refuse(
+        return Err(Box::new(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "bad_data",
             format!(
                 "body: request body exceeds token `{}`'s limit of {max} bytes",
                 token.name
             ),
-        ));
+        )));
     }
     Ok(Some(max))
 }
