@@ -2,7 +2,8 @@
 //! registers (read from the router's source, so a new route is caught)
 //! answers each caller — no token, and a token of each scope — as the scope
 //! table says; per-token rate and body limits; HTTPS with a self-signed
-//! certificate.
+//! certificate; a real Prometheus remote-writing and sending alerts with a
+//! `push` token.
 
 mod common;
 
@@ -459,5 +460,100 @@ async fn https_with_a_self_signed_certificate() {
             .await
             .is_err()
     );
+    server.shutdown().await;
+}
+
+/// A real Prometheus (Debian's `prometheus`) remote-writes its own metrics
+/// and sends its alerts to Klaxon with a `push` token in its
+/// `authorization` settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_writes_and_alerts_with_a_push_token() {
+    use std::process::{Command, Stdio};
+
+    let bin = debian_bin("prometheus", "PROMETHEUS_BIN", "prometheus");
+    let server = start_klaxon(&config("")).await;
+    let klaxon = server.addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: ml\n    interval: 1s\n    rules:\n      - alert: ModelAccuracyLow\n        expr: vector(0.61) < 0.8\n",
+    )
+    .expect("write rules.yml");
+    let port = free_port();
+    let token = token_of("pusher");
+    let prometheus_yml = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prometheus_yml,
+        format!(
+            r#"global:
+  evaluation_interval: 1s
+  scrape_interval: 1s
+rule_files: [rules.yml]
+scrape_configs:
+  - job_name: prom
+    static_configs: [{{ targets: ["127.0.0.1:{port}"] }}]
+remote_write:
+  - url: http://{klaxon}/api/v1/write
+    authorization: {{ credentials: {token} }}
+alerting:
+  alertmanagers:
+    - api_version: v2
+      authorization: {{ credentials: {token} }}
+      static_configs: [{{ targets: ["{klaxon}"] }}]
+"#
+        ),
+    )
+    .expect("write prometheus.yml");
+    let log = dir.path().join("prometheus.log");
+    let child = Command::new(&bin)
+        .arg(format!("--config.file={}", prometheus_yml.display()))
+        .arg("--rules.alert.resend-delay=1s")
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start prometheus");
+    let _prometheus = Process { child, log };
+
+    let client = reqwest::Client::new();
+    let reader = token_of("reader");
+    let base = format!("http://{klaxon}");
+    eventually(
+        Duration::from_secs(60),
+        "Prometheus's alert in Klaxon",
+        || {
+            let req = client
+                .get(format!("{base}/api/v2/alerts"))
+                .bearer_auth(reader);
+            async move {
+                let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+                v.as_array()?
+                    .iter()
+                    .any(|a| a["labels"]["alertname"] == "ModelAccuracyLow")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "Prometheus's remote-written `up` in Klaxon",
+        || {
+            let req = client
+                .get(format!("{base}/api/v1/query"))
+                .query(&[("query", r#"up{job="prom"}"#)])
+                .bearer_auth(reader);
+            async move {
+                let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+                (v["data"]["result"][0]["value"][1] == "1").then_some(())
+            }
+        },
+    )
+    .await;
     server.shutdown().await;
 }
