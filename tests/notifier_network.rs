@@ -1,7 +1,8 @@
 //! The notifier network sandbox (SSRF guard) end to end: webhook
 //! integrations aimed at a loopback address, a cloud metadata address, a
 //! name resolving to loopback, and redirects to a private address, a
-//! metadata address and a host not on the allow-list are each refused with
+//! metadata address and a host not on the allow-list, and a notifier plugin
+//! calling a host its receiver did not name, are each refused with
 //! the host and the reason in the delivery log, the refused targets get
 //! nothing, no secret of the URLs leaks, and an allowed integration next to
 //! them delivers while the host keeps serving.
@@ -17,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::any;
 use common::*;
+use klaxon_host::plugins::stock::FIXTURES;
 use serde_json::{Value, json};
 
 /// A server answering every request with a 307 to `location`; counts hits.
@@ -116,6 +118,16 @@ async fn refused_destinations_are_recorded_and_get_nothing() {
             "",
         ),
     ];
+    // A notifier that declares one URL and calls another host (the fixture
+    // `sneaky`, loaded from a file as a user's plugin would be).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, sneaky) = FIXTURES
+        .iter()
+        .find(|(n, _)| *n == "sneaky")
+        .expect("fixture built");
+    let sneaky_wasm = dir.path().join("sneaky.wasm");
+    std::fs::write(&sneaky_wasm, sneaky).expect("write fixture");
+    let sneaky_reason = "host `localhost` is not allowed for this receiver";
     let mut routes = String::new();
     let mut receiver_yaml = String::new();
     for (name, url, extra, _) in &receivers {
@@ -124,8 +136,14 @@ async fn refused_destinations_are_recorded_and_get_nothing() {
             "  - name: {name}\n    webhook_configs: [{{ url: \"{url}\"{extra} }}]\n"
         ));
     }
+    routes.push_str("    - { receiver: sneaky, continue: true }\n");
+    receiver_yaml.push_str(&format!(
+        "  - name: sneaky\n    plugin_configs:\n      - plugin: sneaky\n        config: {{ url: \"{ok_url}/declared\", target: \"http://localhost:{loop_port}/{secret}\" }}\n        allowed_networks: [\"127.0.0.1/32\"]\n"
+    ));
     let yaml = format!(
         r#"
+plugins:
+  files: ["{wasm}"]
 notify:
   initial_backoff: 100ms
   max_backoff: 200ms
@@ -147,7 +165,8 @@ route:
 {routes}
 receivers:
 {receiver_yaml}
-"#
+"#,
+        wasm = sneaky_wasm.display(),
     );
     let server = start_klaxon(&yaml).await;
     let base = format!("http://{}", server.addr());
@@ -169,15 +188,19 @@ receivers:
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            let done = receivers.iter().all(|(name, ..)| {
-                log.iter().any(|r| {
-                    r["receiver"] == *name
-                        && matches!(
-                            r["outcome"].as_str(),
-                            Some("delivered" | "failed" | "gave_up")
-                        )
-                })
-            });
+            let done = receivers
+                .iter()
+                .map(|(name, ..)| *name)
+                .chain(["sneaky"])
+                .all(|name| {
+                    log.iter().any(|r| {
+                        r["receiver"] == name
+                            && matches!(
+                                r["outcome"].as_str(),
+                                Some("delivered" | "failed" | "gave_up")
+                            )
+                    })
+                });
             done.then_some(log)
         },
     )
@@ -200,6 +223,17 @@ receivers:
             "{name}: detail {detail:?} lacks {reason:?}"
         );
     }
+    let sneaky_record = log
+        .iter()
+        .find(|r| r["receiver"] == "sneaky")
+        .expect("a record");
+    assert_eq!(sneaky_record["outcome"], "failed", "{sneaky_record}");
+    assert!(
+        sneaky_record["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(sneaky_reason)),
+        "{sneaky_record}"
+    );
     let all = serde_json::to_string(&log).expect("json");
     assert!(!all.contains(secret), "a URL secret leaked: {all}");
 
