@@ -10,17 +10,19 @@
 //! - [`store`]: per-series windowed sample storage with a label index and retention.
 //! - [`promql`]: the PromQL evaluator (Prometheus 3 semantics) over the store.
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins;
-//!   the `log`, `http` and `smtp` capabilities plugins import.
+//!   the `log`, `http` and `smtp` capabilities plugins import, and the notifiers' network
+//!   sandbox (`plugins::netguard`: allowed hosts, no private or metadata addresses).
 //! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
 //! - [`alert`]: the `Alert` and `Notification` values handed from rules to routing to notification.
 //! - [`route`]: the Alertmanager routing tree, grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup, time intervals (`mute_time_intervals`/`active_time_intervals`).
 //! - [`notify`]: per-integration delivery queues, retries with backoff, the delivery log.
-//! - [`api`]: the HTTP API (axum).
+//! - [`api`]: the HTTP API (axum), its bearer tokens and scopes (`api::auth`) and TLS (`api::tls`).
 //! - [`duration`]: Prometheus-style durations for config and API.
 //! - [`config`]: the YAML configuration, its validation and the embedded default.
 //! - [`ruletest`]: `klaxon test rules`, promtool-format rule unit tests.
 //! - [`server`]: assembles all of the above into a running host.
-//! - [`cli`]: the `klaxon` subcommands other than `serve` (`check`, `plugin run`).
+//! - [`cli`]: the `klaxon` subcommands other than `serve` (`check`, `plugin run`); `klaxon token`
+//!   is in `main.rs` over `api::auth`.
 //! - [`routes_cli`]: `klaxon routes show` / `routes test`, amtool's routing commands.
 
 pub mod alert;

@@ -195,6 +195,16 @@ fn main() -> ExitCode {
             Command::Token {
                 command: TokenCommand::New { name, scopes },
             } => {
+                let scopes: Vec<&str> = scopes.split(',').map(str::trim).collect();
+                if let Some(bad) = scopes
+                    .iter()
+                    .find(|s| !["push", "read", "write", "admin"].contains(s))
+                {
+                    return Err(anyhow::anyhow!(
+                        "unknown scope `{bad}`: use push, read, write or admin"
+                    ));
+                }
+                let scopes = scopes.join(", ");
                 let token = klaxon_host::api::auth::generate_token();
                 let hash = klaxon_host::api::auth::hash_token(&token);
                 println!("token: {token}");
