@@ -14,7 +14,6 @@
 pub mod bindings;
 pub mod engine;
 mod host;
-pub mod netguard;
 pub mod stock;
 
 use std::collections::HashMap;
@@ -34,7 +33,11 @@ use bindings::notifier::NotifierPre;
 use bindings::types;
 pub use engine::{EngineSettings, PluginEngine};
 use host::CallState;
-pub use host::{HttpCapability, MAX_REDIRECTS, SmtpCapability};
+pub use host::{HttpCapability, SmtpCapability};
+
+// The notifiers' network sandbox: what the `http` capability may reach.
+pub mod netguard;
+pub use host::MAX_REDIRECTS;
 pub use netguard::NetPolicy;
 
 /// Errors while loading a plugin.
