@@ -75,6 +75,10 @@ pub const ROUTE_SCOPES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v2/silences", Scoped(Write)),
     ("DELETE", "/api/v2/silence/{id}", Scoped(Write)),
     ("POST", "/-/reload", Scoped(Admin)),
+    // Plugin changes (upload, delete, rollback, promote, shadow).
+    ("PUT", "/api/v1/plugins/*", Scoped(Admin)),
+    ("POST", "/api/v1/plugins/*", Scoped(Admin)),
+    ("DELETE", "/api/v1/plugins/*", Scoped(Admin)),
     ("GET", "/healthz", Open),
     ("GET", "/-/healthy", Open),
     ("GET", "/-/ready", Open),
@@ -357,8 +361,13 @@ mod tests {
             required_access(&Method::GET, Some("/api/v1/plugins/{name}/versions")),
             Scoped(Read)
         );
+        assert_eq!(
+            route_access(&Method::PUT, "/api/v1/plugins/{name}"),
+            Some(Scoped(Admin))
+        );
+        assert_eq!(route_access(&Method::PUT, "/api/v1/plugins/"), None);
         for (m, p) in [
-            (Method::PUT, Some("/api/v1/plugins/{name}")),
+            (Method::PATCH, Some("/api/v1/plugins/{name}")),
             (Method::GET, Some("/api/v1/new-thing")),
             (Method::POST, Some("/healthz")),
             (Method::GET, None),
