@@ -557,3 +557,26 @@ alerting:
     .await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_certificate_stops_the_start_naming_the_file() {
+    let yaml =
+        config("  tls: { cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem }");
+    let parsed = klaxon_host::config::Config::parse(&yaml, "test.yml").expect("parses");
+    let err = klaxon_host::server::start(klaxon_host::server::ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        config: parsed,
+        config_file: "test.yml".into(),
+        config_text: yaml.clone(),
+        config_path: None,
+        data_dir: None,
+    })
+    .await
+    .err()
+    .expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("server.tls.cert_file /nonexistent/cert.pem"),
+        "{text}"
+    );
+}

@@ -360,6 +360,13 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     } = opts;
     install_tls_provider();
     config.validate_static(&config_file, &config_text)?;
+    // Certificate problems stop the start before anything runs.
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::api::tls::acceptor)
+        .transpose()?;
     let plugins = load_plugins(&config, data_dir.clone()).await?;
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
     release_freed_memory();
@@ -476,11 +483,6 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     }));
 
     let server_config = state.live.load().config.server.clone();
-    let tls = server_config
-        .tls
-        .as_ref()
-        .map(crate::api::tls::acceptor)
-        .transpose()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
