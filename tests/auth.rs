@@ -580,3 +580,56 @@ async fn a_missing_certificate_stops_the_start_naming_the_file() {
         "{text}"
     );
 }
+
+/// Tokens come from the config in force: a reload that replaces one takes
+/// it out and lets the new one in, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_tokens() {
+    let with = |token: &str| {
+        format!(
+            "server:\n  auth:\n    tokens:\n      - {{ name: ops, sha256: {}, scopes: [admin] }}\nroute:\n  receiver: c\nreceivers:\n  - name: c\n    plugin_configs: [{{ plugin: console }}]\n",
+            hash_token(token)
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("klaxon.yml");
+    let first = with("tok-old");
+    std::fs::write(&path, &first).expect("write config");
+    let server = klaxon_host::server::start(klaxon_host::server::ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        config: klaxon_host::config::Config::parse(&first, "klaxon.yml").expect("config"),
+        config_file: path.display().to_string(),
+        config_text: first.clone(),
+        config_path: Some(path.clone()),
+        data_dir: None,
+    })
+    .await
+    .expect("klaxon starts");
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+    let alerts = |token: &'static str| {
+        let req = client
+            .get(format!("{base}/api/v1/alerts"))
+            .bearer_auth(token);
+        async move { req.send().await.expect("request").status() }
+    };
+    assert_eq!(alerts("tok-old").await, StatusCode::OK);
+    assert_eq!(alerts("tok-new").await, StatusCode::UNAUTHORIZED);
+
+    std::fs::write(&path, with("tok-new")).expect("rewrite config");
+    let r = call(&client, &base, &Method::POST, "/-/reload", Some("tok-old")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(alerts("tok-old").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(alerts("tok-new").await, StatusCode::OK);
+
+    // A config with an invalid token entry is refused; the tokens stay.
+    std::fs::write(
+        &path,
+        with("tok-newer").replace("scopes: [admin]", "scopes: [root]"),
+    )
+    .expect("rewrite config");
+    let r = call(&client, &base, &Method::POST, "/-/reload", Some("tok-new")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(alerts("tok-new").await, StatusCode::OK);
+    server.shutdown().await;
+}
