@@ -236,7 +236,7 @@ impl Window {
         self.tick += 1;
         let mwl = cfg.min_window_length as f64;
         let mut shift = None;
-        if self.tick % cfg.clock.max(1) != 0 || self.width <= cfg.grace_period as f64 {
+        if !self.tick.is_multiple_of(cfg.clock.max(1)) || self.width <= cfg.grace_period as f64 {
             return None;
         }
         let mut reduce = true;
@@ -589,7 +589,7 @@ mod tests {
             vec![],
             vec![f64::NAN; 50],
             vec![7.0; 300],
-            vec![f64::MAX, -f64::MAX].repeat(30),
+            [f64::MAX, -f64::MAX].repeat(30),
         ] {
             let v = testing::run_detector::<Adwin>("{}", &[TestSeries::from_values(&values)])
                 .unwrap()

@@ -420,7 +420,7 @@ mod tests {
         values.push(3.0);
         let v = run("{}", TestSeries::from_values(&values)).verdict;
         assert_eq!((v.firing, v.score), (true, -1e6));
-        let mut values = vec![0.0, 1.0].repeat(15);
+        let mut values = [0.0, 1.0].repeat(15);
         values.extend([f64::MAX, f64::MAX, f64::MAX]);
         let v = run("{}", TestSeries::from_values(&values)).verdict;
         assert!(v.score.is_finite() && v.firing);

@@ -234,7 +234,10 @@ impl Test {
         if self.sum_decrease > self.max_decrease {
             self.max_decrease = self.sum_decrease;
         }
-        if !(self.mean.is_finite() && self.sum_increase.is_finite() && self.sum_decrease.is_finite()) {
+        if !(self.mean.is_finite()
+            && self.sum_increase.is_finite()
+            && self.sum_decrease.is_finite())
+        {
             // Overflow (samples near ±f64::MAX): nothing sensible survives it, so the
             // test restarts at the next sample instead of carrying NaN forever.
             self.drift_detected = false;
@@ -530,7 +533,7 @@ mod tests {
             vec![],
             vec![f64::NAN; 50],
             vec![7.0; 50],
-            vec![f64::MAX, -f64::MAX].repeat(30),
+            [f64::MAX, -f64::MAX].repeat(30),
         ] {
             let v = testing::run_detector::<PageHinkley>("{}", &[TestSeries::from_values(&values)])
                 .unwrap()
