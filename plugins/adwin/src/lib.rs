@@ -64,7 +64,6 @@
 //! - summary like `drift detected 30s ago: mean moved 10 → 13.1 (window now 40 samples)`;
 //! - annotations: `shift`, `mean` (of the current window), `width`, `detections`, and
 //!   `drift_at` (Unix ms of the detecting sample) once there was one.
-
 //!
 //! # Measured
 //!

@@ -52,7 +52,6 @@
 //! - annotations: `cusum_upper`, `cusum_lower` (in the metric's units), `mean`,
 //!   `stddev`, `h`, `samples`, `latest`;
 //! - while learning, or with too few baseline samples: not firing, score 0, as `ewma`.
-
 //!
 //! # Measured
 //!

@@ -59,7 +59,6 @@
 //! - while learning: not firing, score 0, summary like `learning reference: 12 of 120 samples`;
 //! - too few baseline samples: not firing, score 0, `3 baseline samples, need 120`;
 //!   the window's samples stay unconsumed until the baseline is usable.
-
 //!
 //! # Measured
 //!

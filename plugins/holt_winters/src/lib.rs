@@ -59,7 +59,6 @@
 //! - annotations: `forecast`, `lower`, `upper`, `residual`, `sigma`, `latest`, `samples`;
 //! - before `min_samples` errors are learned: not firing, score 0, summary like
 //!   `learning: 4 of 10 forecast errors`.
-
 //!
 //! # Measured
 //!

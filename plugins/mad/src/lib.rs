@@ -43,7 +43,6 @@
 //! - no finite sample in the window: not firing, score 0, `no finite samples in window`;
 //! - fewer than `min_samples` reference samples: not firing, score 0, summary like
 //!   `3 window samples, need 10`, annotation `samples` only.
-
 //!
 //! # Measured
 //!

@@ -59,7 +59,6 @@
 //! - summary like `drift up detected 120s ago (statistic 61.2 > 50, mean 10.3 over 45 samples)`;
 //! - annotations: `statistic`, `threshold`, `mean`, `samples`, `detections`, and
 //!   `drift_at` (Unix ms of the detecting sample) once there was one.
-
 //!
 //! # Measured
 //!
