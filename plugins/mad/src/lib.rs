@@ -234,8 +234,8 @@ mod tests {
         out.remove(0).verdict
     }
 
-    /// Reference 1,2,3,4,5,6,7,8,9,100 (by hand, checked with numpy and
-    /// scipy.stats.median_abs_deviation): median (5+6)/2 = 5.5; absolute deviations
+    /// Reference 1,2,3,4,5,6,7,8,9,100 (by hand; numpy 2.4 `median` and scipy 1.17
+    /// `median_abs_deviation` give 5.5 and 2.5, and z = 3.9120464049642525): median (5+6)/2 = 5.5; absolute deviations
     /// 4.5,3.5,2.5,1.5,0.5,0.5,1.5,2.5,3.5,94.5 → sorted median (2.5+2.5)/2 = 2.5;
     /// scale = 1.4826·2.5 = 3.7065.
     const REFERENCE: [f64; 10] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 100.0];
