@@ -13,6 +13,10 @@ use std::process::Command;
 const STOCK: &[(&str, &str)] = &[
     ("threshold", "klaxon-plugin-threshold"),
     ("zscore", "klaxon-plugin-zscore"),
+    ("all", "klaxon-plugin-all"),
+    ("any", "klaxon-plugin-any"),
+    ("k_of_n", "klaxon-plugin-k-of-n"),
+    ("sequence", "klaxon-plugin-sequence"),
     ("webhook", "klaxon-plugin-webhook"),
     ("slack", "klaxon-plugin-slack"),
     ("pagerduty", "klaxon-plugin-pagerduty"),
