@@ -203,7 +203,10 @@ mod tests {
     fn fires_in_order_only() {
         let now = 10_000;
         let a_then_b = group(
-            vec![child("A", &[100], 9_999, now), child("B", &[400], 9_999, now)],
+            vec![
+                child("A", &[100], 9_999, now),
+                child("B", &[400], 9_999, now),
+            ],
             now,
         );
         let out = run(CFG, a_then_b);
@@ -212,7 +215,10 @@ mod tests {
         assert_eq!(out.verdict.score, 2.0);
 
         let b_then_a = group(
-            vec![child("A", &[400], 9_999, now), child("B", &[100], 9_999, now)],
+            vec![
+                child("A", &[400], 9_999, now),
+                child("B", &[100], 9_999, now),
+            ],
             now,
         );
         let out = run(CFG, b_then_a);
@@ -228,7 +234,10 @@ mod tests {
     fn gap_longer_than_within_does_not_fire() {
         let now = 10_000;
         let g = group(
-            vec![child("A", &[100], 9_999, now), child("B", &[800], 9_999, now)],
+            vec![
+                child("A", &[100], 9_999, now),
+                child("B", &[800], 9_999, now),
+            ],
             now,
         );
         assert!(!run(CFG, g).verdict.firing);
@@ -288,7 +297,10 @@ mod tests {
     fn same_evaluation_counts_as_in_order() {
         let now = 10_000;
         let g = group(
-            vec![child("A", &[100], 9_999, now), child("B", &[100], 9_999, now)],
+            vec![
+                child("A", &[100], 9_999, now),
+                child("B", &[100], 9_999, now),
+            ],
             now,
         );
         assert!(run(CFG, g).verdict.firing);
@@ -299,7 +311,10 @@ mod tests {
         let cfg = r#"{"within_seconds": 600, "hold_down_seconds": 120}"#;
         let now = 1_000;
         let mut g = group(
-            vec![child("A", &[100], 9_999, now), child("B", &[200], 9_999, now)],
+            vec![
+                child("A", &[100], 9_999, now),
+                child("B", &[200], 9_999, now),
+            ],
             now,
         );
         let out = run(cfg, g.clone());
