@@ -111,10 +111,14 @@ async fn sequence_fires_in_order_only_and_quiet_children_never_notify() {
         ],
     )
     .await;
-    eventually(Duration::from_secs(15), "the first children to fire", || async {
-        let f = firing(&client, &base).await;
-        (f == vec![pair("AccuracyDrop", "churn"), pair("FeatureDrift", "fraud")]).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the first children to fire",
+        || async {
+            let f = firing(&client, &base).await;
+            (f == vec![pair("AccuracyDrop", "churn"), pair("FeatureDrift", "fraud")]).then_some(())
+        },
+    )
     .await;
 
     // Step two: the other child of each model fires.
@@ -130,17 +134,21 @@ async fn sequence_fires_in_order_only_and_quiet_children_never_notify() {
     )
     .await;
     // fraud: A then B → the composite fires; churn: B then A → it does not.
-    eventually(Duration::from_secs(15), "the composite to fire for fraud", || async {
-        let f = firing(&client, &base).await;
-        (f == vec![
-            pair("AccuracyDrop", "churn"),
-            pair("AccuracyDrop", "fraud"),
-            pair("FeatureDrift", "churn"),
-            pair("FeatureDrift", "fraud"),
-            pair("ModelDegrading", "fraud"),
-        ])
-        .then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the composite to fire for fraud",
+        || async {
+            let f = firing(&client, &base).await;
+            (f == vec![
+                pair("AccuracyDrop", "churn"),
+                pair("AccuracyDrop", "fraud"),
+                pair("FeatureDrift", "churn"),
+                pair("FeatureDrift", "fraud"),
+                pair("ModelDegrading", "fraud"),
+            ])
+            .then_some(())
+        },
+    )
     .await;
 
     let got = received.wait_for(1, Duration::from_secs(15)).await;
@@ -227,6 +235,11 @@ async fn a_detector_is_not_a_composite() {
         .position(|l| l.contains("alert: ModelDegrading"))
         .expect("rule line")
         + 1;
-    assert!(msg.starts_with(&format!("test.yml:{line}: rule `ModelDegrading`: composite:")), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "test.yml:{line}: rule `ModelDegrading`: composite:"
+        )),
+        "{msg}"
+    );
     assert!(msg.contains("is a detector, not a composite"), "{msg}");
 }

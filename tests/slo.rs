@@ -93,12 +93,17 @@ receivers:
     let minutes = 7 * 60;
     let mut series = Vec::new();
     for (name, per_minute) in [
-        ("fast", Box::new(|ago: i64| if ago < 70 { 100.0 } else { 0.5 }) as Box<dyn Fn(i64) -> f64>),
+        (
+            "fast",
+            Box::new(|ago: i64| if ago < 70 { 100.0 } else { 0.5 }) as Box<dyn Fn(i64) -> f64>,
+        ),
         ("slow", Box::new(|_| 2.0)),
         ("steady", Box::new(|_| 0.5)),
     ] {
         let (total, errors) = counters(now, minutes, per_minute);
-        series.push(json!({"metric": "requests_total", "labels": {"service": name}, "samples": total}));
+        series.push(
+            json!({"metric": "requests_total", "labels": {"service": name}, "samples": total}),
+        );
         series.push(json!({"metric": "requests_errors_total", "labels": {"service": name}, "samples": errors}));
     }
     let resp = push(&client, &base, json!({ "series": series })).await;
@@ -113,14 +118,18 @@ receivers:
             a["long_window"].as_str().unwrap_or("").to_owned(),
         )
     };
-    let got = eventually(Duration::from_secs(20), "a fast page and a slow ticket", || async {
-        let all = received.all().await;
-        let keys: Vec<_> = all.iter().map(key).collect();
-        let has = |k: (&str, &str, &str)| {
-            keys.contains(&(k.0.to_owned(), k.1.to_owned(), k.2.to_owned()))
-        };
-        (has(("fast", "critical", "1h")) && has(("slow", "warning", "3d"))).then_some(all)
-    })
+    let got = eventually(
+        Duration::from_secs(20),
+        "a fast page and a slow ticket",
+        || async {
+            let all = received.all().await;
+            let keys: Vec<_> = all.iter().map(key).collect();
+            let has = |k: (&str, &str, &str)| {
+                keys.contains(&(k.0.to_owned(), k.1.to_owned(), k.2.to_owned()))
+            };
+            (has(("fast", "critical", "1h")) && has(("slow", "warning", "3d"))).then_some(all)
+        },
+    )
     .await;
     let page = got
         .iter()
@@ -156,23 +165,27 @@ receivers:
     .iter()
     .map(|(s, w)| (s.to_string(), w.to_string()))
     .collect();
-    eventually(Duration::from_secs(10), "exactly the expected alerts", || async {
-        let alerts = get_json(&client, &format!("{base}/api/v1/alerts")).await;
-        let mut f: Vec<(String, String)> = alerts["data"]["alerts"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|a| {
-                (
-                    a["labels"]["slo"].as_str().unwrap_or("").to_owned(),
-                    a["labels"]["long_window"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect();
-        f.sort();
-        (f == expected).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "exactly the expected alerts",
+        || async {
+            let alerts = get_json(&client, &format!("{base}/api/v1/alerts")).await;
+            let mut f: Vec<(String, String)> = alerts["data"]["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|a| {
+                    (
+                        a["labels"]["slo"].as_str().unwrap_or("").to_owned(),
+                        a["labels"]["long_window"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
+            f.sort();
+            (f == expected).then_some(())
+        },
+    )
     .await;
     let rules = get_json(&client, &format!("{base}/api/v1/rules")).await;
     for g in rules["data"]["groups"].as_array().expect("groups") {
@@ -221,7 +234,8 @@ fn slo_errors_name_the_field() {
     let e = config.validate_static("s.yml", yaml).unwrap_err();
     assert_eq!(e.line, 6, "{e}");
     assert!(
-        e.reason.starts_with("slos[1] (b): objective: must be a percentage"),
+        e.reason
+            .starts_with("slos[1] (b): objective: must be a percentage"),
         "{e}"
     );
     let yaml = yaml.replace("objective: 120", "objective: 99").replace(

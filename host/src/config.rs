@@ -759,63 +759,63 @@ impl Config {
                 if rule.composite.is_some() || !rule.children.is_empty() || !rule.on.is_empty() {
                     self.check_composite_fields(rule).map_err(&rerr)?;
                 } else {
-                match (&rule.expr, &rule.query) {
-                    (Some(_), Some(_)) => {
-                        return Err(rerr(
+                    match (&rule.expr, &rule.query) {
+                        (Some(_), Some(_)) => {
+                            return Err(rerr(
                             "give either `expr` (a Prometheus alerting rule) or `query` with a `detector`, not both".into(),
                         ));
-                    }
-                    (None, None) => {
-                        return Err(rerr(
+                        }
+                        (None, None) => {
+                            return Err(rerr(
                             "missing `expr` (a Prometheus alerting rule) or `query` with a `detector`".into(),
                         ));
-                    }
-                    (Some(expr), None) => {
-                        let q = crate::promql::Query::parse(expr)
-                            .map_err(|e| rerr(format!("expr: {e}")))?;
-                        if q.value_type() != crate::promql::ValueType::Vector {
-                            return Err(rerr(format!(
-                                "expr: an alerting rule's expression must return an instant vector, not a {}",
-                                q.value_type().as_str()
-                            )));
                         }
-                        for (field, set) in [
-                            ("window", rule.window.is_some()),
-                            ("baseline", rule.baseline.is_some()),
-                            ("detector", rule.detector.is_some()),
-                            (
-                                "config",
-                                rule.config.as_object().is_none_or(|o| !o.is_empty()),
-                            ),
-                        ] {
-                            if set {
+                        (Some(expr), None) => {
+                            let q = crate::promql::Query::parse(expr)
+                                .map_err(|e| rerr(format!("expr: {e}")))?;
+                            if q.value_type() != crate::promql::ValueType::Vector {
                                 return Err(rerr(format!(
-                                    "`{field}` belongs to detector rules (`query`), not to `expr` rules"
+                                    "expr: an alerting rule's expression must return an instant vector, not a {}",
+                                    q.value_type().as_str()
                                 )));
                             }
-                        }
-                    }
-                    (None, Some(query)) => {
-                        let q = crate::promql::Query::parse(query)
-                            .map_err(|e| rerr(format!("query: {e}")))?;
-                        if q.value_type() != crate::promql::ValueType::Vector {
-                            return Err(rerr(format!(
-                                "query: must return an instant vector (it is evaluated over the window), not a {}",
-                                q.value_type().as_str()
-                            )));
-                        }
-                        match rule.window {
-                            None => return Err(rerr("a `query` rule needs a `window`".into())),
-                            Some(w) if w.is_zero() => {
-                                return Err(rerr("window must be > 0".into()));
+                            for (field, set) in [
+                                ("window", rule.window.is_some()),
+                                ("baseline", rule.baseline.is_some()),
+                                ("detector", rule.detector.is_some()),
+                                (
+                                    "config",
+                                    rule.config.as_object().is_none_or(|o| !o.is_empty()),
+                                ),
+                            ] {
+                                if set {
+                                    return Err(rerr(format!(
+                                        "`{field}` belongs to detector rules (`query`), not to `expr` rules"
+                                    )));
+                                }
                             }
-                            Some(_) => {}
                         }
-                        if rule.detector.is_none() {
-                            return Err(rerr("a `query` rule needs a `detector`".into()));
+                        (None, Some(query)) => {
+                            let q = crate::promql::Query::parse(query)
+                                .map_err(|e| rerr(format!("query: {e}")))?;
+                            if q.value_type() != crate::promql::ValueType::Vector {
+                                return Err(rerr(format!(
+                                    "query: must return an instant vector (it is evaluated over the window), not a {}",
+                                    q.value_type().as_str()
+                                )));
+                            }
+                            match rule.window {
+                                None => return Err(rerr("a `query` rule needs a `window`".into())),
+                                Some(w) if w.is_zero() => {
+                                    return Err(rerr("window must be > 0".into()));
+                                }
+                                Some(_) => {}
+                            }
+                            if rule.detector.is_none() {
+                                return Err(rerr("a `query` rule needs a `detector`".into()));
+                            }
                         }
                     }
-                }
                 }
                 if !rule.config.is_object() {
                     return Err(rerr("config must be a mapping".into()));
@@ -901,7 +901,9 @@ impl Config {
     /// query of its own, at least one child, valid label names.
     fn check_composite_fields(&self, rule: &RuleConfig) -> Result<(), String> {
         if rule.composite.is_none() {
-            return Err("`children` and `on` belong to composite rules (`composite: PLUGIN`)".into());
+            return Err(
+                "`children` and `on` belong to composite rules (`composite: PLUGIN`)".into(),
+            );
         }
         if rule.alert.is_none() {
             return Err("a composite rule needs `alert` (it cannot record)".into());
@@ -1459,12 +1461,20 @@ receivers:
         let with_query = text.replace("children: [A, B]", "children: [A]\n        query: up");
         let config = Config::parse(&with_query, "f.yml").unwrap();
         let e = config.validate_static("f.yml", &with_query).unwrap_err();
-        assert!(e.reason.contains("`query` does not belong to a composite rule"), "{e}");
+        assert!(
+            e.reason
+                .contains("`query` does not belong to a composite rule"),
+            "{e}"
+        );
 
         let no_plugin = text.replace("composite: all\n", "");
         let config = Config::parse(&no_plugin, "f.yml").unwrap();
         let e = config.validate_static("f.yml", &no_plugin).unwrap_err();
-        assert!(e.reason.contains("`children` and `on` belong to composite rules"), "{e}");
+        assert!(
+            e.reason
+                .contains("`children` and `on` belong to composite rules"),
+            "{e}"
+        );
 
         let ok = text.replace("[A, B]", "[A]");
         let config = Config::parse(&ok, "f.yml").unwrap();

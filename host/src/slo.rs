@@ -175,7 +175,9 @@ fn sli_template(field: &str, text: &str) -> Result<String, String> {
     }
     let q = Query::parse(text).map_err(|e| format!("{field}: {e}"))?;
     match q.expr() {
-        promql_parser::parser::Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
+        promql_parser::parser::Expr::VectorSelector(vs)
+            if vs.offset.is_none() && vs.at.is_none() =>
+        {
             Ok(format!("sum(rate({text}[{WINDOW_PLACEHOLDER}]))"))
         }
         _ => Err(format!(
@@ -239,8 +241,7 @@ impl Slo {
             }
         }
         for (key, text) in config.labels.iter().chain(&config.annotations) {
-            crate::rules::template::check(text)
-                .map_err(|e| format!("template of `{key}`: {e}"))?;
+            crate::rules::template::check(text).map_err(|e| format!("template of `{key}`: {e}"))?;
         }
         let total = sli_template("sli.total", &config.sli.total)?;
         let ratio = match (&config.sli.errors, &config.sli.good) {
@@ -445,9 +446,9 @@ impl SloRule {
         store: &Store,
         t_ms: i64,
     ) -> Result<HashMap<Labels, BTreeMap<String, String>>, String> {
-        let numbers = self
-            .slo
-            .measure(engine, store, t_ms, &[self.window.long, self.window.short])?;
+        let numbers =
+            self.slo
+                .measure(engine, store, t_ms, &[self.window.long, self.window.short])?;
         Ok(numbers
             .into_iter()
             .map(|(labels, n)| (labels, self.slo.annotations(&self.window, &n)))
@@ -549,13 +550,14 @@ mod tests {
     fn errors_name_the_field() {
         let e = Slo::new(&cfg(&BASE.replace("99.9", "100"))).unwrap_err();
         assert!(e.starts_with("objective:"), "{e}");
-        let e = Slo::new(&cfg(&BASE.replace("http_requests_total\n", "'rate(x[5m])'\n")))
-            .unwrap_err();
+        let e = Slo::new(&cfg(
+            &BASE.replace("http_requests_total\n", "'rate(x[5m])'\n")
+        ))
+        .unwrap_err();
         assert!(e.starts_with("sli.total:"), "{e}");
-        let e = Slo::new(&cfg(&BASE.replace(
-            "  errors: 'http_requests_total{code=~\"5..\"}'\n",
-            "",
-        )))
+        let e = Slo::new(&cfg(
+            &BASE.replace("  errors: 'http_requests_total{code=~\"5..\"}'\n", "")
+        ))
         .unwrap_err();
         assert!(e.starts_with("sli:"), "{e}");
         let e = Slo::new(&cfg(&format!("{BASE}labels: {{ 'bad-name': x }}\n"))).unwrap_err();

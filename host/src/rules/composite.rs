@@ -163,7 +163,11 @@ fn signal(name: &str, alerts: &[&AlertHistory]) -> Signal {
     Signal {
         name: name.to_owned(),
         firing: !firing.is_empty(),
-        value: if value.is_finite() || value.is_nan() { value } else { 0.0 },
+        value: if value.is_finite() || value.is_nan() {
+            value
+        } else {
+            0.0
+        },
         since_ms,
         history,
     }
@@ -279,13 +283,15 @@ pub(super) fn link(rules: &[Arc<Rule>]) -> Result<(), String> {
             .children
             .iter()
             .map(|name| {
-                by_name.get(name.as_str()).map(|child| {
-                    child
-                        .tracked
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    Arc::clone(child)
-                })
-                .ok_or_else(|| format!("rule `{}`: unknown child rule `{name}`", r.name))
+                by_name
+                    .get(name.as_str())
+                    .map(|child| {
+                        child
+                            .tracked
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        Arc::clone(child)
+                    })
+                    .ok_or_else(|| format!("rule `{}`: unknown child rule `{name}`", r.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let _ = c.links.set(children);
@@ -382,7 +388,10 @@ mod tests {
             h.push(i, i % 2 == 0);
         }
         assert_eq!(h.transitions.len(), HISTORY_LEN);
-        assert_eq!(h.transitions.front(), Some(&(100 - HISTORY_LEN as i64, true)));
+        assert_eq!(
+            h.transitions.front(),
+            Some(&(100 - HISTORY_LEN as i64, true))
+        );
     }
 
     #[test]

@@ -849,7 +849,10 @@ fn build_slo_group(
             let rc = slo.rule_config(w);
             let mut rule = Rule::new(&group, &rc, interval)?;
             let RuleKind::Expr { expr } = rule.kind else {
-                return Err(format!("slo `{}`: generated rule is not an expr rule", cfg.name));
+                return Err(format!(
+                    "slo `{}`: generated rule is not an expr rule",
+                    cfg.name
+                ));
             };
             rule.kind = RuleKind::Slo(crate::slo::SloRule {
                 expr,
