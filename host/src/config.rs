@@ -1467,7 +1467,7 @@ receivers:
             "{e}"
         );
 
-        let no_plugin = text.replace("composite: all\n", "");
+        let no_plugin = text.replace("        composite: all\n", "");
         let config = Config::parse(&no_plugin, "f.yml").unwrap();
         let e = config.validate_static("f.yml", &no_plugin).unwrap_err();
         assert!(

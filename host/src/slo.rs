@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(
             slo.burn_query("1h"),
             format!(
-                "(sum(rate(http_requests_total{{code=~\"5..\"}}[1h]))) / (sum(rate(http_requests_total[1h]))) / {}",
+                "((sum(rate(http_requests_total{{code=~\"5..\"}}[1h]))) / (sum(rate(http_requests_total[1h])))) / {}",
                 slo.budget
             )
         );
