@@ -128,7 +128,7 @@ fn config(receiver: &str) -> String {
         ));
     }
     yaml.push_str(&format!(
-        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs: [{{ url: \"{receiver}/hook\" }}]\n"
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs: [{{ url: \"{receiver}/hook\", allowed_networks: [\"127.0.0.1/32\"] }}]\n"
     ));
     yaml
 }

@@ -80,6 +80,10 @@ pub struct Config {
     /// The HTTP API's own security: bearer tokens and TLS.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Service level objectives: each generates multiwindow multi-burn-rate
+    /// alerting rules (see `slo`).
+    #[serde(default)]
+    pub slos: Vec<crate::slo::SloConfig>,
 }
 
 /// Security of the HTTP API. With no tokens, authentication is off (the
@@ -459,6 +463,20 @@ pub struct RuleConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// A composite rule's plugin: it combines the alert states of `children`
+    /// (see `rules::composite`).
+    #[serde(default)]
+    pub composite: Option<String>,
+    /// A composite rule's child rules, by alerting rule name (any group).
+    #[serde(default)]
+    pub children: Vec<String>,
+    /// The labels a composite joins its children's alerts on.
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// `false`: the rule's alerts are visible in the API but never routed
+    /// or notified (a composite's children, typically).
+    #[serde(default = "yes")]
+    pub notify: bool,
 }
 
 impl RuleConfig {
@@ -939,60 +957,64 @@ impl Config {
                         }
                     }
                 }
-                match (&rule.expr, &rule.query) {
-                    (Some(_), Some(_)) => {
-                        return Err(rerr(
+                if rule.composite.is_some() || !rule.children.is_empty() || !rule.on.is_empty() {
+                    self.check_composite_fields(rule).map_err(&rerr)?;
+                } else {
+                    match (&rule.expr, &rule.query) {
+                        (Some(_), Some(_)) => {
+                            return Err(rerr(
                             "give either `expr` (a Prometheus alerting rule) or `query` with a `detector`, not both".into(),
                         ));
-                    }
-                    (None, None) => {
-                        return Err(rerr(
+                        }
+                        (None, None) => {
+                            return Err(rerr(
                             "missing `expr` (a Prometheus alerting rule) or `query` with a `detector`".into(),
                         ));
-                    }
-                    (Some(expr), None) => {
-                        let q = crate::promql::Query::parse(expr)
-                            .map_err(|e| rerr(format!("expr: {e}")))?;
-                        if q.value_type() != crate::promql::ValueType::Vector {
-                            return Err(rerr(format!(
-                                "expr: an alerting rule's expression must return an instant vector, not a {}",
-                                q.value_type().as_str()
-                            )));
                         }
-                        for (field, set) in [
-                            ("window", rule.window.is_some()),
-                            ("baseline", rule.baseline.is_some()),
-                            ("detector", rule.detector.is_some()),
-                            (
-                                "config",
-                                rule.config.as_object().is_none_or(|o| !o.is_empty()),
-                            ),
-                        ] {
-                            if set {
+                        (Some(expr), None) => {
+                            let q = crate::promql::Query::parse(expr)
+                                .map_err(|e| rerr(format!("expr: {e}")))?;
+                            if q.value_type() != crate::promql::ValueType::Vector {
                                 return Err(rerr(format!(
-                                    "`{field}` belongs to detector rules (`query`), not to `expr` rules"
+                                    "expr: an alerting rule's expression must return an instant vector, not a {}",
+                                    q.value_type().as_str()
                                 )));
                             }
-                        }
-                    }
-                    (None, Some(query)) => {
-                        let q = crate::promql::Query::parse(query)
-                            .map_err(|e| rerr(format!("query: {e}")))?;
-                        if q.value_type() != crate::promql::ValueType::Vector {
-                            return Err(rerr(format!(
-                                "query: must return an instant vector (it is evaluated over the window), not a {}",
-                                q.value_type().as_str()
-                            )));
-                        }
-                        match rule.window {
-                            None => return Err(rerr("a `query` rule needs a `window`".into())),
-                            Some(w) if w.is_zero() => {
-                                return Err(rerr("window must be > 0".into()));
+                            for (field, set) in [
+                                ("window", rule.window.is_some()),
+                                ("baseline", rule.baseline.is_some()),
+                                ("detector", rule.detector.is_some()),
+                                (
+                                    "config",
+                                    rule.config.as_object().is_none_or(|o| !o.is_empty()),
+                                ),
+                            ] {
+                                if set {
+                                    return Err(rerr(format!(
+                                        "`{field}` belongs to detector rules (`query`), not to `expr` rules"
+                                    )));
+                                }
                             }
-                            Some(_) => {}
                         }
-                        if rule.detector.is_none() {
-                            return Err(rerr("a `query` rule needs a `detector`".into()));
+                        (None, Some(query)) => {
+                            let q = crate::promql::Query::parse(query)
+                                .map_err(|e| rerr(format!("query: {e}")))?;
+                            if q.value_type() != crate::promql::ValueType::Vector {
+                                return Err(rerr(format!(
+                                    "query: must return an instant vector (it is evaluated over the window), not a {}",
+                                    q.value_type().as_str()
+                                )));
+                            }
+                            match rule.window {
+                                None => return Err(rerr("a `query` rule needs a `window`".into())),
+                                Some(w) if w.is_zero() => {
+                                    return Err(rerr("window must be > 0".into()));
+                                }
+                                Some(_) => {}
+                            }
+                            if rule.detector.is_none() {
+                                return Err(rerr("a `query` rule needs a `detector`".into()));
+                            }
                         }
                     }
                 }
@@ -1009,6 +1031,22 @@ impl Config {
                         .map_err(|e| rerr(format!("template of `{key}`: {e}")))?;
                 }
             }
+        }
+        self.check_composite_graph(file, text)?;
+        let mut slo_names = HashSet::new();
+        for (idx, slo) in self.slos.iter().enumerate() {
+            if !slo_names.insert(slo.name.as_str()) {
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: locate_section_item(text, "slos", idx, "name"),
+                    reason: format!("slos[{idx}]: name `{}` is not unique", slo.name),
+                });
+            }
+            slo.validate().map_err(|reason| ConfigError {
+                file: file.to_string(),
+                line: locate_section_item(text, "slos", idx, "name"),
+                reason: format!("slos[{idx}] ({}): {reason}", slo.name),
+            })?;
         }
         let mut receiver_names = HashSet::new();
         for receiver in &self.receivers {
@@ -1074,6 +1112,137 @@ impl Config {
         Ok(())
     }
 
+    /// The fields of a composite rule (`composite`, `children`, `on`): no
+    /// query of its own, at least one child, valid label names.
+    fn check_composite_fields(&self, rule: &RuleConfig) -> Result<(), String> {
+        if rule.composite.is_none() {
+            return Err(
+                "`children` and `on` belong to composite rules (`composite: PLUGIN`)".into(),
+            );
+        }
+        if rule.alert.is_none() {
+            return Err("a composite rule needs `alert` (it cannot record)".into());
+        }
+        for (field, set) in [
+            ("expr", rule.expr.is_some()),
+            ("query", rule.query.is_some()),
+            ("window", rule.window.is_some()),
+            ("baseline", rule.baseline.is_some()),
+            ("detector", rule.detector.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "`{field}` does not belong to a composite rule: it reads its children's alerts"
+                ));
+            }
+        }
+        if rule.children.is_empty() {
+            return Err("children: a composite rule needs at least one child rule".into());
+        }
+        let mut seen = HashSet::new();
+        for child in &rule.children {
+            if !seen.insert(child.as_str()) {
+                return Err(format!("children: `{child}` is listed twice"));
+            }
+        }
+        for name in &rule.on {
+            if !is_label_value_name(name) {
+                return Err(format!("on: invalid label name `{name}`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Composite rules' references: each child names exactly one alerting
+    /// rule (in any group), and no composite depends on itself.
+    fn check_composite_graph(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let mut by_name: BTreeMap<&str, Vec<&RuleConfig>> = BTreeMap::new();
+        for rule in self.groups.iter().flat_map(|g| &g.rules) {
+            if let Some(alert) = &rule.alert {
+                by_name.entry(alert.as_str()).or_default().push(rule);
+            }
+        }
+        let composites: Vec<&RuleConfig> = self
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .filter(|r| r.composite.is_some())
+            .collect();
+        for rule in &composites {
+            let fail = |reason: String| ConfigError {
+                file: file.to_string(),
+                line: locate(text, &rule.locator()),
+                reason: format!("rule `{}`: {reason}", rule.name()),
+            };
+            if by_name.get(rule.name()).map_or(0, Vec::len) > 1 {
+                return Err(fail(
+                    "a composite rule's name must be unique among alerting rules".into(),
+                ));
+            }
+            for child in &rule.children {
+                match by_name.get(child.as_str()).map_or(0, Vec::len) {
+                    0 => {
+                        return Err(fail(format!(
+                            "children: unknown child rule `{child}` (no alerting rule has that name)"
+                        )));
+                    }
+                    1 => {}
+                    n => {
+                        return Err(fail(format!(
+                            "children: `{child}` names {n} alerting rules; a child must be unique"
+                        )));
+                    }
+                }
+            }
+        }
+        // Depth-first search for a cycle through composite children.
+        fn visit<'a>(
+            name: &'a str,
+            by_name: &BTreeMap<&'a str, Vec<&'a RuleConfig>>,
+            path: &mut Vec<&'a str>,
+            done: &mut HashSet<&'a str>,
+        ) -> Option<Vec<&'a str>> {
+            if let Some(start) = path.iter().position(|n| *n == name) {
+                let mut cycle = path[start..].to_vec();
+                cycle.push(name);
+                return Some(cycle);
+            }
+            if done.contains(name) {
+                return None;
+            }
+            path.push(name);
+            let children = by_name
+                .get(name)
+                .and_then(|rules| rules.first())
+                .filter(|r| r.composite.is_some())
+                .map(|r| r.children.as_slice())
+                .unwrap_or_default();
+            for child in children {
+                if let Some(cycle) = visit(child, by_name, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            done.insert(name);
+            None
+        }
+        let mut done = HashSet::new();
+        for rule in &composites {
+            if let Some(cycle) = visit(rule.name(), &by_name, &mut Vec::new(), &mut done) {
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: locate(text, &rule.locator()),
+                    reason: format!(
+                        "rule `{}`: children: composite rules form a cycle: {}",
+                        rule.name(),
+                        cycle.join(" -> ")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Every named time interval, legacy `mute_time_intervals` first.
     pub fn named_time_intervals(&self) -> impl Iterator<Item = &NamedTimeInterval> {
         self.mute_time_intervals.iter().chain(&self.time_intervals)
@@ -1131,6 +1300,15 @@ impl Config {
                     line: locate(text, &at),
                     reason: format!("rule `{}`: {reason}", rule.name()),
                 };
+                if let Some(composite) = &rule.composite {
+                    let plugin = registry
+                        .get_kind(composite, PluginKind::Composite)
+                        .map_err(|e| fail(format!("composite: {e}")))?;
+                    plugin
+                        .check_config(&rule.config.to_string())
+                        .map_err(|e| fail(format!("config: {e}")))?;
+                    continue;
+                }
                 let Some(detector) = &rule.detector else {
                     continue;
                 };
@@ -1525,6 +1703,51 @@ receivers:
             e.reason.contains("msteams_configs[0] must be a mapping"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn composite_references_are_checked() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        notify: false\n      - alert: C\n        composite: all\n        children: [A, B]\n        on: [job]\n";
+        let config = Config::parse(text, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", text).unwrap_err();
+        assert_eq!(e.line, 7, "{e}");
+        assert_eq!(
+            e.reason,
+            "rule `C`: children: unknown child rule `B` (no alerting rule has that name)"
+        );
+        assert!(!config.groups[0].rules[0].notify);
+        assert!(config.groups[0].rules[1].notify, "notify defaults to true");
+
+        let cyclic = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n      - alert: C\n        composite: all\n        children: [A, D]\n      - alert: D\n        composite: any\n        children: [C]\n";
+        let config = Config::parse(cyclic, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", cyclic).unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert_eq!(
+            e.reason,
+            "rule `C`: children: composite rules form a cycle: C -> D -> C"
+        );
+
+        let with_query = text.replace("children: [A, B]", "children: [A]\n        query: up");
+        let config = Config::parse(&with_query, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", &with_query).unwrap_err();
+        assert!(
+            e.reason
+                .contains("`query` does not belong to a composite rule"),
+            "{e}"
+        );
+
+        let no_plugin = text.replace("        composite: all\n", "");
+        let config = Config::parse(&no_plugin, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", &no_plugin).unwrap_err();
+        assert!(
+            e.reason
+                .contains("`children` and `on` belong to composite rules"),
+            "{e}"
+        );
+
+        let ok = text.replace("[A, B]", "[A]");
+        let config = Config::parse(&ok, "f.yml").unwrap();
+        config.validate_static("f.yml", &ok).expect("valid");
     }
 
     #[test]

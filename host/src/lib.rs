@@ -12,7 +12,8 @@
 //! - [`plugins`]: the wasmtime runtime: loading, sandboxing and calling plugins; stock plugins;
 //!   the `log`, `http` and `smtp` capabilities plugins import, and the notifiers' network
 //!   sandbox (`plugins::netguard`: allowed hosts, no private or metadata addresses).
-//! - [`rules`]: rule groups on a schedule, one batched detector call per rule, alert state machine, templates.
+//! - [`rules`]: rule groups on a schedule, one batched detector call per rule, composite rules, alert state machine, templates.
+//! - [`slo`]: `slos:` — SLOs, their generated multiwindow multi-burn-rate rules and `/api/v1/slos` numbers.
 //! - [`alert`]: the `Alert` and `Notification` values handed from rules to routing to notification.
 //! - [`route`]: the Alertmanager routing tree, grouping, `group_wait`/`group_interval`/`repeat_interval`, dedup, time intervals (`mute_time_intervals`/`active_time_intervals`).
 //! - [`notify`]: per-integration delivery queues, retries with backoff, the delivery log.
@@ -41,4 +42,5 @@ pub mod ruletest;
 pub mod scrape;
 pub mod server;
 pub mod silence;
+pub mod slo;
 pub mod store;

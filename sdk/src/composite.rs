@@ -77,3 +77,95 @@ pub struct Signal {
     /// Recent state changes, oldest first: (time Unix ms, firing).
     pub history: Vec<(i64, bool)>,
 }
+
+/// A hold-down: once a composite's verdict changes, it holds for at least `hold_ms`
+/// before it may change again, so a composite over flapping children does not flap.
+///
+/// Kept in the group's host-owned state (9 bytes: the held verdict, then the Unix ms
+/// it took effect, little-endian), so it survives reloads and restarts like any plugin
+/// state. The first verdict of a group (no state yet) takes effect at once.
+///
+/// ```
+/// use klaxon_sdk::composite::HoldDown;
+/// let (firing, state) = HoldDown::apply(None, true, 1_000, 60_000);
+/// assert!(firing);
+/// // Clears 10 s later: still held firing (60 s hold-down).
+/// let (firing, state) = HoldDown::apply(Some(&state), false, 11_000, 60_000);
+/// assert!(firing);
+/// // A minute after it took effect, it may change.
+/// let (firing, _) = HoldDown::apply(Some(&state), false, 61_000, 60_000);
+/// assert!(!firing);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldDown {
+    /// The verdict in force.
+    pub firing: bool,
+    /// When it took effect (Unix ms).
+    pub since_ms: i64,
+}
+
+impl HoldDown {
+    /// Reads the state bytes; `None` when absent or not a hold-down state.
+    pub fn decode(state: Option<&[u8]>) -> Option<Self> {
+        let bytes = state?;
+        let (&flag, rest) = bytes.split_first()?;
+        let since: [u8; 8] = rest.try_into().ok()?;
+        Some(Self {
+            firing: flag == 1,
+            since_ms: i64::from_le_bytes(since),
+        })
+    }
+
+    /// The state bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9);
+        out.push(u8::from(self.firing));
+        out.extend_from_slice(&self.since_ms.to_le_bytes());
+        out
+    }
+
+    /// Applies the raw verdict `raw` at `now_ms` under a hold-down of `hold_ms`: returns
+    /// the verdict to report and the state to keep.
+    pub fn apply(state: Option<&[u8]>, raw: bool, now_ms: i64, hold_ms: i64) -> (bool, Vec<u8>) {
+        let next = match Self::decode(state) {
+            Some(held) if held.firing == raw => held,
+            // Time going backwards (a replay) counts as not yet elapsed.
+            Some(held) if now_ms.saturating_sub(held.since_ms) < hold_ms => held,
+            _ => Self {
+                firing: raw,
+                since_ms: now_ms,
+            },
+        };
+        (next.firing, next.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_down_holds_both_ways() {
+        let (f, s) = HoldDown::apply(None, false, 0, 100);
+        assert!(!f);
+        // Goes firing as soon as the raw verdict does: the hold counts from `since`.
+        let (f, s) = HoldDown::apply(Some(&s), true, 150, 100);
+        assert!(f);
+        let (f, s) = HoldDown::apply(Some(&s), false, 200, 100);
+        assert!(f, "held firing within 100 ms of going firing");
+        let (f, s) = HoldDown::apply(Some(&s), true, 220, 100);
+        assert!(f);
+        let (f, s) = HoldDown::apply(Some(&s), false, 250, 100);
+        assert!(!f, "100 ms after going firing it may clear");
+        let (f, _) = HoldDown::apply(Some(&s), true, 300, 100);
+        assert!(!f, "held clear within 100 ms of clearing");
+    }
+
+    #[test]
+    fn bad_state_reads_as_none() {
+        assert_eq!(HoldDown::decode(Some(&[1, 2])), None);
+        assert_eq!(HoldDown::decode(None), None);
+        let (f, _) = HoldDown::apply(Some(&[9]), true, 5, 100);
+        assert!(f);
+    }
+}

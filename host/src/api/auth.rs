@@ -52,6 +52,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v2/alerts", Scoped(Push)),
     ("GET", "/api/v1/alerts", Scoped(Read)),
     ("GET", "/api/v1/rules", Scoped(Read)),
+    ("GET", "/api/v1/slos", Scoped(Read)),
     ("GET", "/api/v1/plugins", Scoped(Read)),
     ("GET", "/api/v1/plugins/*", Scoped(Read)),
     ("GET", "/api/v1/notifications", Scoped(Read)),

@@ -105,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/write", post(prom_ingest::remote_write))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
+        .route("/api/v1/slos", get(slos))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/status/runtime", get(runtime))
@@ -260,6 +261,10 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
                         crate::rules::RuleKind::Detector(d) => Some(d),
                         _ => None,
                     };
+                    let composite = match &r.kind {
+                        crate::rules::RuleKind::Composite(c) => Some(json!({"plugin": c.plugin, "config": c.config, "children": c.children, "on": c.on})),
+                        _ => None,
+                    };
                     let kind = match &r.kind {
                         crate::rules::RuleKind::Record { .. } => "recording",
                         _ => "alerting",
@@ -279,6 +284,8 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
                         "baseline": detector.and_then(|d| d.baseline).map(|(o, w)| json!({"offset": format_duration(o), "window": format_duration(w)})),
                         "detector": detector.map(|d| d.detector.as_str()),
                         "config": detector.map(|d| &d.config),
+                        "composite": composite,
+                        "notify": r.notify,
                         "duration": r.hold.as_secs_f64(),
                         "keepFiringFor": r.keep_firing_for.as_secs_f64(),
                         "labels": crate::rules::template_sources(&r.labels),
@@ -307,6 +314,18 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
         })
         .collect();
     success(json!({ "groups": groups }))
+}
+
+/// `GET /api/v1/slos`: each SLO's objective, error budget and, per SLI
+/// label set, budget consumed and remaining and the burn rate per window.
+async fn slos(State(state): State<Arc<AppState>>) -> Response {
+    let config = state.live.load().config.clone();
+    let store = state.store.clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    match tokio::task::spawn_blocking(move || crate::slo::status(&config.slos, &store, now)).await {
+        Ok(list) => success(list),
+        Err(e) => ApiError::internal(format!("slo status: {e}")).into_response(),
+    }
 }
 
 async fn plugins(State(state): State<Arc<AppState>>) -> Response {

@@ -5,7 +5,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/stock_plugins.rs"));
 }
 
-/// (name, component bytes) of every stock plugin: detectors and notifiers.
+/// (name, component bytes) of every stock plugin: detectors, composites and notifiers.
 pub const STOCK: &[(&str, &[u8])] = generated::STOCK;
 
 /// Plugins used by tests only (`misbehave`: loops, allocates, panics, lies on request).

@@ -6,11 +6,18 @@
 //!   group's interval), and its baseline, go into one columnar batch and ONE
 //!   detector call for the whole batch.
 //!
-//! Either way the observations feed the rule's alert state machine; alerts
-//! that fire or resolve go forward to routing as `Alert` values.
+//! - Composite rules (`composite`): a composite plugin's verdicts over other
+//!   rules' alert states (see `composite`).
+//! - SLO burn-rate rules, generated from `slos:` (see `crate::slo`): PromQL
+//!   alerting rules whose alerts carry the SLO's numbers.
 //!
-//! Imports store, promql, plugins and alert; never route, notify or api.
+//! Either way the observations feed the rule's alert state machine; alerts
+//! that fire or resolve go forward to routing as `Alert` values, except
+//! those of rules with `notify: false`, which stay visible in the API only.
+//!
+//! Imports store, promql, plugins, slo and alert; never route, notify or api.
 
+pub mod composite;
 pub mod state;
 pub mod template;
 
@@ -63,6 +70,9 @@ struct RuleRuntime {
     /// Series a recording rule wrote last time: those missing now get a
     /// staleness marker, as Prometheus writes.
     recorded: std::collections::HashSet<Labels>,
+    /// Firing transitions per alert fingerprint, kept while a composite
+    /// names this rule.
+    history: HashMap<u64, composite::AlertHistory>,
 }
 
 /// What a rule evaluates.
@@ -73,6 +83,11 @@ pub enum RuleKind {
     Record { expr: Query, metric: String },
     /// A detector rule: the query's result over the window goes to a detector.
     Detector(DetectorRule),
+    /// A composite rule: a composite plugin judges its children's alert states.
+    Composite(composite::CompositeRule),
+    /// An SLO burn-rate rule generated from `slos:`: `expr` with the SLO's
+    /// numbers in the annotations.
+    Slo(crate::slo::SloRule),
 }
 
 /// The detector side of a detector rule.
@@ -105,6 +120,10 @@ pub struct Rule {
     pub keep_firing_for: Duration,
     pub labels: BTreeMap<String, AlertTemplate>,
     pub annotations: BTreeMap<String, AlertTemplate>,
+    /// `false`: alerts are kept and shown, never handed to routing.
+    pub notify: bool,
+    /// Set when a composite names this rule: record alert history.
+    tracked: std::sync::atomic::AtomicBool,
     runtime: Mutex<RuleRuntime>,
 }
 
@@ -144,6 +163,14 @@ impl Rule {
     /// the group's interval.
     pub fn new(group: &RuleGroupConfig, cfg: &RuleConfig, step: Duration) -> Result<Self, String> {
         let kind = match (&cfg.expr, &cfg.query) {
+            (None, None) if cfg.composite.is_some() => {
+                RuleKind::Composite(composite::CompositeRule::new(
+                    cfg.composite.clone().unwrap_or_default(),
+                    cfg.config.clone(),
+                    cfg.children.clone(),
+                    cfg.on.clone(),
+                ))
+            }
             (Some(expr), None) => match &cfg.record {
                 Some(metric) => RuleKind::Record {
                     expr: Query::parse(expr).map_err(|e| e.to_string())?,
@@ -194,6 +221,8 @@ impl Rule {
             keep_firing_for: cfg.keep_firing_for,
             labels: parse_templates(&labels)?,
             annotations: parse_templates(&cfg.annotations)?,
+            notify: cfg.notify,
+            tracked: std::sync::atomic::AtomicBool::new(false),
             runtime: Mutex::new(RuleRuntime::default()),
         })
     }
@@ -205,13 +234,21 @@ impl Rule {
         let detector = match &self.kind {
             RuleKind::Detector(d) => format!("{}\u{0}{}", d.detector, d.config),
             RuleKind::Record { metric, .. } => format!("record:{metric}"),
-            RuleKind::Expr { .. } => String::new(),
+            RuleKind::Composite(c) => format!(
+                "composite:{}\u{0}{}\u{0}{}\u{0}{}",
+                c.plugin,
+                c.config,
+                c.children.join(","),
+                c.on.join(",")
+            ),
+            RuleKind::Expr { .. } | RuleKind::Slo(_) => String::new(),
         };
         format!(
-            "{}\u{0}{}\u{0}{}\u{0}{detector}",
+            "{}\u{0}{}\u{0}{}\u{0}{detector}\u{0}{}",
             self.group,
             self.name,
-            self.query_text()
+            self.query_text(),
+            self.notify
         )
     }
 
@@ -238,6 +275,8 @@ impl Rule {
         match &self.kind {
             RuleKind::Expr { expr } | RuleKind::Record { expr, .. } => expr.text(),
             RuleKind::Detector(d) => d.query.text(),
+            RuleKind::Composite(_) => "",
+            RuleKind::Slo(s) => s.expr.text(),
         }
     }
 
@@ -275,6 +314,13 @@ impl Rule {
                     chrono::Duration::from_std(self.keep_firing_for)
                         .unwrap_or(chrono::Duration::MAX),
                 );
+                if self.tracked.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rt = &mut *rt;
+                    composite::record_history(&mut rt.history, &rt.table, now);
+                }
+                if !self.notify {
+                    return Vec::new(); // visible in the API, never routed
+                }
                 transitions
                     .into_iter()
                     .filter_map(|t| {
@@ -314,6 +360,8 @@ impl Rule {
             RuleKind::Expr { expr } => self.evaluate_expr(ctx, expr, now),
             RuleKind::Record { expr, metric } => self.evaluate_record(ctx, expr, metric, now),
             RuleKind::Detector(d) => self.evaluate_detector(ctx, d, now),
+            RuleKind::Composite(c) => self.evaluate_composite(ctx, c, now),
+            RuleKind::Slo(s) => self.evaluate_slo(ctx, s, now),
         }
     }
 
@@ -413,6 +461,43 @@ impl Rule {
         let observations = samples
             .iter()
             .map(|s| self.observation(ctx, &s.labels, s.v, BTreeMap::new()))
+            .collect();
+        Ok((observations, samples.len(), HashMap::new()))
+    }
+
+    /// An SLO burn-rate rule: `expr` as an alerting rule, each alert
+    /// annotated with the SLO's burn rates, budget and time to exhaustion.
+    #[allow(clippy::type_complexity)]
+    fn evaluate_slo(
+        &self,
+        ctx: &EvalContext,
+        s: &crate::slo::SloRule,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Observation>, usize, HashMap<u64, Vec<u8>>), String> {
+        let engine = self.engine();
+        let t_ms = self.query_time(now);
+        let value = engine
+            .instant(&*ctx.store, &s.expr, t_ms)
+            .map_err(|e| format!("expr: {e}"))?;
+        let Value::Vector(samples) = value else {
+            return Err(format!(
+                "expr returned a {}, not an instant vector",
+                value.value_type().as_str()
+            ));
+        };
+        if samples.is_empty() {
+            return Ok((Vec::new(), 0, HashMap::new()));
+        }
+        // The SLO's numbers are computed only while the rule alerts.
+        let numbers = s
+            .annotations_at(&engine, &ctx.store, t_ms)
+            .map_err(|e| format!("slo: {e}"))?;
+        let observations = samples
+            .iter()
+            .map(|smp| {
+                let extra = numbers.get(&smp.labels).cloned().unwrap_or_default();
+                self.observation(ctx, &smp.labels, smp.v, extra)
+            })
             .collect();
         Ok((observations, samples.len(), HashMap::new()))
     }
@@ -685,6 +770,9 @@ pub struct RuleGroup {
     pub name: String,
     pub interval: Duration,
     pub rules: Vec<Arc<Rule>>,
+    /// Indexes into `rules` in evaluation order (composites after their
+    /// same-group children).
+    order: Vec<usize>,
     last: Mutex<(Option<DateTime<Utc>>, f64)>,
 }
 
@@ -698,8 +786,9 @@ impl RuleGroup {
     pub fn evaluate(&self, ctx: &EvalContext, now: DateTime<Utc>) -> Vec<Alert> {
         let started = Instant::now();
         let alerts = self
-            .rules
+            .order
             .iter()
+            .filter_map(|&i| self.rules.get(i))
             .flat_map(|r| r.evaluate(ctx, now))
             .collect();
         *self.last.lock() = (Some(now), started.elapsed().as_secs_f64());
@@ -709,7 +798,7 @@ impl RuleGroup {
 
 /// Builds the rule groups of a validated config.
 pub fn build_groups(config: &Config) -> Result<Vec<Arc<RuleGroup>>, String> {
-    config
+    let mut groups = config
         .groups
         .iter()
         .map(|g| {
@@ -722,11 +811,64 @@ pub fn build_groups(config: &Config) -> Result<Vec<Arc<RuleGroup>>, String> {
             Ok(Arc::new(RuleGroup {
                 name: g.name.clone(),
                 interval,
+                order: composite::evaluation_order(&rules),
                 rules,
                 last: Mutex::new((None, 0.0)),
             }))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    for slo in &config.slos {
+        groups.push(Arc::new(build_slo_group(
+            slo,
+            config.global.evaluation_interval,
+        )?));
+    }
+    let all: Vec<Arc<Rule>> = groups.iter().flat_map(|g| g.rules.clone()).collect();
+    composite::link(&all)?;
+    Ok(groups)
+}
+
+/// The rule group of one SLO: its generated burn-rate alerting rules.
+fn build_slo_group(
+    cfg: &crate::slo::SloConfig,
+    default_interval: Duration,
+) -> Result<RuleGroup, String> {
+    let slo = crate::slo::Slo::new(cfg).map_err(|e| format!("slo `{}`: {e}", cfg.name))?;
+    let interval = cfg.interval.unwrap_or(default_interval);
+    let group = RuleGroupConfig {
+        name: crate::slo::group_name(&cfg.name),
+        interval: Some(interval),
+        query_offset: None,
+        limit: 0,
+        labels: BTreeMap::new(),
+        rules: Vec::new(),
+    };
+    let rules = crate::slo::BURN_WINDOWS
+        .iter()
+        .map(|w| {
+            let rc = slo.rule_config(w);
+            let mut rule = Rule::new(&group, &rc, interval)?;
+            let RuleKind::Expr { expr } = rule.kind else {
+                return Err(format!(
+                    "slo `{}`: generated rule is not an expr rule",
+                    cfg.name
+                ));
+            };
+            rule.kind = RuleKind::Slo(crate::slo::SloRule {
+                expr,
+                slo: slo.clone(),
+                window: *w,
+            });
+            Ok(Arc::new(rule))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(RuleGroup {
+        name: group.name,
+        interval,
+        order: (0..rules.len()).collect(),
+        rules,
+        last: Mutex::new((None, 0.0)),
+    })
 }
 
 /// Starts one task per group that evaluates it every interval and sends the
