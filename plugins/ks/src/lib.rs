@@ -37,6 +37,13 @@
 //! verdict reports D but does not fire, and its summary says the p-value was not
 //! computed; keep windows (or the baseline) under 10 000 samples.
 //!
+//! **Cost.** The path count takes about `n1 · 2·D·n2` steps: measured natively
+//! (release), 400 vs 400 samples 0.03 ms, 1 000 vs 1 200 0.7 ms, 10 000 vs 9 000 with
+//! D = 0.02 19 ms, but with D = 0.3 240 ms — above the default 100 ms plugin deadline
+//! once in Wasm. A call over the deadline fails that evaluation only (the rule's
+//! health shows it); for windows of many thousand samples raise the plugin's
+//! `timeout` (`plugins.overrides`) or use `psi` / `jensen_shannon`.
+//!
 //! # NaN handling
 //!
 //! NaN and ±Inf samples are skipped. Fewer than `min_samples` finite samples on
