@@ -453,6 +453,12 @@ pub struct RuleConfig {
     /// The detector's config (any JSON/YAML object).
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
+    /// When the query matches no series with a sample in the window, call
+    /// the detector anyway with ONE empty series labelled with the
+    /// selector's equality matchers (`{}` for other queries), as PromQL's
+    /// `absent()` labels its result: the `absent` dead man's switch needs it.
+    #[serde(default)]
+    pub judge_absent: bool,
     /// How long the condition must hold before the alert fires.
     #[serde(default, rename = "for", with = "crate::duration::serde_str")]
     pub for_: Duration,
@@ -984,6 +990,7 @@ impl Config {
                                 ("window", rule.window.is_some()),
                                 ("baseline", rule.baseline.is_some()),
                                 ("detector", rule.detector.is_some()),
+                                ("judge_absent", rule.judge_absent),
                                 (
                                     "config",
                                     rule.config.as_object().is_none_or(|o| !o.is_empty()),
@@ -1762,5 +1769,24 @@ receivers:
         let e = config.validate_static("f.yml", &text).unwrap_err();
         assert_eq!(e.line, 9, "{e}");
         assert!(e.reason.contains("undefined receiver"), "{e}");
+    }
+
+    #[test]
+    fn judge_absent_belongs_to_detector_rules() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        query: up\n        window: 5m\n        detector: absent\n        judge_absent: true\nroute:\n  receiver: x\nreceivers:\n  - name: x\n";
+        let config = Config::parse(text, "f.yml").unwrap();
+        assert!(config.groups[0].rules[0].judge_absent);
+        config.validate_static("f.yml", text).unwrap();
+        let text = text.replace(
+            "query: up\n        window: 5m\n        detector: absent\n",
+            "expr: up\n",
+        );
+        let config = Config::parse(&text, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", &text).unwrap_err();
+        assert!(
+            e.reason
+                .contains("`judge_absent` belongs to detector rules"),
+            "{e}"
+        );
     }
 }
