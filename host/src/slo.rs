@@ -324,6 +324,7 @@ impl Slo {
             children: Vec::new(),
             on: Vec::new(),
             notify: true,
+            judge_absent: false,
         }
     }
 
