@@ -23,7 +23,10 @@ const STOCK: &[(&str, &str)] = &[
 ];
 
 /// Plugins only tests use.
-const FIXTURES: &[(&str, &str)] = &[("misbehave", "klaxon-plugin-misbehave")];
+const FIXTURES: &[(&str, &str)] = &[
+    ("misbehave", "klaxon-plugin-misbehave"),
+    ("variant", "klaxon-plugin-variant"),
+];
 
 /// Shadow stack of the stock plugins, in bytes.
 const PLUGIN_STACK_BYTES: u32 = 256 << 10;
