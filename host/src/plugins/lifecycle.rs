@@ -370,7 +370,7 @@ impl PluginManager {
             if rate <= policy.max_error_rate {
                 return false;
             }
-            match self.registry.activate(name, Some(from)) {
+            match self.registry.activate(name, Some(from.as_str())) {
                 Ok(swap) => {
                     tracing::error!(plugin = %name, from = %short(&version.hash), to = %short(&swap.live.hash), calls, errors, "new plugin version fails too often: rolled back");
                     done.push(RolledBack {

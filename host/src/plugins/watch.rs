@@ -153,12 +153,11 @@ pub async fn read_settled(dir: &Path, name: &str) -> Result<Option<Candidate>, W
         }
         before = after;
     }
-    let dir = dir.to_path_buf();
-    let name = name.to_string();
-    tokio::task::spawn_blocking(move || read_candidate(&dir, &name))
+    let (dir_owned, name_owned) = (dir.to_path_buf(), name.to_string());
+    tokio::task::spawn_blocking(move || read_candidate(&dir_owned, &name_owned))
         .await
         .map_err(|e| WatchError::Read {
-            path: PathBuf::from(format!("{name}.wasm")),
+            path: wasm,
             source: std::io::Error::other(e.to_string()),
         })?
         .map(Some)
