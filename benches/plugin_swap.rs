@@ -143,7 +143,12 @@ async fn upload_to_first_evaluation() {
         async move {
             let start = Instant::now();
             let resp = client.put(&url).body(bytes).send().await.expect("PUT");
-            assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+            assert_eq!(
+                resp.status(),
+                200,
+                "{}",
+                resp.text().await.unwrap_or_default()
+            );
             let body: serde_json::Value = resp.json().await.expect("JSON");
             let hash = body["data"]["hash"].as_str().expect("hash").to_string();
             let from_cache = body["data"]["fromCache"].as_bool().expect("fromCache");
@@ -233,7 +238,9 @@ fn throughput(swap: bool) -> f64 {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_secs(1));
-                manager.load(offer(&versions[i % 2]), &config).expect("swap");
+                manager
+                    .load(offer(&versions[i % 2]), &config)
+                    .expect("swap");
                 swaps.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
@@ -256,7 +263,11 @@ fn throughput(swap: bool) -> f64 {
     }
     println!(
         "  {:<38} {rate:>8.1} evaluations/s ({calls} in {THROUGHPUT_SECS} s, {} swaps)",
-        if swap { "swapping every second" } else { "no swaps" },
+        if swap {
+            "swapping every second"
+        } else {
+            "no swaps"
+        },
         swaps.load(Ordering::Relaxed)
     );
     rate
@@ -270,7 +281,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(upload_to_first_evaluation());
-    println!("evaluation throughput (zscore, {SERIES} series × {SAMPLES} samples, one evaluating thread):");
+    println!(
+        "evaluation throughput (zscore, {SERIES} series × {SAMPLES} samples, one evaluating thread):"
+    );
     let still = throughput(false);
     let swapping = throughput(true);
     let still_again = throughput(false);

@@ -47,7 +47,11 @@ fn replace_all(bytes: &[u8], from: &[u8], to: &[u8], at_least: usize) -> Vec<u8>
             i += 1;
         }
     }
-    assert!(found >= at_least, "{found} occurrences of {:?}", String::from_utf8_lossy(from));
+    assert!(
+        found >= at_least,
+        "{found} occurrences of {:?}",
+        String::from_utf8_lossy(from)
+    );
     out
 }
 
@@ -173,13 +177,18 @@ impl Harness {
     }
 
     async fn live_hash(&self, name: &str) -> String {
-        self.plugin(name).await["hash"].as_str().unwrap_or_default().to_string()
+        self.plugin(name).await["hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     async fn wait_live(&self, name: &str, hash: &str) {
-        eventually(Duration::from_secs(20), &format!("{name} live at {hash}"), || async {
-            (self.live_hash(name).await == hash).then_some(())
-        })
+        eventually(
+            Duration::from_secs(20),
+            &format!("{name} live at {hash}"),
+            || async { (self.live_hash(name).await == hash).then_some(()) },
+        )
         .await
     }
 
@@ -191,15 +200,22 @@ impl Harness {
     /// The alert's value after the first evaluation that started after now.
     async fn value_after_next_evaluation(&self) -> String {
         let after = chrono::Utc::now();
-        let rule = eventually(Duration::from_secs(10), "an evaluation after the swap", || async {
-            let rule = self.rule().await;
-            let last = rule["lastEvaluation"].as_str().and_then(|t| {
-                chrono::DateTime::parse_from_rfc3339(t).ok()
-            })?;
-            (last > after).then_some(rule)
-        })
+        let rule = eventually(
+            Duration::from_secs(10),
+            "an evaluation after the swap",
+            || async {
+                let rule = self.rule().await;
+                let last = rule["lastEvaluation"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())?;
+                (last > after).then_some(rule)
+            },
+        )
         .await;
-        rule["alerts"][0]["value"].as_str().unwrap_or_default().to_string()
+        rule["alerts"][0]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -227,23 +243,46 @@ async fn upload_versions_rollback_and_delete() {
     // Refused versions leave v2 live, with the reason.
     let (status, body) = h.put("variant", b"\0asm not really".to_vec(), None).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("cannot compile plugin"), "{body}");
-    let newer_wit = replace_all(&v2, b"klaxon:plugin/types@0.1.0", b"klaxon:plugin/types@0.9.0", 1);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot compile plugin"),
+        "{body}"
+    );
+    let newer_wit = replace_all(
+        &v2,
+        b"klaxon:plugin/types@0.1.0",
+        b"klaxon:plugin/types@0.9.0",
+        1,
+    );
     let (status, body) = h.put("variant", newer_wit, None).await;
     assert_eq!(status, 400, "{body}");
     let err = body["error"].as_str().unwrap();
-    assert!(err.contains("klaxon:plugin@0.9.0") && err.contains("klaxon:plugin@0.1.0"), "{err}");
+    assert!(
+        err.contains("klaxon:plugin@0.9.0") && err.contains("klaxon:plugin@0.1.0"),
+        "{err}"
+    );
     // A component calling itself another name is refused too.
     let (status, body) = h.put("zscore", v2.clone(), None).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("calls itself `variant`"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("calls itself `variant`"),
+        "{body}"
+    );
     assert_eq!(h.live_hash("variant").await, sha(&v2));
     let failure = &h.plugin("zscore").await["lastLoadError"];
     assert_eq!(failure["hash"], sha(&v2), "{failure}");
 
     // Both versions are kept, v2 live.
-    let versions =
-        get_json(&h.client, &format!("{}/api/v1/plugins/variant/versions", h.base)).await;
+    let versions = get_json(
+        &h.client,
+        &format!("{}/api/v1/plugins/variant/versions", h.base),
+    )
+    .await;
     let hashes: Vec<&str> = versions["data"]["versions"]
         .as_array()
         .unwrap()
@@ -261,7 +300,9 @@ async fn upload_versions_rollback_and_delete() {
     assert_eq!(h.value_after_next_evaluation().await, "1");
     let prefix = &sha(&v2)[..12];
     let (status, body) = h
-        .post(&format!("/api/v1/plugins/variant/rollback?version={prefix}"))
+        .post(&format!(
+            "/api/v1/plugins/variant/rollback?version={prefix}"
+        ))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["to"], sha(&v2));
@@ -289,7 +330,9 @@ async fn upload_versions_rollback_and_delete() {
     assert!(stats["calls"].as_u64().unwrap() > 0, "{p}");
     assert_eq!(stats["errors"], 0, "{p}");
     assert!(stats["p50_call_micros"].as_f64().unwrap() > 0.0, "{p}");
-    assert!(stats["p99_call_micros"].as_f64().unwrap() >= stats["p50_call_micros"].as_f64().unwrap());
+    assert!(
+        stats["p99_call_micros"].as_f64().unwrap() >= stats["p50_call_micros"].as_f64().unwrap()
+    );
     assert!(stats["peak_memory_bytes"].as_u64().unwrap() > 0, "{p}");
 
     // Removal is refused while used, and lists the users.
@@ -301,11 +344,20 @@ async fn upload_versions_rollback_and_delete() {
     let resp = del("variant").await.unwrap();
     assert_eq!(resp.status(), 409);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("rule `VariantFires`"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("rule `VariantFires`"),
+        "{body}"
+    );
     let resp = del("webhook").await.unwrap();
     assert_eq!(resp.status(), 409);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("receiver `hook`"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("receiver `hook`"),
+        "{body}"
+    );
     let resp = del("console").await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(h.plugin("console").await, Value::Null);
@@ -328,7 +380,13 @@ async fn compiled_versions_are_cached_on_disk_across_restarts() {
     let server = start_with(&yaml, data.path()).await;
     let client = reqwest::Client::new();
     let list = get_json(&client, &format!("http://{}/api/v1/plugins", server.addr())).await;
-    let variant = list["data"].as_array().unwrap().iter().find(|p| p["name"] == "variant").unwrap().clone();
+    let variant = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "variant")
+        .unwrap()
+        .clone();
     assert_eq!(variant["hash"], sha(&v7));
     assert_eq!(variant["fromCache"], false, "first load compiles");
     let cached: Vec<_> = std::fs::read_dir(data.path().join("plugin-cache"))
@@ -341,9 +399,18 @@ async fn compiled_versions_are_cached_on_disk_across_restarts() {
 
     let server = start_with(&yaml, data.path()).await;
     let list = get_json(&client, &format!("http://{}/api/v1/plugins", server.addr())).await;
-    let variant = list["data"].as_array().unwrap().iter().find(|p| p["name"] == "variant").unwrap().clone();
+    let variant = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "variant")
+        .unwrap()
+        .clone();
     assert_eq!(variant["hash"], sha(&v7));
-    assert_eq!(variant["fromCache"], true, "a restart loads the compiled component");
+    assert_eq!(
+        variant["fromCache"], true,
+        "a restart loads the compiled component"
+    );
     server.shutdown().await;
 }
 
@@ -369,7 +436,13 @@ async fn directory_drops_partial_writes_and_self_tests() {
         (f["hash"] == sha(half)).then_some(f)
     })
     .await;
-    assert!(failure["error"].as_str().unwrap().contains("cannot compile"), "{failure}");
+    assert!(
+        failure["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot compile"),
+        "{failure}"
+    );
     assert_eq!(h.live_hash("variant").await, sha(&v2));
     // The rest of the file arrives: the whole component loads.
     std::fs::write(h.dir.join("variant.wasm"), &v3).unwrap();
@@ -390,7 +463,10 @@ async fn directory_drops_partial_writes_and_self_tests() {
     })
     .await;
     let err = failure["error"].as_str().unwrap();
-    assert!(err.contains("self-test `fires on anything`") && err.contains("expected firing=true"), "{err}");
+    assert!(
+        err.contains("self-test `fires on anything`") && err.contains("expected firing=true"),
+        "{err}"
+    );
     assert_eq!(h.live_hash("variant").await, sha(&v3));
     // A version that passes it loads, with the manifest's limits.
     let v5 = variant('F', 5);
@@ -404,7 +480,11 @@ async fn directory_drops_partial_writes_and_self_tests() {
     assert_eq!(h.plugin("variant").await["limits"]["timeout"], "250ms");
     assert_eq!(h.plugin("variant").await["lastLoadError"], Value::Null);
 
-    let versions = get_json(&h.client, &format!("{}/api/v1/plugins/variant/versions", h.base)).await;
+    let versions = get_json(
+        &h.client,
+        &format!("{}/api/v1/plugins/variant/versions", h.base),
+    )
+    .await;
     let hashes: Vec<&str> = versions["data"]["versions"]
         .as_array()
         .unwrap()
@@ -433,19 +513,39 @@ async fn signatures_are_required_when_configured() {
     let v2 = variant('F', 2);
     let (status, body) = h.put("variant", v2.clone(), None).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not signed"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not signed"),
+        "{body}"
+    );
     // v1's signature on v2's bytes: tampered.
     let (status, body) = h.put("variant", v2.clone(), Some(&sig_v1)).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("does not match"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("does not match"),
+        "{body}"
+    );
     let (status, body) = h
-        .put("variant", v2.clone(), Some(&signing::sign(&stranger, &v2).unwrap()))
+        .put(
+            "variant",
+            v2.clone(),
+            Some(&signing::sign(&stranger, &v2).unwrap()),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not in plugins.trusted_keys"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in plugins.trusted_keys"),
+        "{body}"
+    );
     assert_eq!(h.live_hash("variant").await, sha(&v1));
     let (status, body) = h
-        .put("variant", v2.clone(), Some(&signing::sign(&secret, &v2).unwrap()))
+        .put(
+            "variant",
+            v2.clone(),
+            Some(&signing::sign(&secret, &v2).unwrap()),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["signedBy"], public);
@@ -454,14 +554,25 @@ async fn signatures_are_required_when_configured() {
     let v3 = variant('F', 3);
     std::fs::remove_file(h.dir.join("variant.wasm.sig")).unwrap();
     drop_component(&h.dir, "variant", &v3);
-    let failure = eventually(Duration::from_secs(20), "the unsigned drop refused", || async {
-        let f = h.plugin("variant").await["lastLoadError"].clone();
-        (f["hash"] == sha(&v3)).then_some(f)
-    })
+    let failure = eventually(
+        Duration::from_secs(20),
+        "the unsigned drop refused",
+        || async {
+            let f = h.plugin("variant").await["lastLoadError"].clone();
+            (f["hash"] == sha(&v3)).then_some(f)
+        },
+    )
     .await;
-    assert!(failure["error"].as_str().unwrap().contains("not signed"), "{failure}");
+    assert!(
+        failure["error"].as_str().unwrap().contains("not signed"),
+        "{failure}"
+    );
     assert_eq!(h.live_hash("variant").await, sha(&v2));
-    std::fs::write(h.dir.join("variant.wasm.sig"), signing::sign(&secret, &v3).unwrap()).unwrap();
+    std::fs::write(
+        h.dir.join("variant.wasm.sig"),
+        signing::sign(&secret, &v3).unwrap(),
+    )
+    .unwrap();
     h.wait_live("variant", &sha(&v3)).await;
     h.server.shutdown().await;
 }
@@ -488,7 +599,11 @@ async fn hundred_swaps_under_evaluation_fail_nothing_and_change_no_alert() {
             h.wait_live("variant", &sha(&bytes)).await;
         }
         // The first evaluation that starts after the swap judges with the new version.
-        assert_eq!(h.value_after_next_evaluation().await, n.to_string(), "swap {i}");
+        assert_eq!(
+            h.value_after_next_evaluation().await,
+            n.to_string(),
+            "swap {i}"
+        );
     }
 
     let rule = h.rule().await;
@@ -496,7 +611,10 @@ async fn hundred_swaps_under_evaluation_fail_nothing_and_change_no_alert() {
     assert_eq!(rule["lastError"], "", "{rule}");
     assert_eq!(rule["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(rule["alerts"][0]["state"], "firing");
-    assert_eq!(rule["alerts"][0]["activeAt"], active_at, "the alert never restarted");
+    assert_eq!(
+        rule["alerts"][0]["activeAt"], active_at,
+        "the alert never restarted"
+    );
     // No notification beyond the first: no transition happened.
     let all = got.all().await;
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -518,13 +636,17 @@ async fn a_version_trapping_on_30_percent_is_rolled_back_and_klaxon_alerts() {
     let (status, body) = h.put("variant", trapping.clone(), None).await;
     assert_eq!(status, 200, "{body}");
 
-    let alert = eventually(Duration::from_secs(60), "KlaxonPluginRolledBack at the webhook", || async {
-        got.all()
-            .await
-            .into_iter()
-            .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
-            .find(|a| a["labels"]["alertname"] == "KlaxonPluginRolledBack")
-    })
+    let alert = eventually(
+        Duration::from_secs(60),
+        "KlaxonPluginRolledBack at the webhook",
+        || async {
+            got.all()
+                .await
+                .into_iter()
+                .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+                .find(|a| a["labels"]["alertname"] == "KlaxonPluginRolledBack")
+        },
+    )
     .await;
     assert_eq!(alert["status"], "firing");
     assert_eq!(alert["labels"]["plugin"], "variant");
@@ -532,7 +654,11 @@ async fn a_version_trapping_on_30_percent_is_rolled_back_and_klaxon_alerts() {
     assert_eq!(alert["labels"]["to"], sha(&v1));
     assert_eq!(h.live_hash("variant").await, sha(&v1));
     // The trapping version failed evaluations; it is still kept for inspection.
-    let versions = get_json(&h.client, &format!("{}/api/v1/plugins/variant/versions", h.base)).await;
+    let versions = get_json(
+        &h.client,
+        &format!("{}/api/v1/plugins/variant/versions", h.base),
+    )
+    .await;
     let bad = versions["data"]["versions"]
         .as_array()
         .unwrap()
@@ -544,7 +670,10 @@ async fn a_version_trapping_on_30_percent_is_rolled_back_and_klaxon_alerts() {
         bad["health"]["calls"].as_u64().unwrap(),
         bad["health"]["traps"].as_u64().unwrap(),
     );
-    assert!(calls >= 60 && traps * 10 > calls, "calls {calls}, traps {traps}");
+    assert!(
+        calls >= 60 && traps * 10 > calls,
+        "calls {calls}, traps {traps}"
+    );
     assert_eq!(h.value_after_next_evaluation().await, "1");
     h.server.shutdown().await;
 }
@@ -570,6 +699,19 @@ async fn shadow_reports_the_exact_differing_verdicts_then_promotes() {
         (h.rule().await["alerts"].as_array().map_or(0, |a| a.len()) == 3).then_some(())
     })
     .await;
+    // Routing has told the webhook about all three before the shadow starts.
+    eventually(
+        Duration::from_secs(10),
+        "a notification with three alerts",
+        || async {
+            got.all()
+                .await
+                .iter()
+                .any(|b| b["alerts"].as_array().map_or(0, |a| a.len()) == 3)
+                .then_some(())
+        },
+    )
+    .await;
     let notified_before = got.all().await.len();
 
     let candidate = variant('D', 2);
@@ -583,10 +725,18 @@ async fn shadow_reports_the_exact_differing_verdicts_then_promotes() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["data"]["hash"], sha(&candidate));
-    assert_eq!(h.live_hash("variant").await, sha(&v1), "the live version stays");
+    assert_eq!(
+        h.live_hash("variant").await,
+        sha(&v1),
+        "the live version stays"
+    );
 
     let report = eventually(Duration::from_secs(10), "shadow comparisons", || async {
-        let r = get_json(&h.client, &format!("{}/api/v1/plugins/variant/shadow", h.base)).await;
+        let r = get_json(
+            &h.client,
+            &format!("{}/api/v1/plugins/variant/shadow", h.base),
+        )
+        .await;
         (r["data"]["calls"].as_u64().unwrap_or(0) >= 5).then_some(r)
     })
     .await;
@@ -605,7 +755,10 @@ async fn shadow_reports_the_exact_differing_verdicts_then_promotes() {
     assert!(!diffs.is_empty());
     for d in diffs {
         assert_eq!(d["rule"], "VariantFires");
-        assert_eq!(d["labels"], r#"{__name__="model_score",diff="1",model_name="churn"}"#, "{d}");
+        assert_eq!(
+            d["labels"], r#"{__name__="model_score",diff="1",model_name="churn"}"#,
+            "{d}"
+        );
         assert_eq!(d["live"]["firing"], true);
         assert_eq!(d["live"]["summary"], "v1");
         assert_eq!(d["shadow"]["firing"], false);
@@ -627,9 +780,13 @@ async fn shadow_reports_the_exact_differing_verdicts_then_promotes() {
         .unwrap();
     assert_eq!(resp.status(), 404);
     // Live now, the new version's verdict resolves the seeded series.
-    eventually(Duration::from_secs(10), "the seeded series resolved", || async {
-        (h.rule().await["alerts"].as_array().map_or(0, |a| a.len()) == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the seeded series resolved",
+        || async {
+            (h.rule().await["alerts"].as_array().map_or(0, |a| a.len()) == 2).then_some(())
+        },
+    )
     .await;
     h.server.shutdown().await;
 }

@@ -232,7 +232,10 @@ pub async fn plugin_export(
     use std::io::Write as _;
     let bytes: Vec<u8> = match from {
         Some(base) => {
-            let url = format!("{}/api/v1/plugins/{name}/component", base.trim_end_matches('/'));
+            let url = format!(
+                "{}/api/v1/plugins/{name}/component",
+                base.trim_end_matches('/')
+            );
             let response = reqwest::get(&url)
                 .await
                 .with_context(|| format!("cannot reach {url}"))?;

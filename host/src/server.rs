@@ -17,9 +17,7 @@ use crate::api::{AppState, Live, Reload, router};
 use crate::config::Config;
 use crate::plugins::lifecycle::{Candidate, PluginManager};
 use crate::plugins::signing::TrustPolicy;
-use crate::plugins::{
-    EngineSettings, Plugin, PluginEngine, PluginRegistry, PluginSource, watch,
-};
+use crate::plugins::{EngineSettings, Plugin, PluginEngine, PluginRegistry, PluginSource, watch};
 use crate::route::inhibit::Inhibitor;
 use crate::route::{AlertStore, Dispatcher, DispatcherQuery, Muter, Routing};
 use crate::rules::{EvalContext, build_groups, spawn_groups};
@@ -454,7 +452,11 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     }
     tasks.push(spawn_auto_rollback(state.clone()));
     if let (true, Some(r)) = (watch_config, &reloader) {
-        tasks.push(spawn_config_watch(r.path.clone(), r.clone(), state.clone())?);
+        tasks.push(spawn_config_watch(
+            r.path.clone(),
+            r.clone(),
+            state.clone(),
+        )?);
     }
 
     // Alerts from rules go through the alert store to the routing task of

@@ -121,9 +121,9 @@ pub async fn put(
             manager.load(candidate, &config)
         }
     })
-        .await
-        .map_err(|e| ApiError::internal(format!("plugin load panicked: {e}")))?
-        .map_err(error_response)?;
+    .await
+    .map_err(|e| ApiError::internal(format!("plugin load panicked: {e}")))?
+    .map_err(error_response)?;
     Ok(success(loaded))
 }
 
@@ -136,8 +136,13 @@ pub async fn versions(
     let (Some(versions), Some(live)) = (registry.versions(&name), registry.get(&name)) else {
         return Err(not_found(&name));
     };
-    let list: Vec<_> = versions.iter().map(|p| version_json(p, &live.hash)).collect();
-    Ok(success(json!({"name": name, "live": live.hash, "versions": list})))
+    let list: Vec<_> = versions
+        .iter()
+        .map(|p| version_json(p, &live.hash))
+        .collect();
+    Ok(success(
+        json!({"name": name, "live": live.hash, "versions": list}),
+    ))
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -157,12 +162,11 @@ pub async fn rollback(
 ) -> Result<Response, ApiError> {
     let (manager, config) = (state.manager.clone(), state.live.load().config.clone());
     let version = query.get("version").cloned();
-    let swap = tokio::task::spawn_blocking(move || {
-        manager.rollback(&name, version.as_deref(), &config)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("rollback panicked: {e}")))?
-    .map_err(error_response)?;
+    let swap =
+        tokio::task::spawn_blocking(move || manager.rollback(&name, version.as_deref(), &config))
+            .await
+            .map_err(|e| ApiError::internal(format!("rollback panicked: {e}")))?
+            .map_err(error_response)?;
     Ok(success(json!({
         "name": swap.name,
         "from": swap.previous.map(|p| p.hash.clone()),
@@ -230,7 +234,9 @@ pub async fn delete(
         .await
         .map_err(|e| ApiError::internal(format!("removal panicked: {e}")))?
         .map_err(error_response)?;
-    Ok(success(json!({"name": removed.info.name, "hash": removed.hash})))
+    Ok(success(
+        json!({"name": removed.info.name, "hash": removed.hash}),
+    ))
 }
 
 /// `GET /api/v1/plugins/NAME/component`: the live version's component bytes.

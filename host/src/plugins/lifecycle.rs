@@ -45,10 +45,7 @@ pub enum LoadError {
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error("plugin `{name}`: {source}")]
-    Manifest {
-        name: String,
-        source: ManifestError,
-    },
+    Manifest { name: String, source: ManifestError },
     #[error("plugin `{name}`: its config schema is not a valid JSON Schema: {reason}")]
     BadSchema { name: String, reason: String },
     #[error("plugin `{name}` would break {user}: {reason}")]
@@ -143,7 +140,11 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl PluginManager {
-    pub fn new(engine: Arc<PluginEngine>, registry: Arc<PluginRegistry>, trust: TrustPolicy) -> Self {
+    pub fn new(
+        engine: Arc<PluginEngine>,
+        registry: Arc<PluginRegistry>,
+        trust: TrustPolicy,
+    ) -> Self {
         Self {
             engine,
             registry,
@@ -279,8 +280,10 @@ impl PluginManager {
         plugin.reset_stats();
         if shadow {
             let plugin = Arc::new(plugin);
-            self.registry
-                .set_shadow(&name, Some(Arc::new(super::shadow::Shadow::new(plugin.clone()))))?;
+            self.registry.set_shadow(
+                &name,
+                Some(Arc::new(super::shadow::Shadow::new(plugin.clone()))),
+            )?;
             return Ok(Loaded {
                 name,
                 hash: plugin.hash.clone(),
@@ -295,9 +298,10 @@ impl PluginManager {
         }
         let swap = self.registry.insert_arc(Arc::new(plugin));
         if let Some(previous) = &swap.previous {
-            self.probation
-                .lock()
-                .insert(swap.name.clone(), (previous.hash.clone(), swap.live.clone()));
+            self.probation.lock().insert(
+                swap.name.clone(),
+                (previous.hash.clone(), swap.live.clone()),
+            );
         }
         Ok(Loaded {
             name,
@@ -477,7 +481,9 @@ pub fn check_users(plugin: &Plugin, users: &[PluginUse]) -> Result<(), LoadError
         {
             let at = e.instance_path().to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };
-            return Err(fail(format!("config at `{at}` fails the plugin's schema: {e}")));
+            return Err(fail(format!(
+                "config at `{at}` fails the plugin's schema: {e}"
+            )));
         }
         plugin
             .check_config(&user.config.to_string())

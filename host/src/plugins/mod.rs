@@ -406,7 +406,14 @@ impl Plugin {
     /// Zeroes the call counters (after the load pipeline's own calls).
     pub fn reset_stats(&self) {
         let s = &self.stats;
-        for c in [&s.calls, &s.errors, &s.traps, &s.timeouts, &s.total_call_micros, &s.peak_memory_bytes] {
+        for c in [
+            &s.calls,
+            &s.errors,
+            &s.traps,
+            &s.timeouts,
+            &s.total_call_micros,
+            &s.peak_memory_bytes,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
         for b in &s.call_times.buckets {

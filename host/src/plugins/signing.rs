@@ -25,7 +25,9 @@ pub enum SignatureError {
         "signed by key {0}, which is not in plugins.trusted_keys (plugins.require_signed is on)"
     )]
     UnknownKey(String),
-    #[error("signature by key {0} does not match the component (tampered or re-built after signing)")]
+    #[error(
+        "signature by key {0} does not match the component (tampered or re-built after signing)"
+    )]
     Mismatch(String),
     #[error("invalid key: {0}")]
     BadKey(String),

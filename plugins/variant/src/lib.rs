@@ -141,7 +141,9 @@ mod tests {
 
     #[test]
     fn trap_mode_picks_about_thirty_percent_of_times() {
-        let traps = (0..10_000i64).filter(|t| traps_at(1_700_000_000_000 + t * 50)).count();
+        let traps = (0..10_000i64)
+            .filter(|t| traps_at(1_700_000_000_000 + t * 50))
+            .count();
         assert!((2_700..3_300).contains(&traps), "{traps}");
     }
 
