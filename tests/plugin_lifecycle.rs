@@ -790,3 +790,59 @@ async fn shadow_reports_the_exact_differing_verdicts_then_promotes() {
     .await;
     h.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_changes_reload_by_themselves() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let path = data.path().join("klaxon.yml");
+    let yaml = |alert: &str| {
+        format!(
+            "groups:\n  - name: ml\n    interval: 100ms\n    rules:\n      - alert: {alert}\n        expr: vector(1)\n"
+        )
+    };
+    let first = yaml("First");
+    std::fs::write(&path, &first).unwrap();
+    let server = start(ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        config: Config::parse(&first, "klaxon.yml").expect("config"),
+        config_file: path.display().to_string(),
+        config_text: first.clone(),
+        config_path: Some(path.clone()),
+        data_dir: Some(data.path().to_path_buf()),
+    })
+    .await
+    .expect("klaxon starts");
+    let client = reqwest::Client::new();
+    let rule_name = || async {
+        let rules = get_json(&client, &format!("http://{}/api/v1/rules", server.addr())).await;
+        rules["data"]["groups"][0]["rules"][0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(rule_name().await, "First");
+
+    // Replaced the way editors do: a temporary file renamed over it.
+    let tmp = data.path().join(".klaxon.yml.swp");
+    std::fs::write(&tmp, yaml("Second")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the edited config in force",
+        || async { (rule_name().await == "Second").then_some(()) },
+    )
+    .await;
+
+    // An invalid edit leaves the running config in force.
+    std::fs::write(&path, "groups: [ {").unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rule_name().await, "Second");
+    std::fs::write(&path, yaml("Third")).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the next valid edit in force",
+        || async { (rule_name().await == "Third").then_some(()) },
+    )
+    .await;
+    server.shutdown().await;
+}
