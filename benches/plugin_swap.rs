@@ -32,7 +32,11 @@ const SAMPLES: usize = 240;
 const ROUNDS: usize = 30;
 const THROUGHPUT_SECS: u64 = 10;
 
+// A generous call deadline: the bench machine is shared, and a preempted
+// call must not fail the run.
 const YAML: &str = r#"
+plugins:
+  limits: { timeout: 10s }
 groups:
   - name: ml
     interval: 1h
@@ -204,7 +208,13 @@ fn throughput(swap: bool) -> f64 {
     );
     let registry = Arc::new(PluginRegistry::new());
     registry
-        .load_stock(&engine, &PluginLimits::default())
+        .load_stock(
+            &engine,
+            &PluginLimits {
+                timeout: Duration::from_secs(10),
+                ..PluginLimits::default()
+            },
+        )
         .expect("stock plugins");
     let manager = Arc::new(PluginManager::new(
         engine,
