@@ -232,6 +232,7 @@ pub async fn plugin_export(
     use std::io::Write as _;
     let bytes: Vec<u8> = match from {
         Some(base) => {
+            crate::server::install_tls_provider();
             let url = format!(
                 "{}/api/v1/plugins/{name}/component",
                 base.trim_end_matches('/')
