@@ -51,8 +51,10 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, String, Strin
 pub async fn check(path: &Path) -> anyhow::Result<()> {
     let (config, file, text) = load_config(Some(path))?;
     config.validate_static(&file, &text)?;
-    let registry = crate::server::load_plugins(&config, None).await?;
-    crate::server::validate(&config, &file, &text, registry).await?;
+    // The plugins directory counts when the config names it (`check` has no data dir).
+    let manager =
+        crate::server::load_plugins_managed(&config, None, config.plugins.dir.clone()).await?;
+    crate::server::validate(&config, &file, &text, manager.registry().clone()).await?;
     let rules: usize = config.groups.iter().map(|g| g.rules.len()).sum();
     println!(
         "{file}: OK ({} groups, {rules} rules, {} receivers)",

@@ -61,7 +61,7 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// Whether the error is about the request (4xx) rather than the host.
+    /// Whether the plugin is still in use (a conflict with the config).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::InUse { .. })
     }
