@@ -47,6 +47,7 @@ const STOCK: &[(&str, &str)] = &[
 const FIXTURES: &[(&str, &str)] = &[
     ("misbehave", "klaxon-plugin-misbehave"),
     ("sneaky", "klaxon-plugin-sneaky"),
+    ("variant", "klaxon-plugin-variant"),
 ];
 
 /// Shadow stack of the stock plugins, in bytes.

@@ -1,6 +1,7 @@
 //! The `klaxon` subcommands besides `serve`: `check` validates a config file,
-//! `plugin run` runs a detector on a batch from a JSON file. Also logging
-//! set-up and config loading shared with `serve`.
+//! `plugin run` runs a detector on a batch from a JSON file, `plugin export`
+//! writes a plugin's component, `plugin keygen` and `plugin sign` make
+//! signatures. Also logging set-up and config loading shared with `serve`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,8 +51,10 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, String, Strin
 pub async fn check(path: &Path) -> anyhow::Result<()> {
     let (config, file, text) = load_config(Some(path))?;
     config.validate_static(&file, &text)?;
-    let registry = crate::server::load_plugins(&config, None).await?;
-    crate::server::validate(&config, &file, &text, registry).await?;
+    // The plugins directory counts when the config names it (`check` has no data dir).
+    let manager =
+        crate::server::load_plugins_managed(&config, None, config.plugins.dir.clone()).await?;
+    crate::server::validate(&config, &file, &text, manager.registry().clone()).await?;
     let rules: usize = config.groups.iter().map(|g| g.rules.len()).sum();
     println!(
         "{file}: OK ({} groups, {rules} rules, {} receivers)",
@@ -218,5 +221,106 @@ pub async fn plugin_run(plugin: &str, config: &str, input: &Path) -> anyhow::Res
     .await
     .map_err(|e| anyhow!("plugin run panicked: {e}"))??;
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `klaxon plugin export NAME`: the component bytes to stdout.
+pub async fn plugin_export(
+    name: &str,
+    config: Option<&Path>,
+    data_dir: &Path,
+    from: Option<&str>,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let bytes: Vec<u8> = match from {
+        Some(base) => {
+            crate::server::install_tls_provider();
+            let url = format!(
+                "{}/api/v1/plugins/{name}/component",
+                base.trim_end_matches('/')
+            );
+            let response = reqwest::get(&url)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = response.status();
+            let body = response.bytes().await.context("reading the component")?;
+            if !status.is_success() {
+                bail!("{url}: {status}: {}", String::from_utf8_lossy(&body));
+            }
+            body.to_vec()
+        }
+        None => local_component(name, config, data_dir)?,
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes).context("writing to stdout")?;
+    out.flush().context("writing to stdout")?;
+    Ok(())
+}
+
+/// A plugin's component from the plugins directory, `plugins.files` or the
+/// stock plugins, in the order `serve` lets them win.
+fn local_component(name: &str, config: Option<&Path>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let config = match config {
+        Some(path) => Some(load_config(Some(path))?.0),
+        None => None,
+    };
+    let dir = match &config {
+        Some(c) => crate::server::plugins_dir(c, Some(data_dir)),
+        None => Some(data_dir.join("plugins")),
+    };
+    if let Some(dir) = dir {
+        let path = dir.join(format!("{name}.wasm"));
+        if path.exists() {
+            return std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
+        }
+    }
+    if let Some(config) = &config
+        && !config.plugins.files.is_empty()
+    {
+        let engine = PluginEngine::new(EngineSettings::default())?;
+        for path in &config.plugins.files {
+            let plugin = Plugin::load_file(&engine, path, PluginLimits::default())
+                .with_context(|| format!("loading plugin file {}", path.display()))?;
+            if plugin.info.name == name {
+                return Ok(plugin.bytes.to_vec());
+            }
+        }
+    }
+    stock::bytes(name).map(<[u8]>::to_vec).ok_or_else(|| {
+        anyhow!("no plugin named `{name}`: not a stock plugin, nor in the plugins directory or plugins.files")
+    })
+}
+
+/// `klaxon plugin keygen --out FILE`.
+pub fn plugin_keygen(out: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let (secret, public) = crate::plugins::signing::generate_key();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("cannot write {}", out.display()))?;
+    println!("secret key written to {}", out.display());
+    println!("public key (add it to plugins.trusted_keys): {public}");
+    Ok(())
+}
+
+/// `klaxon plugin sign FILE --key KEY`: writes `FILE.sig`.
+pub fn plugin_sign(file: &Path, key: &Path) -> anyhow::Result<()> {
+    let secret = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read the key {}", key.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let line = crate::plugins::signing::sign(&secret, &bytes)?;
+    let mut sig = file.as_os_str().to_owned();
+    sig.push(".sig");
+    let sig = std::path::PathBuf::from(sig);
+    std::fs::write(&sig, line).with_context(|| format!("cannot write {}", sig.display()))?;
+    println!("{}", sig.display());
     Ok(())
 }

@@ -285,6 +285,50 @@ pub struct PluginsConfig {
     pub overrides: BTreeMap<String, PluginLimits>,
     /// Component files to load at start (each known by the name it reports).
     pub files: Vec<PathBuf>,
+    /// The watched plugins directory: `NAME.wasm` (with optional `NAME.toml`
+    /// and `NAME.wasm.sig`) dropped there is loaded while Klaxon runs.
+    /// Default: `plugins/` in the data directory (none without one).
+    pub dir: Option<PathBuf>,
+    /// Refuse components (files, directory, upload) without a valid
+    /// signature by one of `trusted_keys`. Stock plugins are trusted.
+    pub require_signed: bool,
+    /// Ed25519 public keys (64 hex digits) whose signatures are trusted.
+    pub trusted_keys: Vec<String>,
+    /// Re-read the config file when it changes (beside `POST /-/reload` and
+    /// SIGHUP). Default: on when Klaxon runs from a config file.
+    pub watch_config: Option<bool>,
+    /// Roll a new live version back when it fails too often in its first
+    /// calls. Off unless set.
+    pub auto_rollback: Option<AutoRollbackConfig>,
+}
+
+/// `plugins.auto_rollback`: a new live version whose error rate (errors,
+/// traps and timeouts over calls) exceeds `max_error_rate` once it has made
+/// `calls` calls is replaced by the version it replaced, and Klaxon raises
+/// `KlaxonPluginRolledBack`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoRollbackConfig {
+    pub calls: u64,
+    pub max_error_rate: f64,
+}
+
+impl Default for AutoRollbackConfig {
+    fn default() -> Self {
+        Self {
+            calls: 50,
+            max_error_rate: 0.1,
+        }
+    }
+}
+
+/// A rule or receiver that uses a plugin, with the config it gives it.
+#[derive(Debug, Clone)]
+pub struct PluginUse {
+    /// `rule `NAME`` or `receiver `NAME``.
+    pub user: String,
+    pub kind: PluginKind,
+    pub config: serde_json::Value,
 }
 
 impl PluginsConfig {
@@ -1288,6 +1332,39 @@ impl Config {
             }
         }
         Ok(names)
+    }
+
+    /// Every rule and receiver integration that uses plugin `name`.
+    pub fn plugin_users(&self, name: &str) -> Vec<PluginUse> {
+        let mut users = Vec::new();
+        for rule in self.groups.iter().flat_map(|g| g.rules.iter()) {
+            if rule.detector.as_deref() == Some(name) {
+                users.push(PluginUse {
+                    user: format!("rule `{}`", rule.name()),
+                    kind: PluginKind::Detector,
+                    config: rule.config.clone(),
+                });
+            }
+            if rule.composite.as_deref() == Some(name) {
+                users.push(PluginUse {
+                    user: format!("rule `{}`", rule.name()),
+                    kind: PluginKind::Composite,
+                    config: rule.config.clone(),
+                });
+            }
+        }
+        for receiver in &self.receivers {
+            for integration in receiver.integrations() {
+                if integration.plugin == name {
+                    users.push(PluginUse {
+                        user: format!("receiver `{}`", receiver.name),
+                        kind: PluginKind::Notifier,
+                        config: integration.config,
+                    });
+                }
+            }
+        }
+        users
     }
 
     /// Checks references to plugins: each rule's detector and each receiver's

@@ -122,6 +122,36 @@ enum PluginCommand {
         #[arg(long)]
         input: PathBuf,
     },
+    /// Write a plugin's component to stdout (`klaxon plugin export NAME > NAME.wasm`):
+    /// a stock plugin, one in the plugins directory or `plugins.files`, or,
+    /// with `--from`, the live version in a running Klaxon.
+    Export {
+        /// The plugin's name.
+        name: String,
+        /// Config file whose `plugins.files` and `plugins.dir` are searched.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory whose `plugins/` is searched (as `serve` uses it).
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Base URL of a running Klaxon to fetch the live version from.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Create an Ed25519 signing key; prints the public key for `plugins.trusted_keys`.
+    Keygen {
+        /// Where to write the secret key (refuses to overwrite).
+        #[arg(long, default_value = "klaxon-plugin.key")]
+        out: PathBuf,
+    },
+    /// Sign a component: writes `FILE.sig` beside it.
+    Sign {
+        /// The component file.
+        file: PathBuf,
+        /// The secret key file from `klaxon plugin keygen`.
+        #[arg(long, default_value = "klaxon-plugin.key")]
+        key: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -169,6 +199,21 @@ fn main() -> ExitCode {
                         input,
                     },
             } => cli::plugin_run(&plugin, &config, &input).await,
+            Command::Plugin {
+                command:
+                    PluginCommand::Export {
+                        name,
+                        config,
+                        data_dir,
+                        from,
+                    },
+            } => cli::plugin_export(&name, config.as_deref(), &data_dir, from.as_deref()).await,
+            Command::Plugin {
+                command: PluginCommand::Keygen { out },
+            } => cli::plugin_keygen(&out),
+            Command::Plugin {
+                command: PluginCommand::Sign { file, key },
+            } => cli::plugin_sign(&file, &key),
             Command::Routes {
                 command: RoutesCommand::Show { config },
             } => klaxon_host::routes_cli::show(&config),

@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 use crate::alert::Alert;
 use crate::api::{AppState, Live, Reload, router};
 use crate::config::Config;
-use crate::plugins::{EngineSettings, Plugin, PluginEngine, PluginRegistry};
+use crate::plugins::lifecycle::{Candidate, PluginManager};
+use crate::plugins::signing::TrustPolicy;
+use crate::plugins::{EngineSettings, Plugin, PluginEngine, PluginRegistry, PluginSource, watch};
 use crate::route::inhibit::Inhibitor;
 use crate::route::{AlertStore, Dispatcher, DispatcherQuery, Muter, Routing};
 use crate::rules::{EvalContext, build_groups, spawn_groups};
@@ -92,8 +94,30 @@ pub async fn load_plugins(
     config: &Config,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Arc<PluginRegistry>> {
+    let manager = load_plugins_managed(config, data_dir, None).await?;
+    Ok(manager.registry().clone())
+}
+
+/// The plugins directory: `plugins.dir`, else `plugins/` in the data
+/// directory, else none.
+pub fn plugins_dir(config: &Config, data_dir: Option<&std::path::Path>) -> Option<PathBuf> {
+    config
+        .plugins
+        .dir
+        .clone()
+        .or_else(|| data_dir.map(|d| d.join("plugins")))
+}
+
+/// Builds the plugin engine, registry and load pipeline: stock plugins,
+/// configured files (which must load), then the components in the plugins
+/// directory (one that fails to load is logged and skipped).
+pub async fn load_plugins_managed(
+    config: &Config,
+    data_dir: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+) -> anyhow::Result<Arc<PluginManager>> {
     let config = config.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<PluginRegistry>> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<PluginManager>> {
         let max_memory = std::iter::once(&config.plugins.limits)
             .chain(config.plugins.overrides.values())
             .map(|l| l.memory_bytes)
@@ -109,18 +133,39 @@ pub async fn load_plugins(
         let engine = Arc::new(PluginEngine::new(settings)?);
         let registry = Arc::new(PluginRegistry::new());
         registry.load_stock(&engine, &config.plugins.limits)?;
+        let trust = TrustPolicy::new(config.plugins.require_signed, &config.plugins.trusted_keys)
+            .context("plugins.trusted_keys")?;
+        let manager = Arc::new(PluginManager::new(engine.clone(), registry.clone(), trust));
         for path in &config.plugins.files {
-            let plugin = Plugin::load_file(&engine, path, config.plugins.limits.clone())
+            // Files are known by the name they report: learn it, then load
+            // through the pipeline (the second compile is a cache hit when
+            // there is a data directory).
+            let probe = Plugin::load_file(&engine, path, config.plugins.limits.clone())
                 .with_context(|| format!("loading plugin file {}", path.display()))?;
-            let name = plugin.info.name.clone();
-            let limits = config.plugins.limits_for(&name);
-            let plugin = if limits != plugin.limits {
-                Plugin::load_file(&engine, path, limits)?
-            } else {
-                plugin
+            let candidate = Candidate {
+                name: probe.info.name.clone(),
+                bytes: probe.bytes.clone(),
+                source: PluginSource::File(path.clone()),
+                manifest: None,
+                signature: watch::read_signature(path)?,
             };
-            tracing::info!(plugin = %name, kind = %plugin.info.kind, path = %path.display(), "loaded plugin file");
-            registry.insert(plugin);
+            drop(probe);
+            let loaded = manager
+                .load(candidate, &config)
+                .with_context(|| format!("loading plugin file {}", path.display()))?;
+            tracing::info!(plugin = %loaded.name, kind = %loaded.kind, path = %path.display(), "loaded plugin file");
+        }
+        if let Some(dir) = &plugins_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the plugins directory {}", dir.display()))?;
+            for name in watch::scan(dir)? {
+                let loaded = watch::read_candidate(dir, &name)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|c| Ok(manager.load(c, &config)?));
+                if let Err(e) = loaded {
+                    tracing::error!(plugin = %name, dir = %dir.display(), error = %format!("{e:#}"), "plugin in the plugins directory not loaded");
+                }
+            }
         }
         // Stock plugins with overridden limits are reloaded with them.
         for (name, limits) in &config.plugins.overrides {
@@ -131,7 +176,7 @@ pub async fn load_plugins(
                 registry.insert(plugin);
             }
         }
-        Ok(registry)
+        Ok(manager)
     })
     .await
     .map_err(|e| anyhow!("plugin loading panicked: {e}"))?
@@ -367,7 +412,10 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         .as_ref()
         .map(crate::api::tls::acceptor)
         .transpose()?;
-    let plugins = load_plugins(&config, data_dir.clone()).await?;
+    let plugins_dir = plugins_dir(&config, data_dir.as_deref());
+    let watch_config = config_path.is_some() && config.plugins.watch_config.unwrap_or(true);
+    let manager = load_plugins_managed(&config, data_dir.clone(), plugins_dir.clone()).await?;
+    let plugins = manager.registry().clone();
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
     release_freed_memory();
 
@@ -404,7 +452,19 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         started_at: chrono::Utc::now(),
         live: arc_swap::ArcSwap::from_pointee(live),
         reloader: reloader.clone().map(|r| r as Arc<dyn Reload>),
+        manager,
     });
+    if let Some(dir) = &plugins_dir {
+        tasks.push(spawn_plugins_dir_watch(dir.clone(), state.clone())?);
+    }
+    tasks.push(spawn_auto_rollback(state.clone()));
+    if let (true, Some(r)) = (watch_config, &reloader) {
+        tasks.push(spawn_config_watch(
+            r.path.clone(),
+            r.clone(),
+            state.clone(),
+        )?);
+    }
 
     // Alerts from rules go through the alert store to the routing task of
     // the config in force.
@@ -525,6 +585,135 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
         generation,
         state,
     })
+}
+
+/// Loads what changes in the plugins directory through the load pipeline.
+fn spawn_plugins_dir_watch(dir: PathBuf, state: Arc<AppState>) -> anyhow::Result<JoinHandle<()>> {
+    let (watch, mut changes) = watch::watch_dir(&dir, watch::plugin_name_of)?;
+    tracing::info!(dir = %dir.display(), "watching the plugins directory");
+    Ok(tokio::spawn(async move {
+        let _watch = watch;
+        while let Some(names) = changes.recv().await {
+            for name in names {
+                let candidate = match watch::read_settled(&dir, &name).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(plugin = %name, error = %e, "plugin file not loaded");
+                        continue;
+                    }
+                };
+                let (manager, config) = (state.manager.clone(), state.live.load().config.clone());
+                // Outcomes are logged and kept by the manager.
+                let _ = tokio::task::spawn_blocking(move || manager.load(candidate, &config)).await;
+            }
+        }
+    }))
+}
+
+/// How often new live versions are checked for automatic rollback.
+const PROBATION_CHECK: Duration = Duration::from_millis(200);
+
+/// Rolls back new live versions that fail too often
+/// (`plugins.auto_rollback`) and raises `KlaxonPluginRolledBack` through the
+/// alert store and the routing in force, as an alert posted to the API is.
+fn spawn_auto_rollback(state: Arc<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBATION_CHECK);
+        loop {
+            tick.tick().await;
+            let live = state.live.load_full();
+            let Some(policy) = live.config.plugins.auto_rollback else {
+                continue;
+            };
+            let manager = state.manager.clone();
+            let Ok(rolled) =
+                tokio::task::spawn_blocking(move || manager.check_probation(&policy)).await
+            else {
+                continue;
+            };
+            if rolled.is_empty() {
+                continue;
+            }
+            let now = chrono::Utc::now();
+            let ends = now
+                + chrono::Duration::from_std(live.config.global.resolve_timeout)
+                    .unwrap_or(chrono::Duration::minutes(5));
+            let alerts = rolled
+                .iter()
+                .map(|r| crate::route::StoredAlert {
+                    alert: Alert {
+                        labels: crate::store::Labels::new([
+                            ("alertname", "KlaxonPluginRolledBack"),
+                            ("plugin", r.name.as_str()),
+                            ("from", r.from.as_str()),
+                            ("to", r.to.as_str()),
+                            ("severity", "warning"),
+                        ]),
+                        annotations: [(
+                            "summary".to_string(),
+                            format!(
+                                "plugin {} version {} failed {} of its first {} calls and was rolled back to {}",
+                                r.name,
+                                &r.from[..12.min(r.from.len())],
+                                r.errors,
+                                r.calls,
+                                &r.to[..12.min(r.to.len())]
+                            ),
+                        )]
+                        .into(),
+                        starts_at: now,
+                        ends_at: Some(ends),
+                        generator_url: format!(
+                            "{}/api/v1/plugins/{}/versions",
+                            live.config.global.external_url, r.name
+                        ),
+                    },
+                    updated_at: now,
+                    timeout: true,
+                })
+                .collect();
+            let merged = state.alerts.put(alerts, now);
+            if live.dispatch.send(merged).await.is_err() {
+                tracing::debug!("routing task gone (reload or shutdown)");
+            }
+        }
+    })
+}
+
+/// Reloads the config when its file changes (a third way beside
+/// `POST /-/reload` and SIGHUP). The directory is watched, so editors that
+/// replace the file by renaming are seen too.
+fn spawn_config_watch(
+    path: PathBuf,
+    reloader: Arc<FileReloader>,
+    state: Arc<AppState>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_os_string())
+        .ok_or_else(|| anyhow!("config path {} has no file name", path.display()))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (watch, mut changes) = watch::watch_dir(&dir, move |p: &std::path::Path| {
+        (p.file_name() == Some(file_name.as_os_str())).then(String::new)
+    })?;
+    tracing::info!(file = %path.display(), "reloading the config when it changes");
+    Ok(tokio::spawn(async move {
+        let _watch = watch;
+        while changes.recv().await.is_some() {
+            // Only a changed text reloads (a touch or a rewrite of the same text does not).
+            let Ok(text) = tokio::fs::read_to_string(&path).await else {
+                continue;
+            };
+            if text == state.live.load().config_text {
+                continue;
+            }
+            let _ = reloader.reload(&state).await;
+        }
+    }))
 }
 
 /// Hands the heap that compiling the plugins freed back to the OS. The

@@ -8,6 +8,7 @@
 //! - `auth`: bearer tokens, the scope of every route, per-token limits.
 //! - `tls`: HTTPS (rustls) for the listener.
 //! - `params`: Prometheus read-API parameters (times, durations, `match[]`).
+//! - `plugins`: plugin versions: list, upload, rollback, removal.
 //! - `prom_meta`: the Prometheus metadata endpoints (series, labels, buildinfo).
 //! - `prom_query`: the Prometheus query endpoints (`query`, `query_range`).
 
@@ -38,6 +39,7 @@ use tokio::sync::mpsc;
 mod am;
 pub mod auth;
 pub(crate) mod params;
+mod plugins;
 mod prom_ingest;
 mod prom_meta;
 mod prom_query;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub live: ArcSwap<Live>,
     /// Reloads the config from its file; `None` when it has no file.
     pub reloader: Option<Arc<dyn Reload>>,
+    /// The plugin load pipeline (upload, rollback, removal).
+    pub manager: Arc<crate::plugins::lifecycle::PluginManager>,
 }
 
 /// The parts of a running Klaxon that come from its config.
@@ -106,7 +110,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/slos", get(slos))
-        .route("/api/v1/plugins", get(plugins))
+        .route("/api/v1/plugins", get(plugins::list))
+        .route(
+            "/api/v1/plugins/{name}",
+            axum::routing::put(plugins::put)
+                .delete(plugins::delete)
+                .layer(DefaultBodyLimit::max(plugins::MAX_COMPONENT_BYTES)),
+        )
+        .route("/api/v1/plugins/{name}/versions", get(plugins::versions))
+        .route("/api/v1/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/api/v1/plugins/{name}/component", get(plugins::component))
+        .route(
+            "/api/v1/plugins/{name}/shadow",
+            get(plugins::shadow_report).delete(plugins::shadow_stop),
+        )
+        .route("/api/v1/plugins/{name}/promote", post(plugins::promote))
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/status/runtime", get(runtime))
         .route(
@@ -301,6 +319,7 @@ async fn rules(State(state): State<Arc<AppState>>) -> Response {
                         "lastEvaluation": h.last_evaluation,
                         "evaluationTime": h.evaluation_seconds,
                         "series": h.series,
+                        "evaluationFailures": h.failures,
                     })
                 })
                 .collect();
@@ -326,28 +345,6 @@ async fn slos(State(state): State<Arc<AppState>>) -> Response {
         Ok(list) => success(list),
         Err(e) => ApiError::internal(format!("slo status: {e}")).into_response(),
     }
-}
-
-async fn plugins(State(state): State<Arc<AppState>>) -> Response {
-    let list: Vec<_> = state
-        .plugins
-        .list()
-        .iter()
-        .map(|p| {
-            json!({
-                "name": p.info.name,
-                "kind": p.info.kind,
-                "version": p.info.version,
-                "hash": p.hash,
-                "source": p.source,
-                "description": p.info.description,
-                "loadedAt": p.loaded_at,
-                "limits": p.limits,
-                "stats": p.stats(),
-            })
-        })
-        .collect();
-    success(list)
 }
 
 async fn notifications(State(state): State<Arc<AppState>>) -> Response {

@@ -122,6 +122,12 @@ impl PluginEngine {
     /// wasmtime version and settings). A cached load costs well under a
     /// millisecond; a cold compile tens of milliseconds.
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, String), PluginError> {
+        self.compile_cached(bytes).map(|(c, hash, _)| (c, hash))
+    }
+
+    /// Like [`PluginEngine::compile`]; the flag tells whether the compiled
+    /// component came from the disk cache.
+    pub fn compile_cached(&self, bytes: &[u8]) -> Result<(Component, String, bool), PluginError> {
         let hash = hex::encode(Sha256::digest(bytes));
         let cached = self.cache_path(&hash);
         if let Some(path) = &cached
@@ -131,7 +137,7 @@ impl PluginEngine {
             // same engine configuration (the compatibility hash is in its name)
             // into our own data directory; wasmtime re-checks the header anyway.
             match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(component) => return Ok((component, hash)),
+                Ok(component) => return Ok((component, hash, true)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "dropping unusable cached plugin")
                 }
@@ -144,7 +150,7 @@ impl PluginEngine {
         {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled plugin");
         }
-        Ok((component, hash))
+        Ok((component, hash, false))
     }
 
     fn cache_path(&self, hash: &str) -> Option<PathBuf> {

@@ -64,6 +64,7 @@ impl CallState {
             limiter: MemoryLimiter {
                 max_bytes: limits.memory_bytes,
                 denied: false,
+                peak_bytes: 0,
             },
             plugin,
             log_budget: limits.max_log_lines,
@@ -111,6 +112,8 @@ impl WasiView for CallState {
 pub(crate) struct MemoryLimiter {
     max_bytes: u64,
     pub(crate) denied: bool,
+    /// Largest memory size granted during the call.
+    pub(crate) peak_bytes: u64,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -121,7 +124,9 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let ok = desired as u64 <= self.max_bytes;
-        if !ok {
+        if ok {
+            self.peak_bytes = self.peak_bytes.max(desired as u64);
+        } else {
             self.denied = true;
         }
         Ok(ok)

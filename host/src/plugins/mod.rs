@@ -14,7 +14,12 @@
 pub mod bindings;
 pub mod engine;
 mod host;
+pub mod lifecycle;
+pub mod manifest;
+pub mod shadow;
+pub mod signing;
 pub mod stock;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +67,8 @@ pub enum PluginError {
     NameMismatch { name: String, reported: String },
     #[error("no plugin named `{0}` is loaded")]
     NotFound(String),
+    #[error("plugin `{name}` has no kept version {version}")]
+    NoSuchVersion { name: String, version: String },
     #[error("plugin `{name}` is a {actual}, not a {expected}")]
     WrongKind {
         name: String,
@@ -70,7 +77,23 @@ pub enum PluginError {
     },
     #[error("plugin `{name}` rejects its config: {reason}")]
     BadConfig { name: String, reason: String },
+    #[error(
+        "plugin `{name}` was built for {package}@{found}; this host implements {package}@{host} (needs the same major version and a minor version ≤ {host_minor})"
+    )]
+    IncompatibleWit {
+        name: String,
+        package: String,
+        found: String,
+        host: String,
+        host_minor: u64,
+    },
 }
+
+/// The WIT package every plugin world belongs to.
+pub const WIT_PACKAGE: &str = "klaxon:plugin";
+
+/// The version of [`WIT_PACKAGE`] this host implements (`wit/klaxon.wit`).
+pub const WIT_VERSION: &str = "0.1.0";
 
 /// Why one plugin call failed. The call's caller records it; nothing else fails.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -154,6 +177,8 @@ pub enum PluginSource {
     Stock,
     /// Loaded from a component file.
     File(PathBuf),
+    /// Uploaded through `PUT /api/v1/plugins/NAME`.
+    Upload,
 }
 
 /// Call counters for one plugin version.
@@ -164,6 +189,78 @@ pub struct PluginStats {
     pub traps: AtomicU64,
     pub timeouts: AtomicU64,
     pub total_call_micros: AtomicU64,
+    /// Largest linear memory any call of this version grew to, in bytes.
+    pub peak_memory_bytes: AtomicU64,
+    /// Call durations, for percentiles.
+    pub call_times: CallTimes,
+}
+
+/// Buckets of call durations in microseconds: four equal sub-buckets per
+/// power of two, so a percentile is known to within 25 %.
+#[derive(Debug)]
+pub struct CallTimes {
+    buckets: [AtomicU64; CALL_TIME_BUCKETS],
+}
+
+const CALL_TIME_BUCKETS: usize = 128;
+
+impl Default for CallTimes {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl CallTimes {
+    fn bucket(micros: u64) -> usize {
+        if micros == 0 {
+            return 0;
+        }
+        // 4 * log2(micros), from the integer log and the next two bits.
+        let log = 63 - u64::from(micros.leading_zeros());
+        let frac = if log >= 2 {
+            (micros >> (log - 2)) & 0b11
+        } else {
+            (micros << (2 - log)) & 0b11
+        };
+        ((log * 4 + frac) as usize).min(CALL_TIME_BUCKETS - 1)
+    }
+
+    /// Counts one call.
+    pub fn record(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[Self::bucket(micros)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `q`-quantile (0..=1) in microseconds: the upper bound of the
+    /// bucket holding it; 0 without calls.
+    pub fn quantile_micros(&self, q: f64) -> f64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::upper_bound(i);
+            }
+        }
+        Self::upper_bound(CALL_TIME_BUCKETS - 1)
+    }
+
+    /// The exclusive upper bound of bucket `i`, in microseconds.
+    fn upper_bound(i: usize) -> f64 {
+        let (log, frac) = (i / 4, i % 4);
+        (5 + frac) as f64 * 2f64.powi(log as i32) / 4.0
+    }
 }
 
 /// A snapshot of `PluginStats`.
@@ -174,6 +271,11 @@ pub struct PluginStatsSnapshot {
     pub traps: u64,
     pub timeouts: u64,
     pub mean_call_micros: f64,
+    /// Median call time (its bucket's upper bound, within 25 %).
+    pub p50_call_micros: f64,
+    /// 99th percentile call time (its bucket's upper bound, within 25 %).
+    pub p99_call_micros: f64,
+    pub peak_memory_bytes: u64,
 }
 
 enum Runner {
@@ -191,6 +293,10 @@ pub struct Plugin {
     pub limits: PluginLimits,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
     pub stats: PluginStats,
+    /// The component as loaded (what `export` writes and rollback re-checks).
+    pub bytes: bytes::Bytes,
+    /// The compiled component came from the disk cache (no compile).
+    pub from_cache: bool,
     engine: Engine,
     runner: Runner,
 }
@@ -216,8 +322,27 @@ impl Plugin {
         source: PluginSource,
         limits: PluginLimits,
     ) -> Result<Self, PluginError> {
+        Self::load_bytes(
+            engine,
+            expected,
+            bytes::Bytes::copy_from_slice(bytes),
+            source,
+            limits,
+        )
+    }
+
+    /// Like [`Plugin::load`], keeping `bytes` without a copy (stock plugins
+    /// pass `Bytes::from_static`).
+    pub fn load_bytes(
+        engine: &PluginEngine,
+        expected: Option<&str>,
+        bytes: bytes::Bytes,
+        source: PluginSource,
+        limits: PluginLimits,
+    ) -> Result<Self, PluginError> {
         let label = expected.unwrap_or("(unnamed)");
-        let (component, hash) = engine.compile(bytes)?;
+        let (component, hash, from_cache) = engine.compile_cached(&bytes)?;
+        check_wit_version(engine.engine(), label, &component)?;
         let runner = link(engine.engine(), label, &component)?;
         let mut plugin = Plugin {
             info: PluginInfo {
@@ -232,6 +357,8 @@ impl Plugin {
             limits,
             loaded_at: chrono::Utc::now(),
             stats: PluginStats::default(),
+            bytes,
+            from_cache,
             engine: engine.engine().clone(),
             runner,
         };
@@ -272,13 +399,31 @@ impl Plugin {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::load(
+        Self::load_bytes(
             engine,
             None,
-            &bytes,
+            bytes.into(),
             PluginSource::File(path.to_path_buf()),
             limits,
         )
+    }
+
+    /// Zeroes the call counters (after the load pipeline's own calls).
+    pub fn reset_stats(&self) {
+        let s = &self.stats;
+        for c in [
+            &s.calls,
+            &s.errors,
+            &s.traps,
+            &s.timeouts,
+            &s.total_call_micros,
+            &s.peak_memory_bytes,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for b in &s.call_times.buckets {
+            b.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The plugin's name.
@@ -300,6 +445,9 @@ impl Plugin {
             } else {
                 micros as f64 / calls as f64
             },
+            p50_call_micros: self.stats.call_times.quantile_micros(0.5),
+            p99_call_micros: self.stats.call_times.quantile_micros(0.99),
+            peak_memory_bytes: self.stats.peak_memory_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -330,6 +478,10 @@ impl Plugin {
         self.stats
             .total_call_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.stats.call_times.record(elapsed);
+        self.stats
+            .peak_memory_bytes
+            .fetch_max(store.data().limiter.peak_bytes, Ordering::Relaxed);
         result.map_err(|err| {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             let classified = if store.data().limiter.denied {
@@ -598,11 +750,74 @@ fn link(engine: &Engine, name: &str, component: &Component) -> Result<Runner, Pl
     }
 }
 
-/// The plugins the host knows, by name. Lookups are cheap and lock-free for
-/// readers in practice (a read lock held for a map lookup).
+/// Refuses a component built against another version of the plugin WIT
+/// package: the same major version and a minor version no newer than the
+/// host's are accepted. The version is read from the component's imports of
+/// `klaxon:plugin/...@X.Y.Z` interfaces (every world imports `types` and `log`).
+fn check_wit_version(
+    engine: &Engine,
+    name: &str,
+    component: &Component,
+) -> Result<(), PluginError> {
+    let (host_major, host_minor) = major_minor(WIT_VERSION).unwrap_or((0, 0));
+    let prefix = format!("{WIT_PACKAGE}/");
+    for (import, _) in component.component_type().imports(engine) {
+        let Some(rest) = import.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((_, version)) = rest.split_once('@') else {
+            continue;
+        };
+        let compatible = major_minor(version)
+            .is_some_and(|(major, minor)| major == host_major && minor <= host_minor);
+        if !compatible {
+            return Err(PluginError::IncompatibleWit {
+                name: name.to_string(),
+                package: WIT_PACKAGE.to_string(),
+                found: version.to_string(),
+                host: WIT_VERSION.to_string(),
+                host_minor,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// How many versions of one plugin stay loaded (warm) for rollback.
+pub const KEPT_VERSIONS: usize = 16;
+
+/// One plugin name: its live version and the versions kept warm.
+struct Slot {
+    live: arc_swap::ArcSwap<Plugin>,
+    /// Loaded versions, oldest first, at most [`KEPT_VERSIONS`], one per hash.
+    versions: parking_lot::Mutex<Vec<Arc<Plugin>>>,
+    /// A candidate version judging beside the live one, without effect.
+    shadow: arc_swap::ArcSwapOption<shadow::Shadow>,
+}
+
+/// A swap of the live version of a plugin.
+#[derive(Debug, Clone)]
+pub struct Swap {
+    pub name: String,
+    /// The version live before, if the name was known.
+    pub previous: Option<Arc<Plugin>>,
+    /// The version live now.
+    pub live: Arc<Plugin>,
+}
+
+/// The plugins the host knows, by name, each with its live version (swapped
+/// atomically; callers take the live version per call, so a call in flight
+/// finishes on the version it started with) and earlier versions kept warm.
 #[derive(Default)]
 pub struct PluginRegistry {
-    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    plugins: RwLock<HashMap<String, Arc<Slot>>>,
 }
 
 impl PluginRegistry {
@@ -611,16 +826,146 @@ impl PluginRegistry {
         Self::default()
     }
 
-    /// Adds or replaces a plugin; returns the previous version, if any.
+    /// Adds a version and makes it live; returns the previous live version.
+    /// A version with the same hash as a kept one replaces it in the history.
     pub fn insert(&self, plugin: Plugin) -> Option<Arc<Plugin>> {
-        self.plugins
-            .write()
-            .insert(plugin.info.name.clone(), Arc::new(plugin))
+        self.insert_arc(Arc::new(plugin)).previous
+    }
+
+    /// Like [`PluginRegistry::insert`], for a shared version.
+    pub fn insert_arc(&self, plugin: Arc<Plugin>) -> Swap {
+        let name = plugin.info.name.clone();
+        let slot = {
+            let mut map = self.plugins.write();
+            match map.get(&name) {
+                Some(slot) => slot.clone(),
+                None => {
+                    map.insert(
+                        name.clone(),
+                        Arc::new(Slot {
+                            live: arc_swap::ArcSwap::new(plugin.clone()),
+                            versions: parking_lot::Mutex::new(vec![plugin.clone()]),
+                            shadow: arc_swap::ArcSwapOption::empty(),
+                        }),
+                    );
+                    return Swap {
+                        name,
+                        previous: None,
+                        live: plugin,
+                    };
+                }
+            }
+        };
+        let mut versions = slot.versions.lock();
+        versions.retain(|v| v.hash != plugin.hash);
+        versions.push(plugin.clone());
+        if versions.len() > KEPT_VERSIONS {
+            // Never drop the live version (it may be an old one after a rollback).
+            let live_hash = slot.live.load().hash.clone();
+            if let Some(i) = versions.iter().position(|v| v.hash != live_hash) {
+                versions.remove(i);
+            }
+        }
+        let previous = slot.live.swap(plugin.clone());
+        Swap {
+            name,
+            previous: Some(previous),
+            live: plugin,
+        }
+    }
+
+    /// Makes a kept version live again (rollback). `hash` may be a unique
+    /// prefix of at least 8 hex digits; `None` means the version loaded
+    /// before the live one.
+    pub fn activate(&self, name: &str, hash: Option<&str>) -> Result<Swap, PluginError> {
+        let slot = self
+            .plugins
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
+        let versions = slot.versions.lock();
+        let live = slot.live.load_full();
+        let target = match hash {
+            Some(h) => {
+                let matching: Vec<&Arc<Plugin>> = versions
+                    .iter()
+                    .filter(|v| h.len() >= 8 && v.hash.starts_with(h))
+                    .collect();
+                match matching.as_slice() {
+                    [one] => (*one).clone(),
+                    [] => {
+                        return Err(PluginError::NoSuchVersion {
+                            name: name.to_string(),
+                            version: h.to_string(),
+                        });
+                    }
+                    _ => {
+                        return Err(PluginError::NoSuchVersion {
+                            name: name.to_string(),
+                            version: format!("{h} (ambiguous prefix)"),
+                        });
+                    }
+                }
+            }
+            None => {
+                let at = versions.iter().position(|v| v.hash == live.hash);
+                match at {
+                    Some(i) if i > 0 => versions[i - 1].clone(),
+                    _ => {
+                        return Err(PluginError::NoSuchVersion {
+                            name: name.to_string(),
+                            version: "previous (no earlier version is kept)".into(),
+                        });
+                    }
+                }
+            }
+        };
+        let previous = slot.live.swap(target.clone());
+        Ok(Swap {
+            name: name.to_string(),
+            previous: Some(previous),
+            live: target,
+        })
+    }
+
+    /// Runs `shadow` beside the live version of its plugin (replacing any
+    /// shadow before), or stops shadowing with `None`.
+    pub fn set_shadow(
+        &self,
+        name: &str,
+        shadow: Option<Arc<shadow::Shadow>>,
+    ) -> Result<Option<Arc<shadow::Shadow>>, PluginError> {
+        let slot = self
+            .plugins
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
+        Ok(slot.shadow.swap(shadow))
+    }
+
+    /// The version running in shadow of a plugin, if any.
+    pub fn shadow(&self, name: &str) -> Option<Arc<shadow::Shadow>> {
+        self.plugins.read().get(name)?.shadow.load_full()
+    }
+
+    /// The kept versions of a plugin, oldest first.
+    pub fn versions(&self, name: &str) -> Option<Vec<Arc<Plugin>>> {
+        let slot = self.plugins.read().get(name).cloned()?;
+        let versions = slot.versions.lock().clone();
+        Some(versions)
+    }
+
+    /// Forgets a plugin and all its versions; returns the live one.
+    pub fn remove(&self, name: &str) -> Option<Arc<Plugin>> {
+        let slot = self.plugins.write().remove(name)?;
+        Some(slot.live.load_full())
     }
 
     /// The live version of a plugin.
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
-        self.plugins.read().get(name).cloned()
+        self.plugins.read().get(name).map(|s| s.live.load_full())
     }
 
     /// The live version of a plugin, checked to be of the given kind.
@@ -638,9 +983,14 @@ impl PluginRegistry {
         Ok(plugin)
     }
 
-    /// Every loaded plugin, sorted by name.
+    /// The live version of every loaded plugin, sorted by name.
     pub fn list(&self) -> Vec<Arc<Plugin>> {
-        let mut all: Vec<_> = self.plugins.read().values().cloned().collect();
+        let mut all: Vec<_> = self
+            .plugins
+            .read()
+            .values()
+            .map(|s| s.live.load_full())
+            .collect();
         all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         all
     }
@@ -652,10 +1002,10 @@ impl PluginRegistry {
         limits: &PluginLimits,
     ) -> Result<(), PluginError> {
         for (name, bytes) in stock::STOCK {
-            let plugin = Plugin::load(
+            let plugin = Plugin::load_bytes(
                 engine,
                 Some(name),
-                bytes,
+                bytes::Bytes::from_static(bytes),
                 PluginSource::Stock,
                 limits.clone(),
             )?;
@@ -663,5 +1013,34 @@ impl PluginRegistry {
             self.insert(plugin);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_version_matches_the_wit_file() {
+        let wit = include_str!("../../../wit/klaxon.wit");
+        assert!(
+            wit.contains(&format!("package {WIT_PACKAGE}@{WIT_VERSION};")),
+            "wit/klaxon.wit declares another package version than WIT_VERSION"
+        );
+    }
+
+    #[test]
+    fn call_time_quantiles_bound_the_recorded_values() {
+        let times = CallTimes::default();
+        assert_eq!(times.quantile_micros(0.5), 0.0);
+        for _ in 0..98 {
+            times.record(Duration::from_micros(100));
+        }
+        times.record(Duration::from_micros(10_000));
+        times.record(Duration::from_micros(10_000));
+        let p50 = times.quantile_micros(0.5);
+        assert!((100.0..=125.0).contains(&p50), "p50 {p50}");
+        let p99 = times.quantile_micros(0.99);
+        assert!((10_000.0..=12_500.0).contains(&p99), "p99 {p99}");
     }
 }

@@ -59,6 +59,8 @@ pub struct RuleHealth {
     pub last_error: Option<String>,
     /// Series judged in the last evaluation.
     pub series: usize,
+    /// Evaluations that failed since the rule was loaded.
+    pub failures: u64,
 }
 
 #[derive(Default)]
@@ -347,6 +349,7 @@ impl Rule {
                     .collect()
             }
             Err(e) => {
+                rt.health.failures += 1;
                 tracing::warn!(group = %self.group, rule = %self.name, error = %e, "rule evaluation failed");
                 rt.health.last_error = Some(e);
                 Vec::new()
@@ -675,6 +678,15 @@ impl Rule {
         let outputs = plugin
             .evaluate(&d.config_json, &batch)
             .map_err(|e| format!("detector `{}`: {e}", d.detector))?;
+        if let Some(shadow) = ctx.plugins.shadow(&d.detector) {
+            let series: Vec<(String, u64)> = batch
+                .series
+                .iter()
+                .zip(&judged)
+                .map(|(s, l)| (s.labels.clone(), l.fingerprint()))
+                .collect();
+            shadow.run(&self.name, &d.config_json, &batch, &series, &outputs);
+        }
 
         let mut states = HashMap::new();
         let mut observations = Vec::with_capacity(outputs.len());
