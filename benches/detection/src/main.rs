@@ -1,0 +1,361 @@
+//! `detection`: the detection-quality harness. Runs every registered stock detector
+//! natively (through the SDK's Wasm-export entry point, with host-owned state
+//! carried between evaluations) over labelled synthetic streams and over the
+//! Numenta Anomaly Benchmark, and prints Markdown tables for BENCHMARKS.md.
+//!
+//! Layout:
+//! - `registry`: the detectors, one line each;
+//! - `sim`: the host's evaluation model (window, baseline, state, alert onsets);
+//! - `synthetic`: seeded seasonal streams, injected faults, precision/recall/TTD;
+//! - `nab`: the NAB corpus, the streaming run, NAB's scoring and its checks.
+//!
+//! Run: `cargo run --release -p klaxon-detection -- [synthetic|nab|check|all] [--only a,b]`.
+
+mod nab;
+mod registry;
+mod sim;
+mod synthetic;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use registry::{Entry, Feed, NabFeed};
+use sim::RuleRun;
+
+struct Args {
+    synthetic: bool,
+    nab: bool,
+    check: bool,
+    only: Option<Vec<String>>,
+    nab_window: Option<usize>,
+    config: Option<String>,
+    rule: Option<sim::AlertRule>,
+    firing: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        synthetic: false,
+        nab: false,
+        check: false,
+        only: None,
+        nab_window: None,
+        config: None,
+        rule: None,
+        firing: false,
+    };
+    let mut it = std::env::args().skip(1);
+    let mut any = false;
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "synthetic" => (args.synthetic, any) = (true, true),
+            "nab" => (args.nab, args.check, any) = (true, true, true),
+            "check" => (args.check, any) = (true, true),
+            "all" => (args.synthetic, args.nab, args.check, any) = (true, true, true, true),
+            "--only" => {
+                let v = it.next().context("--only needs a comma-separated list")?;
+                args.only = Some(v.split(',').map(str::to_owned).collect());
+            }
+            "--nab-window" => {
+                let v = it.next().context("--nab-window needs a record count")?;
+                args.nab_window = Some(v.parse().context("--nab-window")?);
+            }
+            "--config" => args.config = Some(it.next().context("--config needs JSON")?),
+            "--hold" | "--keep" => {
+                let v: u64 = it
+                    .next()
+                    .context("--hold/--keep need an evaluation count")?
+                    .parse()
+                    .context("--hold/--keep")?;
+                let rule = args.rule.get_or_insert_with(Default::default);
+                if a == "--hold" {
+                    rule.hold = v;
+                } else {
+                    rule.keep_firing_for = v;
+                }
+            }
+            "--firing" => args.firing = true,
+            "--bench" => {} // passed by `cargo bench`
+            other => bail!(
+                "unknown argument `{other}` (synthetic|nab|check|all, --only a,b, --nab-window N)"
+            ),
+        }
+    }
+    if !any {
+        (args.synthetic, args.nab, args.check) = (true, true, true);
+    }
+    Ok(args)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let mut entries = registry::registry();
+    if let Some(only) = &args.only {
+        entries.retain(|e| only.iter().any(|o| o == e.name));
+    }
+    if args.config.is_some() || args.rule.is_some() {
+        // Exploration: every selected detector with this config / rule shape.
+        let config: &'static str = match args.config.clone() {
+            Some(c) => Box::leak(c.into_boxed_str()),
+            None => "",
+        };
+        for e in &mut entries {
+            let c = if config.is_empty() { e.config } else { config };
+            *e = e.proposed("command line", c, args.rule.unwrap_or(e.rule));
+        }
+    }
+    if let Some(n) = args.nab_window {
+        for e in &mut entries {
+            if let Some(NabFeed::Window(_)) = e.nab {
+                e.nab = Some(NabFeed::Window(n));
+            }
+        }
+    }
+    if args.synthetic {
+        run_synthetic(&entries);
+    }
+    if args.check || args.nab {
+        match nab::locate() {
+            None => println!(
+                "NAB corpus not found (../shared/benchmark/nab beside the repository, or $KLAXON_NAB_DIR): NAB skipped."
+            ),
+            Some(dir) => run_nab(&dir, &entries, args.nab, args.firing)?,
+        }
+    }
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("—".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+fn rule_text(rule: sim::AlertRule) -> String {
+    let mut t = String::new();
+    if rule.hold > 0 {
+        t.push_str(&format!(", for {}", rule.hold));
+    }
+    if rule.keep_firing_for > 0 {
+        t.push_str(&format!(", keep_firing_for {}", rule.keep_firing_for));
+    }
+    t
+}
+
+fn feed_text(feed: Feed) -> String {
+    match feed {
+        Feed::Windowed {
+            window,
+            baseline: None,
+        } => format!("window {window}m"),
+        Feed::Windowed {
+            window,
+            baseline: Some((o, l)),
+        } => format!("window {window}m, baseline {l}m @ -{o}m"),
+        Feed::Streaming => "streaming".to_owned(),
+    }
+}
+
+fn run_synthetic(entries: &[Entry]) {
+    println!("## Synthetic streams\n");
+    println!(
+        "{} seeded trials per fault, one fault per simulated day, rule evaluated every minute (`for: 0`); \
+         TTD in evaluations (1 = the first evaluation after the fault began); \
+         false alerts per week over {} fault-free weeks. ✅/❌ only on the faults a detector is meant for \
+         (targets: precision ≥ 0.9, recall ≥ 0.9, median TTD ≤ 2, ≤ 1 false alert/week).\n",
+        synthetic::TRIALS,
+        synthetic::CLEAN_WEEKS
+    );
+    println!(
+        "| detector | config | rule | fault | meant for | precision | recall | median TTD | p90 TTD | verdict |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut summary = Vec::new();
+    let history = synthetic::history_ms(entries);
+    for entry in entries {
+        let started = Instant::now();
+        let r = synthetic::evaluate(entry, history);
+        eprintln!(
+            "synthetic {}: {:.1}s",
+            entry.label(),
+            started.elapsed().as_secs_f64()
+        );
+        for (fault, f) in &r.faults {
+            let meant = entry.meant_for.contains(fault);
+            let median = synthetic::quantile(&f.ttd, 0.5);
+            let p90 = synthetic::quantile(&f.ttd, 0.9);
+            let verdict = if meant {
+                let ok = f.precision().is_some_and(|p| p >= 0.9)
+                    && f.recall() >= 0.9
+                    && median.is_some_and(|m| m <= 2.0);
+                if ok { "✅" } else { "❌" }
+            } else {
+                ""
+            };
+            println!(
+                "| {} | `{}` | {}{} | {} | {} | {} | {:.2} | {} | {} | {} |",
+                entry.label(),
+                entry.config,
+                feed_text(entry.feed),
+                rule_text(entry.rule),
+                fault.name(),
+                if meant { "yes" } else { "" },
+                fmt_opt(f.precision(), 2),
+                f.recall(),
+                fmt_opt(median, 1),
+                fmt_opt(p90, 1),
+                verdict
+            );
+        }
+        summary.push((entry.label(), r.false_per_week, r.errors, r.first_error));
+    }
+    println!("\n| detector | false alerts / week (fault-free) | ≤ 1 | failed calls |");
+    println!("|---|---|---|---|");
+    for (name, fpw, errors, first) in summary {
+        println!(
+            "| {name} | {fpw:.2} | {} | {errors}{} |",
+            if fpw <= 1.0 { "✅" } else { "❌" },
+            first.map_or(String::new(), |e| format!(" (first: {e})"))
+        );
+    }
+    println!();
+}
+
+/// One file's anomaly scores under both mappings: (onset, firing).
+fn nab_file(entry: &Entry, feed: NabFeed, file: &nab::DataFile) -> (Vec<f64>, Vec<f64>, usize) {
+    let samples: Vec<sim::Sample> = file
+        .timestamps
+        .iter()
+        .copied()
+        .zip(file.values.iter().copied())
+        .collect();
+    let mut rule = RuleRun::new(entry.eval, entry.config, entry.rule);
+    let mut onset = Vec::with_capacity(samples.len());
+    let mut firing = Vec::with_capacity(samples.len());
+    for i in 0..samples.len() {
+        let from = match feed {
+            NabFeed::Window(n) => (i + 1).saturating_sub(n),
+            NabFeed::Stream => i,
+        };
+        let step = rule.evaluate(&samples[from..=i], &[], samples[i].0);
+        onset.push(if step.onset { 1.0 } else { 0.0 });
+        firing.push(if step.firing { 1.0 } else { 0.0 });
+    }
+    (onset, firing, rule.errors)
+}
+
+fn run_nab(
+    dir: &std::path::Path,
+    entries: &[Entry],
+    run_detectors: bool,
+    firing_mapping: bool,
+) -> Result<()> {
+    let corpus = nab::load(dir).with_context(|| format!("loading NAB from {}", dir.display()))?;
+    println!("## NAB\n");
+    let null = nab::check_null(&corpus)?;
+    println!(
+        "Scorer check: null detector, {} per-file rows and totals over 3 profiles compared with results/null: {}.",
+        null.compared,
+        if null.mismatches.is_empty() {
+            "all identical".to_owned()
+        } else {
+            format!(
+                "{} MISMATCHES: {:?}",
+                null.mismatches.len(),
+                null.mismatches
+            )
+        }
+    );
+    let norm = nab::check_normalisation(&corpus)?;
+    println!(
+        "Normalisation check: {} published detector totals re-normalised against final_results.json: {}; not comparable: {:?}.\n",
+        norm.compared,
+        if norm.mismatches.is_empty() {
+            "all equal".to_owned()
+        } else {
+            format!(
+                "{} MISMATCHES: {:?}",
+                norm.mismatches.len(),
+                norm.mismatches
+            )
+        },
+        norm.skipped
+    );
+    if !run_detectors {
+        return Ok(());
+    }
+    let nulls = nab::null_totals(&corpus)?;
+    let windows = corpus.window_count();
+    println!(
+        "| detector | config | feed | mapping | standard | reward low FP | reward low FN | window recall | precision | mean TTD (records) | alerts |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for entry in entries {
+        let Some(feed) = entry.nab else { continue };
+        let started = Instant::now();
+        let (mut onsets, mut firings, mut errors) = (Vec::new(), Vec::new(), 0);
+        for file in &corpus.files {
+            let (o, f, e) = nab_file(entry, feed, file);
+            onsets.push(o);
+            firings.push(f);
+            errors += e;
+        }
+        eprintln!(
+            "nab {}: {:.1}s",
+            entry.label(),
+            started.elapsed().as_secs_f64()
+        );
+        let feed_text = match feed {
+            NabFeed::Window(n) => format!("last {n} records"),
+            NabFeed::Stream => "one record at a time".to_owned(),
+        } + &rule_text(entry.rule);
+        // The other mapping (every firing record = 1) is kept for `--firing`.
+        let mappings = if firing_mapping {
+            vec![("onset", &onsets), ("firing", &firings)]
+        } else {
+            vec![("onset", &onsets)]
+        };
+        for (mapping, scores) in mappings {
+            let results = nab::score_optimised(&corpus, scores)?;
+            let normalised: Vec<f64> = results
+                .iter()
+                .zip(&corpus.profiles)
+                .enumerate()
+                .map(|(k, (r, p))| nab::score::normalise(r.raw, nulls[k], windows, p))
+                .collect();
+            let d = nab::detection_stats(&corpus, scores, 0.5);
+            println!(
+                "| {} | `{}` | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.3} | {:.1} | {} |",
+                entry.label(),
+                entry.config,
+                feed_text,
+                mapping,
+                normalised[0],
+                normalised[1],
+                normalised[2],
+                d.window_recall,
+                d.precision,
+                d.mean_ttd_records,
+                d.detections
+            );
+            if results.iter().any(|r| r.threshold > 1.0) {
+                eprintln!("  {mapping}: NAB's optimiser chose to detect nothing for some profile");
+            }
+        }
+        if errors > 0 {
+            println!(
+                "| {} | failed calls: {errors} | | | | | | | | | |",
+                entry.name
+            );
+        }
+    }
+    println!("\nNAB's published scoreboard (results/final_results.json):\n");
+    println!("| detector | standard | reward low FP | reward low FN |");
+    println!("|---|---|---|---|");
+    let mut published: Vec<_> = nab::published_final(&corpus)?.into_iter().collect();
+    published.sort_by(|a, b| b.1[0].total_cmp(&a.1[0]));
+    for (name, s) in published {
+        println!("| {name} | {:.1} | {:.1} | {:.1} |", s[0], s[1], s[2]);
+    }
+    println!();
+    Ok(())
+}
