@@ -284,6 +284,8 @@ fn run_nab(
         return Ok(());
     }
     let nulls = nab::null_totals(&corpus)?;
+    // Alert firing state per record of every rule, for the combinations.
+    let mut alert_states: std::collections::HashMap<String, nab::Scores> = Default::default();
     let windows = corpus.window_count();
     println!(
         "| detector | config | feed | mapping | standard | reward low FP | reward low FN | window recall | precision | mean TTD (records) | alerts |"
@@ -308,45 +310,62 @@ fn run_nab(
             NabFeed::Window(n) => format!("last {n} records"),
             NabFeed::Stream => "one record at a time".to_owned(),
         } + &rule_text(entry.rule);
-        // The other mapping (every firing record = 1) is kept for `--firing`.
-        let mappings = if firing_mapping {
-            vec![("onset", &onsets), ("firing", &firings)]
-        } else {
-            vec![("onset", &onsets)]
+        let ctx = NabContext {
+            corpus: &corpus,
+            nulls,
+            windows,
         };
-        for (mapping, scores) in mappings {
-            let results = nab::score_optimised(&corpus, scores)?;
-            let normalised: Vec<f64> = results
-                .iter()
-                .zip(&corpus.profiles)
-                .enumerate()
-                .map(|(k, (r, p))| nab::score::normalise(r.raw, nulls[k], windows, p))
-                .collect();
-            let d = nab::detection_stats(&corpus, scores, 0.5);
-            println!(
-                "| {} | `{}` | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.3} | {:.1} | {} |",
-                entry.label(),
-                entry.config,
-                feed_text,
-                mapping,
-                normalised[0],
-                normalised[1],
-                normalised[2],
-                d.window_recall,
-                d.precision,
-                d.mean_ttd_records,
-                d.detections
-            );
-            if results.iter().any(|r| r.threshold > 1.0) {
-                eprintln!("  {mapping}: NAB's optimiser chose to detect nothing for some profile");
-            }
+        ctx.row(&entry.label(), entry.config, &feed_text, "onset", &onsets)?;
+        // The other mapping (every firing record = 1), on request.
+        if firing_mapping {
+            ctx.row(&entry.label(), entry.config, &feed_text, "firing", &firings)?;
         }
+        alert_states.insert(entry.label(), firings);
         if errors > 0 {
             println!(
                 "| {} | failed calls: {errors} | | | | | | | | | |",
                 entry.name
             );
         }
+    }
+    for combo in registry::combinations() {
+        let Some(children) = combo
+            .children
+            .iter()
+            .map(|c| alert_states.get(*c))
+            .collect::<Option<Vec<_>>>()
+        else {
+            eprintln!("combination {}: a child was not run (--only?)", combo.name);
+            continue;
+        };
+        let onsets: nab::Scores = (0..corpus.files.len())
+            .map(|f| {
+                let mut alert = RuleRun::new(|_, _, _| Ok(Vec::new()), "", combo.rule);
+                (0..corpus.files[f].timestamps.len())
+                    .map(|i| {
+                        let up = children.iter().filter(|c| c[f][i] > 0.5).count();
+                        if alert.advance(up >= combo.k, up as f64).onset {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let ctx = NabContext {
+            corpus: &corpus,
+            nulls,
+            windows,
+        };
+        let what = format!("{} of [{}]", combo.k, combo.children.join(", "));
+        ctx.row(
+            combo.name,
+            &what,
+            &format!("harness k_of_n{}", rule_text(combo.rule)),
+            "onset",
+            &onsets,
+        )?;
     }
     println!("\nNAB's published scoreboard (results/final_results.json):\n");
     println!("| detector | standard | reward low FP | reward low FN |");
@@ -358,4 +377,49 @@ fn run_nab(
     }
     println!();
     Ok(())
+}
+
+/// What a NAB table row needs besides the scores.
+struct NabContext<'a> {
+    corpus: &'a nab::Corpus,
+    nulls: [f64; 3],
+    windows: usize,
+}
+
+impl NabContext<'_> {
+    /// Scores `scores` as NAB does (optimised threshold per profile, normalised) and
+    /// prints one table row.
+    fn row(
+        &self,
+        label: &str,
+        config: &str,
+        feed: &str,
+        mapping: &str,
+        scores: &nab::Scores,
+    ) -> Result<()> {
+        let results = nab::score_optimised(self.corpus, scores)?;
+        let normalised: Vec<f64> = results
+            .iter()
+            .zip(&self.corpus.profiles)
+            .enumerate()
+            .map(|(k, (r, p))| nab::score::normalise(r.raw, self.nulls[k], self.windows, p))
+            .collect();
+        let d = nab::detection_stats(self.corpus, scores, 0.5);
+        println!(
+            "| {label} | `{config}` | {feed} | {mapping} | {:.1} | {:.1} | {:.1} | {:.2} | {:.3} | {:.1} | {} |",
+            normalised[0],
+            normalised[1],
+            normalised[2],
+            d.window_recall,
+            d.precision,
+            d.mean_ttd_records,
+            d.detections
+        );
+        if results.iter().any(|r| r.threshold > 1.0) {
+            eprintln!(
+                "  {label} ({mapping}): NAB's optimiser chose to detect nothing for some profile"
+            );
+        }
+        Ok(())
+    }
 }

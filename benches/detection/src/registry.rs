@@ -204,3 +204,24 @@ pub fn registry() -> Vec<Entry> {
         e("threshold", run::<klaxon_plugin_threshold::Threshold>(), r#"{"op":">","value":150}"#, Metric, windowed(1), None, &[]),
     ]
 }
+
+/// A `k_of_n` combination of registered rules on NAB: fires while at least `k` of
+/// the `children` (entry labels) have a firing alert. Computed by the harness from
+/// the children's alert states, the way a `k_of_n` composite rule joins them; the
+/// composite plugin itself is not run here.
+#[derive(Debug, Clone, Copy)]
+pub struct Combination {
+    /// Table name.
+    pub name: &'static str,
+    /// Child entry labels.
+    pub children: &'static [&'static str],
+    /// Children that must fire.
+    pub k: usize,
+    /// `for` / `keep_firing_for` of the combination's own alert.
+    pub rule: AlertRule,
+}
+
+/// Registered combinations.
+pub fn combinations() -> Vec<Combination> {
+    vec![]
+}

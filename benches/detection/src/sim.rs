@@ -116,8 +116,9 @@ impl<'a> RuleRun<'a> {
         self.advance(firing, score)
     }
 
-    /// One step of the alert state machine.
-    fn advance(&mut self, condition: bool, score: f64) -> Step {
+    /// One step of the alert state machine on a condition computed elsewhere (a
+    /// composite over other rules' alerts).
+    pub fn advance(&mut self, condition: bool, score: f64) -> Step {
         let now = self.evaluations;
         self.evaluations += 1;
         self.alert = match (self.alert, condition) {
