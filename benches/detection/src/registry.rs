@@ -196,7 +196,7 @@ pub fn registry() -> Vec<Entry> {
     };
     // Proposed rule shape for the anomaly detectors on NAB-like data: pages merged
     // while the condition flaps within 48 evaluations.
-    let keep48 = AlertRule { hold: 0, keep_firing_for: 48 };
+    let keep48 = AlertRule { keep_firing_for: 48, ..AlertRule::default() };
     vec![
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), Some(NabFeed::Window(NAB_WINDOW)), &[Spike, LevelShift]),
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), Some(NabFeed::Window(4 * NAB_WINDOW)), &[Spike, LevelShift])

@@ -44,23 +44,62 @@ enum Alert {
     Firing { cleared_at: Option<u64> },
 }
 
-/// Rule settings that shape alerts, in evaluations.
+impl Alert {
+    /// Applies one evaluation's condition at evaluation `now`; true on an onset.
+    fn step(&mut self, now: u64, condition: bool, rule: AlertRule) -> bool {
+        *self = match (*self, condition) {
+            (Alert::Inactive, true) => Alert::Pending { active_at: now },
+            (Alert::Firing { .. }, true) => Alert::Firing { cleared_at: None },
+            (Alert::Pending { .. }, false) => Alert::Inactive,
+            (Alert::Firing { cleared_at }, false) => {
+                let since = cleared_at.unwrap_or(now);
+                if now - since >= rule.keep_firing_for {
+                    Alert::Inactive
+                } else {
+                    Alert::Firing {
+                        cleared_at: Some(since),
+                    }
+                }
+            }
+            (other, _) => other,
+        };
+        if let Alert::Pending { active_at } = *self
+            && now - active_at >= rule.hold
+        {
+            *self = Alert::Firing { cleared_at: None };
+            return true;
+        }
+        false
+    }
+
+    fn firing(self) -> bool {
+        matches!(self, Alert::Firing { .. })
+    }
+}
+
+/// Rule settings that shape alerts (`for` and `keep_firing_for` in evaluations).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AlertRule {
     /// `for`: evaluations a condition must hold before the alert fires.
     pub hold: u64,
     /// `keep_firing_for`: evaluations a firing alert outlives its condition.
     pub keep_firing_for: u64,
+    /// `judge_absent: true`: when the window is empty the host calls the detector
+    /// with one empty series labelled from the query's matchers, a different alert
+    /// (and state) than the series' own.
+    pub judge_absent: bool,
 }
 
 /// One rule over one series, carrying what the host carries between evaluations.
 pub struct RuleRun<'a> {
     eval: EvalFn,
     config: &'a str,
-    state: Option<Vec<u8>>,
-    alert: Alert,
     rule: AlertRule,
     evaluations: u64,
+    state: Option<Vec<u8>>,
+    alert: Alert,
+    absent_state: Option<Vec<u8>>,
+    absent_alert: Alert,
     /// Evaluations whose detector call failed (counted, judged not firing).
     pub errors: usize,
     /// The first error message, for the report.
@@ -73,10 +112,12 @@ impl<'a> RuleRun<'a> {
         Self {
             eval,
             config,
-            state: None,
-            alert: Alert::Inactive,
             rule,
             evaluations: 0,
+            state: None,
+            alert: Alert::Inactive,
+            absent_state: None,
+            absent_alert: Alert::Inactive,
             errors: 0,
             first_error: None,
         }
@@ -88,8 +129,28 @@ impl<'a> RuleRun<'a> {
             // The host skips the series: no verdict (it counts as not firing) and,
             // since states are rebuilt from the outputs, its state is dropped.
             self.state = None;
-            return self.advance(false, 0.0);
+            if !self.rule.judge_absent {
+                return self.advance(false, 0.0);
+            }
+            let state = self.absent_state.take();
+            let (firing, score) = self.call(&[], &[], state, eval_time_ms, true);
+            return self.advance_both(false, firing, score);
         }
+        let state = self.state.take();
+        let (firing, score) = self.call(window, baseline, state, eval_time_ms, false);
+        self.absent_state = None;
+        self.advance_both(firing, false, score)
+    }
+
+    /// Calls the detector on one series; stores the state it returns.
+    fn call(
+        &mut self,
+        window: &[Sample],
+        baseline: &[Sample],
+        state: Option<Vec<u8>>,
+        eval_time_ms: i64,
+        absent: bool,
+    ) -> (bool, f64) {
         let mut series = TestSeries::new(
             &[("__name__", "bench")],
             window.iter().map(|s| s.0).collect(),
@@ -97,11 +158,15 @@ impl<'a> RuleRun<'a> {
         );
         series.baseline_timestamps_ms = baseline.iter().map(|s| s.0).collect();
         series.baseline_values = baseline.iter().map(|s| s.1).collect();
-        series.state = self.state.take();
-        let (firing, score) = match (self.eval)(self.config, &[series], eval_time_ms) {
+        series.state = state;
+        match (self.eval)(self.config, &[series], eval_time_ms) {
             Ok(mut outputs) if outputs.len() == 1 => {
                 let out = outputs.remove(0);
-                self.state = out.state;
+                if absent {
+                    self.absent_state = out.state;
+                } else {
+                    self.state = out.state;
+                }
                 (out.verdict.firing, out.verdict.score)
             }
             Ok(outputs) => {
@@ -112,49 +177,31 @@ impl<'a> RuleRun<'a> {
                 self.fail(e);
                 (false, 0.0)
             }
-        };
-        self.advance(firing, score)
+        }
     }
 
     /// One step of the alert state machine on a condition computed elsewhere (a
     /// composite over other rules' alerts).
     pub fn advance(&mut self, condition: bool, score: f64) -> Step {
+        self.advance_both(condition, false, score)
+    }
+
+    /// Steps the series' alert and the absent-series alert.
+    fn advance_both(&mut self, condition: bool, absent_condition: bool, score: f64) -> Step {
         let now = self.evaluations;
         self.evaluations += 1;
-        self.alert = match (self.alert, condition) {
-            (Alert::Inactive, true) => Alert::Pending { active_at: now },
-            (Alert::Firing { .. }, true) => Alert::Firing { cleared_at: None },
-            (Alert::Pending { .. }, false) => Alert::Inactive,
-            (Alert::Firing { cleared_at }, false) => {
-                let since = cleared_at.unwrap_or(now);
-                if now - since >= self.rule.keep_firing_for {
-                    Alert::Inactive
-                } else {
-                    Alert::Firing {
-                        cleared_at: Some(since),
-                    }
-                }
-            }
-            (other, _) => other,
-        };
-        let mut onset = false;
-        if let Alert::Pending { active_at } = self.alert
-            && now - active_at >= self.rule.hold
-        {
-            self.alert = Alert::Firing { cleared_at: None };
-            onset = true;
-        }
+        let onset = self.alert.step(now, condition, self.rule);
+        let absent_onset = self.absent_alert.step(now, absent_condition, self.rule);
         Step {
-            condition,
-            firing: matches!(self.alert, Alert::Firing { .. }),
-            onset,
+            condition: condition || absent_condition,
+            firing: self.alert.firing() || self.absent_alert.firing(),
+            onset: onset || absent_onset,
             score,
         }
     }
 
     fn fail(&mut self, error: String) {
         self.errors += 1;
-        self.state = None;
         if self.first_error.is_none() {
             self.first_error = Some(error);
         }
@@ -227,6 +274,34 @@ mod tests {
         );
     }
 
+    /// Fires on an empty window: `absent`.
+    fn fires_when_empty(_: &str, series: &[TestSeries], _: i64) -> Result<Vec<Output>, String> {
+        Ok(vec![
+            klaxon_sdk::Verdict::new(series[0].values.is_empty(), 0.0, "").into(),
+        ])
+    }
+
+    #[test]
+    fn judge_absent_calls_the_detector_on_an_empty_window() {
+        let w = [(0, 1.0)];
+        for (judge_absent, expected) in [
+            (false, vec![false; 4]),
+            (true, vec![false, true, false, false]),
+        ] {
+            let rule = AlertRule {
+                judge_absent,
+                ..AlertRule::default()
+            };
+            let mut run = RuleRun::new(fires_when_empty, "", rule);
+            let onsets: Vec<bool> = [&w[..], &[], &[], &w[..]]
+                .iter()
+                .enumerate()
+                .map(|(t, window)| run.evaluate(window, &[], t as i64).onset)
+                .collect();
+            assert_eq!(onsets, expected, "judge_absent: {judge_absent}");
+        }
+    }
+
     /// A condition pattern through the alert state machine: which steps are onsets.
     fn onsets(rule: AlertRule, conditions: &[bool]) -> Vec<usize> {
         let mut run = RuleRun::new(|_, _, _| Ok(Vec::new()), "", rule);
@@ -247,13 +322,13 @@ mod tests {
         // for: 1 evaluation: a lone firing verdict never pages.
         let hold = AlertRule {
             hold: 1,
-            keep_firing_for: 0,
+            ..AlertRule::default()
         };
         assert_eq!(onsets(hold, &pattern), vec![3]);
         // keep_firing_for: 2 evaluations: gaps of one or two clear verdicts are bridged.
         let keep = AlertRule {
-            hold: 0,
             keep_firing_for: 2,
+            ..AlertRule::default()
         };
         assert_eq!(onsets(keep, &pattern), vec![0, 10]);
     }
