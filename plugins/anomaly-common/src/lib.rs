@@ -1,0 +1,184 @@
+//! Pieces the stock anomaly detectors share, so each detector crate holds only its
+//! own statistics:
+//!
+//! - [`state`]: the versioned, compact byte format streaming detectors keep in the
+//!   host-owned per-series state, and which samples of a window are new to them;
+//! - [`Direction`]: which side of a statistic fires;
+//! - [`Reference`] and [`Warmup`]: the in-control mean and standard deviation a
+//!   control chart (EWMA, CUSUM) measures against, from the rule's baseline window
+//!   or learned from a series' first samples;
+//! - [`scaled`] and [`bounded`]: ratios and scores that are never NaN or infinite;
+//! - `fixtures` (native only): test helpers the detector crates share, such as the
+//!   reference stream their river-computed vectors were made from.
+//!
+//! Pure computation over SDK types: never imports the SDK's bindings.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fixtures;
+pub mod state;
+
+use klaxon_sdk::{Window, stats};
+use serde::Deserialize;
+
+/// Largest |score| a verdict reports; also the score of any change measured
+/// against a zero spread.
+pub const MAX_SCORE: f64 = 1e6;
+
+/// `x` clamped to ±[`MAX_SCORE`]; NaN becomes 0.
+pub fn bounded(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-MAX_SCORE, MAX_SCORE)
+    }
+}
+
+/// `deviation / scale`, never NaN or infinite: 0 when `deviation` is 0, ±[`MAX_SCORE`]
+/// (the sign of `deviation`) when `scale` is 0, otherwise clamped to ±[`MAX_SCORE`].
+pub fn scaled(deviation: f64, scale: f64) -> f64 {
+    if deviation == 0.0 || deviation.is_nan() {
+        return 0.0;
+    }
+    if scale == 0.0 {
+        return MAX_SCORE.copysign(deviation);
+    }
+    bounded(deviation / scale)
+}
+
+/// Which side of a signed statistic fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Either side: `|score| > threshold`.
+    #[default]
+    Both,
+    /// Only above: `score > threshold`.
+    Up,
+    /// Only below: `score < -threshold`.
+    Down,
+}
+
+impl Direction {
+    /// Whether `score` crosses `threshold` on this side.
+    pub fn exceeds(self, score: f64, threshold: f64) -> bool {
+        match self {
+            Direction::Both => score.abs() > threshold,
+            Direction::Up => score > threshold,
+            Direction::Down => score < -threshold,
+        }
+    }
+
+    /// The JSON name, for summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Both => "both",
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+/// In-control mean and standard deviation of a control chart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reference {
+    /// μ0.
+    pub mean: f64,
+    /// σ0: the sample standard deviation (divide by n-1) of the reference samples.
+    pub stddev: f64,
+    /// Number of reference samples.
+    pub samples: u64,
+}
+
+impl Reference {
+    /// The reference of the finite samples of a baseline window; `None` with fewer
+    /// than two (a sample standard deviation needs two).
+    pub fn of_window(window: &Window<'_>) -> Option<Self> {
+        let m = stats::moments(window.values)?;
+        let stddev = m.sample_stddev()?;
+        Some(Self {
+            mean: m.mean,
+            stddev: if stddev.is_finite() { stddev } else { 0.0 },
+            samples: m.count as u64,
+        })
+    }
+}
+
+/// Phase I of a control chart without a baseline: Welford's running mean and sum of
+/// squared deviations over a series' first finite samples, frozen once `target`
+/// samples are in.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Warmup {
+    /// Samples learned so far.
+    pub count: u64,
+    /// Their mean.
+    pub mean: f64,
+    /// Their sum of squared deviations from the mean.
+    pub m2: f64,
+}
+
+impl Warmup {
+    /// Learns one finite sample.
+    pub fn push(&mut self, x: f64) {
+        self.count += 1;
+        let delta = x - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (x - self.mean);
+    }
+
+    /// The reference once at least `target` (≥ 2) samples are in.
+    pub fn reference(&self, target: u64) -> Option<Reference> {
+        if self.count < target.max(2) {
+            return None;
+        }
+        let stddev = (self.m2.max(0.0) / (self.count - 1) as f64).sqrt();
+        Some(Reference {
+            mean: self.mean,
+            stddev: if stddev.is_finite() { stddev } else { 0.0 },
+            samples: self.count,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_is_always_finite() {
+        assert_eq!(scaled(0.0, 0.0), 0.0);
+        assert_eq!(scaled(2.0, 0.0), MAX_SCORE);
+        assert_eq!(scaled(-2.0, 0.0), -MAX_SCORE);
+        assert_eq!(scaled(1e300, 1e-300), MAX_SCORE);
+        assert_eq!(scaled(f64::INFINITY, f64::INFINITY), 0.0);
+        assert_eq!(scaled(3.0, 2.0), 1.5);
+        assert_eq!(bounded(f64::NAN), 0.0);
+        assert_eq!(bounded(f64::NEG_INFINITY), -MAX_SCORE);
+    }
+
+    #[test]
+    fn directions() {
+        assert!(Direction::Both.exceeds(-4.0, 3.0));
+        assert!(!Direction::Up.exceeds(-4.0, 3.0));
+        assert!(Direction::Down.exceeds(-4.0, 3.0));
+        assert!(!Direction::Both.exceeds(3.0, 3.0));
+    }
+
+    #[test]
+    fn warmup_matches_two_pass_moments() {
+        // 2,4,4,4,5,5,7,9: mean 5, m2 32, sample stddev sqrt(32/7) = 2.138089935...
+        let mut w = Warmup::default();
+        for x in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0] {
+            w.push(x);
+        }
+        assert!(w.reference(9).is_none());
+        let r = w.reference(8).unwrap();
+        assert_eq!(r.mean, 5.0);
+        assert!((r.stddev - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+        let window_values = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0, f64::NAN];
+        let ts: Vec<i64> = (0..9).collect();
+        let b = Reference::of_window(&Window::new(&ts, &window_values)).unwrap();
+        assert_eq!(b.samples, 8);
+        assert!((b.stddev - r.stddev).abs() < 1e-12);
+        assert!(Reference::of_window(&Window::new(&ts[..1], &window_values[..1])).is_none());
+    }
+}

@@ -1,0 +1,542 @@
+//! `ewma`: the exponentially weighted moving average control chart (Roberts, 1959), as
+//! in standard SPC texts (Montgomery, *Introduction to Statistical Quality Control*;
+//! NIST/SEMATECH e-Handbook 6.3.2.4). A streaming detector: the chart lives in the
+//! host-owned per-series state, and each evaluation consumes only samples newer than
+//! the last one it saw.
+//!
+//! # Config
+//!
+//! ```json
+//! { "lambda": 0.2, "l": 3.5, "reference_samples": 30, "direction": "both" }
+//! ```
+//!
+//! | field               | type    | default  | meaning |
+//! |---------------------|---------|----------|---------|
+//! | `lambda`            | number  | `0.2`    | λ, weight of the newest sample, in (0, 1] |
+//! | `l`                 | number  | `3.5`    | L, width of the control limits in σ of the statistic (finite, > 0) |
+//! | `reference_samples` | integer | `30`     | without a baseline: samples learned as the in-control reference before the chart starts; with one: the fewest baseline samples accepted (≥ 2) |
+//! | `direction`         | string  | `"both"` | `both`, `up` (only above the upper limit), `down` (only below the lower) |
+//!
+//! Unknown fields are an error. Textbook settings are λ ∈ [0.05, 0.25] and L ≈ 3
+//! (ARL₀ ≈ 500 samples for λ = 0.2); the default L = 3.5 trades a little delay for
+//! far fewer false alarms, because at a 15 s sample period 500 samples are two hours.
+//! Smaller λ detects smaller, persistent shifts; λ = 1 is a Shewhart chart.
+//!
+//! # Formula
+//!
+//! In-control mean μ₀ and standard deviation σ₀ (the sample standard deviation):
+//!
+//! - with a baseline window (rule `baseline:`): its finite samples, recomputed at every
+//!   evaluation, so the limits follow e.g. last week's same hour;
+//! - without one (Phase I): the series' first `reference_samples` finite samples,
+//!   learned into the state and then frozen. Restarting learning takes a state reset
+//!   (the rule's series disappears, or its config changes the state format).
+//!
+//! Each later finite sample `x_i` (i = 1, 2, ...) updates
+//! `z_i = λ·x_i + (1-λ)·z_{i-1}`, `z_0 = μ₀`, and the limits are
+//! `μ₀ ± L·σ₀·sqrt(λ/(2-λ)·(1-(1-λ)^{2i}))` (the exact, time-varying limits).
+//! The score is the standardised statistic
+//! `(z_i - μ₀) / (σ₀·sqrt(λ/(2-λ)·(1-(1-λ)^{2i})))`, which crosses ±L exactly where
+//! `z_i` crosses a limit. The verdict is about the newest sample's `z`.
+//!
+//! NaN and ±Inf samples are skipped (they advance nothing but the last-seen time).
+//! σ₀ = 0 (a constant reference): the score is 0 while `z = μ₀` and ±1e6 otherwise.
+//! Scores are clamped to ±1e6: never NaN or infinite.
+//!
+//! # State
+//!
+//! Tag `E`, version 1, 59 bytes: last-seen timestamp, `z`, `i`, the Phase I count,
+//! mean and sum of squared deviations, the newest consumed value, and whether the
+//! chart runs on a baseline. An unknown tag, version or length is ignored: the chart
+//! starts fresh from the current window.
+//!
+//! # Verdict
+//!
+//! - score: the standardised `z` (in units of the limit width: fires beyond ±`l`);
+//!   summary like `ewma=10.9 above UCL 10.7 (mean=10, stddev=1, lambda=0.2, 12 samples)`;
+//! - annotations: `ewma`, `ucl`, `lcl`, `mean`, `stddev`, `samples` (i), `latest`;
+//! - while learning: not firing, score 0, summary like `learning reference: 12 of 30 samples`;
+//! - too few baseline samples: not firing, score 0, `3 baseline samples, need 30`;
+//!   the window's samples stay unconsumed until the baseline is usable.
+
+use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
+use klaxon_anomaly_common::{Direction, Reference, Warmup, scaled};
+use klaxon_sdk::prelude::*;
+use serde::Deserialize;
+
+/// The EWMA control chart detector.
+pub struct Ewma;
+
+/// Parsed config; see the crate docs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// λ: weight of the newest sample.
+    pub lambda: f64,
+    /// L: limit width in σ of the statistic.
+    pub l: f64,
+    /// Phase I length, or the fewest baseline samples.
+    pub reference_samples: u32,
+    /// Which limit fires.
+    pub direction: Direction,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            lambda: 0.2,
+            l: 3.5,
+            reference_samples: 30,
+            direction: Direction::Both,
+        }
+    }
+}
+
+const SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "ewma",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "lambda": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.2, "description": "Weight of the newest sample."},
+    "l": {"type": "number", "exclusiveMinimum": 0, "default": 3.5, "description": "Control limit width, in standard deviations of the statistic."},
+    "reference_samples": {"type": "integer", "minimum": 2, "default": 30, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
+    "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which limit fires."}
+  }
+}"#;
+
+const TAG: u8 = b'E';
+const VERSION: u8 = 1;
+
+/// The chart's per-series state.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Chart {
+    /// Timestamp of the newest sample consumed.
+    pub last_seen_ms: Option<i64>,
+    /// The EWMA statistic `z_i` (meaningless while `monitored == 0`).
+    pub z: f64,
+    /// Samples monitored so far (`i`).
+    pub monitored: u64,
+    /// Phase I, when running without a baseline.
+    pub warmup: Warmup,
+    /// The newest finite sample consumed.
+    pub latest: f64,
+    /// Whether the chart runs on a baseline reference.
+    pub on_baseline: bool,
+}
+
+impl Chart {
+    /// Decodes a state; `None` for anything but this exact format.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = StateReader::open(bytes, TAG, VERSION)?;
+        let last_seen = r.i64()?;
+        let chart = Self {
+            last_seen_ms: (last_seen != i64::MIN).then_some(last_seen),
+            z: r.f64()?,
+            monitored: r.u64()?,
+            warmup: Warmup {
+                count: r.u64()?,
+                mean: r.f64()?,
+                m2: r.f64()?,
+            },
+            latest: r.f64()?,
+            on_baseline: r.u8()? == 1,
+        };
+        r.finish()?;
+        Some(chart)
+    }
+
+    /// Encodes the state.
+    pub fn encode(&self) -> Vec<u8> {
+        StateWriter::new(TAG, VERSION)
+            .i64(self.last_seen_ms.unwrap_or(i64::MIN))
+            .f64(self.z)
+            .u64(self.monitored)
+            .u64(self.warmup.count)
+            .f64(self.warmup.mean)
+            .f64(self.warmup.m2)
+            .f64(self.latest)
+            .u8(u8::from(self.on_baseline))
+            .finish()
+    }
+
+    /// Monitors one finite sample against `reference`.
+    fn monitor(&mut self, lambda: f64, reference: &Reference, x: f64) {
+        let previous = if self.monitored == 0 {
+            reference.mean
+        } else {
+            self.z
+        };
+        self.z = lambda * x + (1.0 - lambda) * previous;
+        self.monitored += 1;
+    }
+}
+
+/// `sqrt(λ/(2-λ)·(1-(1-λ)^{2i}))`: σ of `z_i` in units of σ₀.
+pub fn limit_factor(lambda: f64, i: u64) -> f64 {
+    let decay = (1.0 - lambda).powf(2.0 * i as f64);
+    (lambda / (2.0 - lambda) * (1.0 - decay)).sqrt()
+}
+
+impl Detector for Ewma {
+    type Config = Config;
+
+    fn info() -> Info {
+        Info::new(
+            "ewma",
+            env!("CARGO_PKG_VERSION"),
+            "EWMA control chart: fires when the exponentially weighted moving average of \
+             the samples leaves mean ± L·σ·sqrt(λ/(2-λ)·(1-(1-λ)^2i)) of the in-control \
+             reference (the baseline window, or the series' first samples).",
+        )
+        .schema(SCHEMA)
+    }
+
+    fn check_config(cfg: &Config) -> Result<(), String> {
+        if !(cfg.lambda > 0.0 && cfg.lambda <= 1.0) {
+            return Err(format!("lambda: must be in (0, 1], got {}", cfg.lambda));
+        }
+        if !(cfg.l.is_finite() && cfg.l > 0.0) {
+            return Err(format!("l: must be a finite number above 0, got {}", cfg.l));
+        }
+        if cfg.reference_samples < 2 {
+            return Err(format!(
+                "reference_samples: must be at least 2 (a standard deviation needs two), got {}",
+                cfg.reference_samples
+            ));
+        }
+        Ok(())
+    }
+
+    fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
+        let on_baseline = !series.baseline.is_empty();
+        let previous = series.state.and_then(Chart::decode);
+        // A chart that switched between baseline and Phase I references starts over.
+        let mut chart = previous
+            .filter(|c| c.on_baseline == on_baseline)
+            .unwrap_or(Chart {
+                on_baseline,
+                ..Chart::default()
+            });
+        let target = u64::from(cfg.reference_samples);
+
+        let baseline_reference = if on_baseline {
+            match Reference::of_window(&series.baseline).filter(|r| r.samples >= target) {
+                Some(r) => Some(r),
+                None => {
+                    let n = series
+                        .baseline
+                        .values
+                        .iter()
+                        .filter(|v| v.is_finite())
+                        .count();
+                    // Nothing consumed: the samples wait for a usable baseline.
+                    return Verdict::ok(0.0, format!("{n} baseline samples, need {target}"))
+                        .annotate("samples", "0")
+                        .with_state(chart.encode());
+                }
+            }
+        } else {
+            None
+        };
+
+        for (t, x) in unseen(&series.window, chart.last_seen_ms) {
+            chart.last_seen_ms = Some(t);
+            if !x.is_finite() {
+                continue;
+            }
+            match baseline_reference.or_else(|| chart.warmup.reference(target)) {
+                Some(reference) => {
+                    chart.monitor(cfg.lambda, &reference, x);
+                    chart.latest = x;
+                }
+                None => {
+                    chart.warmup.push(x);
+                    chart.latest = x;
+                }
+            }
+        }
+
+        let reference = baseline_reference.or_else(|| chart.warmup.reference(target));
+        let state = chart.encode();
+        let (Some(reference), true) = (reference, chart.monitored > 0) else {
+            return Verdict::ok(
+                0.0,
+                format!(
+                    "learning reference: {} of {target} samples",
+                    chart.warmup.count
+                ),
+            )
+            .with_state(state);
+        };
+        verdict(cfg, &chart, &reference).with_state(state)
+    }
+}
+
+fn verdict(cfg: &Config, chart: &Chart, reference: &Reference) -> Verdict {
+    let sigma_z = reference.stddev * limit_factor(cfg.lambda, chart.monitored);
+    let score = scaled(chart.z - reference.mean, sigma_z);
+    let firing = cfg.direction.exceeds(score, cfg.l);
+    let ucl = reference.mean + cfg.l * sigma_z;
+    let lcl = reference.mean - cfg.l * sigma_z;
+    let mut summary = String::with_capacity(112);
+    summary.push_str("ewma=");
+    push_value(&mut summary, chart.z);
+    if score > cfg.l {
+        summary.push_str(" above UCL ");
+        push_value(&mut summary, ucl);
+    } else if score < -cfg.l {
+        summary.push_str(" below LCL ");
+        push_value(&mut summary, lcl);
+    } else {
+        summary.push_str(" within ");
+        push_value(&mut summary, lcl);
+        summary.push_str("..");
+        push_value(&mut summary, ucl);
+    }
+    summary.push_str(" (mean=");
+    push_value(&mut summary, reference.mean);
+    summary.push_str(", stddev=");
+    push_value(&mut summary, reference.stddev);
+    summary.push_str(&format!(
+        ", lambda={}, {} samples)",
+        cfg.lambda, chart.monitored
+    ));
+    Verdict::new(firing, score, summary)
+        .annotate("ewma", format_value(chart.z))
+        .annotate("ucl", format_value(ucl))
+        .annotate("lcl", format_value(lcl))
+        .annotate("mean", format_value(reference.mean))
+        .annotate("stddev", format_value(reference.stddev))
+        .annotate("samples", chart.monitored.to_string())
+        .annotate("latest", format_value(chart.latest))
+}
+
+klaxon_sdk::export_detector!(Ewma);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use klaxon_sdk::testing::{self, TestSeries};
+
+    const NAN: f64 = f64::NAN;
+
+    fn run(config: &str, series: TestSeries) -> Output {
+        testing::run_detector::<Ewma>(config, &[series])
+            .expect("evaluate")
+            .remove(0)
+    }
+
+    /// Reference 2,4,4,4,5,5,7,9: μ₀ = 5, σ₀ = sqrt(32/7) = 2.138089935299395.
+    const REFERENCE: [f64; 8] = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+
+    #[test]
+    fn hand_computed_chart() {
+        // λ = 0.5, L = 3, Phase I on the first 8 samples, then 9, 9, 9:
+        // z1 = 0.5·9 + 0.5·5 = 7, z2 = 8, z3 = 8.5.
+        // factor(3) = sqrt(0.5/1.5·(1-0.5^6)) = sqrt(1/3·63/64) = 0.572821...;
+        // σ_z = 2.138089935·0.572821 = 1.224744871 (= sqrt(1.5) exactly:
+        // 32/7·63/192 = 1.5); score = 3.5/1.224744871 = 2.857738033 < 3.
+        let mut values = REFERENCE.to_vec();
+        values.extend([9.0, 9.0, 9.0]);
+        let config = r#"{"lambda":0.5,"l":3,"reference_samples":8}"#;
+        let out = run(config, TestSeries::from_values(&values));
+        let v = &out.verdict;
+        assert!(!v.firing);
+        assert!((v.score - 3.5 / 1.5f64.sqrt()).abs() < 1e-12, "{}", v.score);
+        assert_eq!(v.annotation("ewma"), Some("8.5"));
+        assert_eq!(v.annotation("samples"), Some("3"));
+        // UCL = 5 + 3·sqrt(1.5) = 8.674234614
+        assert_eq!(v.annotation("ucl"), Some("8.67423"));
+        // One more 9: z4 = 8.75; factor(4) = sqrt(1/3·(1-0.5^8)) → σ_z² = 32/7·255/768
+        // = 1.517857..., σ_z = 1.232013; score = 3.75/1.232013 = 3.043800 > 3.
+        values.push(9.0);
+        let v = run(config, TestSeries::from_values(&values)).verdict;
+        assert!(v.firing);
+        let expected = 3.75 / (32.0 / 7.0 * 255.0 / 768.0f64).sqrt();
+        assert!((v.score - expected).abs() < 1e-12);
+        assert!(
+            v.summary.starts_with("ewma=8.75 above UCL 8.69604"),
+            "{}",
+            v.summary
+        );
+    }
+
+    #[test]
+    fn matches_a_direct_recursion() {
+        // Independent recomputation of the recursion over a longer stream.
+        let mut values: Vec<f64> = (0..40).map(|i| 10.0 + ((i * 7) % 5) as f64).collect();
+        values.extend([13.0, 15.0, 16.0, 11.0, 18.0]);
+        let lambda = 0.2;
+        let reference: Vec<f64> = values[..30].to_vec();
+        let m = stats::moments(&reference).unwrap();
+        let s = m.sample_stddev().unwrap();
+        let mut z = m.mean;
+        for (i, &x) in values[30..].iter().enumerate() {
+            z = lambda * x + (1.0 - lambda) * z;
+            let n = (i + 1) as f64;
+            let factor = (lambda / (2.0 - lambda) * (1.0 - (1.0 - lambda).powf(2.0 * n))).sqrt();
+            let series = TestSeries::from_values(&values[..31 + i]);
+            let v = run("{}", series).verdict;
+            let expected = (z - m.mean) / (s * factor);
+            assert!(
+                (v.score - expected).abs() < 1e-9,
+                "{i}: {} vs {expected}",
+                v.score
+            );
+            assert_eq!(v.firing, expected.abs() > 3.5);
+        }
+    }
+
+    #[test]
+    fn incremental_evaluation_equals_one_shot() {
+        let values: Vec<f64> = (0..60)
+            .map(|i| {
+                if i == 17 {
+                    NAN
+                } else {
+                    (i as f64 * 0.7).sin() * 3.0 + if i > 45 { 6.0 } else { 0.0 }
+                }
+            })
+            .collect();
+        let full = TestSeries::from_values(&values);
+        let one_shot = run("{}", full.clone());
+        // The same stream seen through overlapping 20-sample windows ending at each
+        // sample, state handed from one evaluation to the next.
+        let mut state: Option<Vec<u8>> = None;
+        let mut last = None;
+        for end in 1..=values.len() {
+            let start = end.saturating_sub(20);
+            let mut s = TestSeries::new(
+                &[("__name__", "test")],
+                full.timestamps_ms[start..end].to_vec(),
+                values[start..end].to_vec(),
+            );
+            s.state = state.clone();
+            let out = testing::run_detector_at::<Ewma>("{}", &[s], full.timestamps_ms[end - 1])
+                .unwrap()
+                .remove(0);
+            state = out.state.clone();
+            last = Some(out);
+        }
+        let last = last.unwrap();
+        assert_eq!(last.state, one_shot.state);
+        assert_eq!(last.verdict, one_shot.verdict);
+        assert!(one_shot.verdict.firing, "{}", one_shot.verdict.summary);
+        // Re-evaluating the same window changes nothing (no double counting).
+        let again = run("{}", full.state(one_shot.state.clone().unwrap()));
+        assert_eq!(again, one_shot);
+    }
+
+    #[test]
+    fn baseline_reference() {
+        // Baseline REFERENCE, window 9,9,9,9 with λ=0.5, L=3: as in the hand-computed
+        // chart, the fourth 9 fires.
+        let config = r#"{"lambda":0.5,"l":3,"reference_samples":8}"#;
+        let s = TestSeries::from_values(&[9.0, 9.0, 9.0, 9.0]).baseline(&REFERENCE);
+        let v = run(config, s).verdict;
+        assert!(v.firing);
+        assert_eq!(v.annotation("samples"), Some("4"));
+        // A too-short baseline consumes nothing.
+        let s = TestSeries::from_values(&[9.0, 9.0]).baseline(&REFERENCE[..3]);
+        let out = run(config, s);
+        assert!(!out.verdict.firing);
+        assert_eq!(out.verdict.summary, "3 baseline samples, need 8");
+        assert_eq!(
+            Chart::decode(out.state.as_deref().unwrap())
+                .unwrap()
+                .last_seen_ms,
+            None
+        );
+    }
+
+    #[test]
+    fn empty_constant_and_nan_windows_never_give_nan() {
+        for values in [vec![], vec![NAN; 40], vec![4.0; 40]] {
+            let out = run("{}", TestSeries::from_values(&values));
+            assert!(!out.verdict.firing, "{values:?}");
+            assert_eq!(out.verdict.score, 0.0);
+        }
+        // Constant reference then a change: ±1e6, finite.
+        let mut values = vec![4.0; 30];
+        values.push(4.5);
+        let v = run("{}", TestSeries::from_values(&values)).verdict;
+        assert_eq!((v.firing, v.score), (true, 1e6));
+        assert_eq!(v.annotation("stddev"), Some("0"));
+        // Baseline of NaNs.
+        let s = TestSeries::from_values(&[1.0]).baseline(&[NAN; 40]);
+        let v = run("{}", s).verdict;
+        assert_eq!((v.firing, v.score), (false, 0.0));
+    }
+
+    #[test]
+    fn learning_then_direction() {
+        let v = run("{}", TestSeries::from_values(&REFERENCE)).verdict;
+        assert_eq!(v.summary, "learning reference: 8 of 30 samples");
+        let mut values = REFERENCE.to_vec();
+        values.extend([0.0; 6]);
+        let cfg =
+            |d: &str| format!(r#"{{"lambda":0.5,"l":3,"reference_samples":8,"direction":"{d}"}}"#);
+        assert!(
+            run(&cfg("both"), TestSeries::from_values(&values))
+                .verdict
+                .firing
+        );
+        assert!(
+            run(&cfg("down"), TestSeries::from_values(&values))
+                .verdict
+                .firing
+        );
+        assert!(
+            !run(&cfg("up"), TestSeries::from_values(&values))
+                .verdict
+                .firing
+        );
+    }
+
+    #[test]
+    fn foreign_state_starts_fresh() {
+        let values = REFERENCE.to_vec();
+        let fresh = run(
+            r#"{"reference_samples":8}"#,
+            TestSeries::from_values(&values),
+        );
+        for junk in [
+            vec![],
+            vec![b'E', 2, 0, 0],
+            vec![b'C', 1],
+            vec![b'E', 1, 1, 2, 3],
+        ] {
+            let out = run(
+                r#"{"reference_samples":8}"#,
+                TestSeries::from_values(&values).state(junk),
+            );
+            assert_eq!(out, fresh);
+        }
+        let chart = Chart::decode(fresh.state.as_deref().unwrap()).unwrap();
+        assert_eq!(chart.warmup.count, 8);
+        assert_eq!(fresh.state.unwrap().len(), 2 + 7 * 8 + 1);
+    }
+
+    #[test]
+    fn config_checks() {
+        let check = testing::check_detector_config::<Ewma>;
+        assert!(check("{}").is_ok());
+        assert!(check(r#"{"lambda":1,"l":2.7,"reference_samples":2,"direction":"up"}"#).is_ok());
+        for (config, field) in [
+            (r#"{"lambda":0}"#, "lambda:"),
+            (r#"{"lambda":1.5}"#, "lambda:"),
+            (r#"{"l":0}"#, "l:"),
+            (r#"{"reference_samples":1}"#, "reference_samples:"),
+            (r#"{"direction":"x"}"#, "direction:"),
+        ] {
+            let err = check(config).unwrap_err();
+            assert!(err.starts_with(field), "{config}: {err}");
+        }
+        assert!(
+            check(r#"{"L":3}"#)
+                .unwrap_err()
+                .contains("unknown field `L`")
+        );
+    }
+}

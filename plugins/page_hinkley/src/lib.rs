@@ -1,0 +1,575 @@
+//! `page_hinkley`: the Page-Hinkley change detector exactly as river's
+//! `drift.PageHinkley` (river 0.26) defines it, two-sided by default. A streaming
+//! detector: the test's running sums live in the host-owned per-series state, and each
+//! evaluation consumes only samples newer than the last one it saw.
+//!
+//! # Config
+//!
+//! ```json
+//! { "min_instances": 30, "delta": 0.005, "threshold": 50.0, "alpha": 0.9999,
+//!   "mode": "both", "hold_seconds": 600 }
+//! ```
+//!
+//! | field           | type    | default   | meaning |
+//! |-----------------|---------|-----------|---------|
+//! | `min_instances` | integer | `30`      | samples before any detection (≥ 1) |
+//! | `delta`         | number  | `0.005`   | δ, magnitude of change tolerated (finite, ≥ 0) |
+//! | `threshold`     | number  | `50.0`    | λ, detection threshold, in the metric's units × samples (finite, > 0) |
+//! | `alpha`         | number  | `0.9999`  | α, forgetting factor of the cumulative sums, in (0, 1] |
+//! | `mode`          | string  | `"both"`  | `up` (increases), `down` (decreases) or `both` |
+//! | `hold_seconds`  | number  | `600`     | the verdict fires while a detection happened at most this long before the evaluation time (finite, ≥ 0) |
+//!
+//! Unknown fields are an error. The defaults are river's (and scikit-multiflow's).
+//! `threshold` is scale-dependent: a sustained shift of `d` crosses it after about
+//! `threshold / d` samples, so set it from the shift worth an alert (e.g. `50` for a
+//! latency in ms where a 5 ms shift should alert within ~10 samples).
+//!
+//! # Formula (river's)
+//!
+//! For each finite sample `x` (NaN and ±Inf are skipped): if the previous sample
+//! signalled a drift, everything resets first. Then, with `x̄` the running mean
+//! including `x` and `dev = x - x̄`:
+//!
+//! ```text
+//! S⁺ = α·S⁺ + dev - δ        m⁺ = min(m⁺, S⁺)     (m⁺ starts at +∞)
+//! S⁻ = α·S⁻ + dev + δ        M⁻ = max(M⁻, S⁻)     (M⁻ starts at -1, as in river)
+//! once n ≥ min_instances: drift when (S⁺ - m⁺) > λ [up] or (M⁻ - S⁻) > λ [down]
+//! ```
+//!
+//! # Alerting
+//!
+//! A detection is an event, so the verdict fires while the last detection's sample is
+//! no older than `hold_seconds` before the evaluation time; after a detection the test
+//! restarts and learns the new level, as river's does.
+//!
+//! # State
+//!
+//! Tag `P`, version 1, 83 bytes: last-seen timestamp, last detection's timestamp and
+//! statistic, detection count, the drift flag, `n`, `x̄`, `S⁺`, `S⁻`, `m⁺`, `M⁻`.
+//! Unknown tag, version or length: start fresh.
+//!
+//! # Verdict
+//!
+//! - score: while holding, the detection's statistic (`S⁺ - m⁺`, or `-(M⁻ - S⁻)` for a
+//!   decrease); otherwise the larger current statistic, signed the same way (0 before
+//!   `min_instances`); never NaN;
+//! - summary like `drift up detected 120s ago (statistic 61.2 > 50, mean 10.3 over 45 samples)`;
+//! - annotations: `statistic`, `threshold`, `mean`, `samples`, `detections`, and
+//!   `drift_at` (Unix ms of the detecting sample) once there was one.
+
+use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
+use klaxon_anomaly_common::{Direction, bounded};
+use klaxon_sdk::prelude::*;
+use serde::Deserialize;
+
+/// The Page-Hinkley detector.
+pub struct PageHinkley;
+
+/// Parsed config; see the crate docs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Samples before any detection.
+    pub min_instances: u64,
+    /// δ.
+    pub delta: f64,
+    /// λ.
+    pub threshold: f64,
+    /// α.
+    pub alpha: f64,
+    /// Which changes count.
+    pub mode: Direction,
+    /// How long a detection keeps the verdict firing.
+    pub hold_seconds: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            min_instances: 30,
+            delta: 0.005,
+            threshold: 50.0,
+            alpha: 1.0 - 0.0001,
+            mode: Direction::Both,
+            hold_seconds: 600.0,
+        }
+    }
+}
+
+const SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "page_hinkley",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "min_instances": {"type": "integer", "minimum": 1, "default": 30, "description": "Samples before any detection."},
+    "delta": {"type": "number", "minimum": 0, "default": 0.005, "description": "Magnitude of change tolerated."},
+    "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 50.0, "description": "Detection threshold (lambda)."},
+    "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.9999, "description": "Forgetting factor of the cumulative sums."},
+    "mode": {"enum": ["both", "up", "down"], "default": "both", "description": "Which changes are detected."},
+    "hold_seconds": {"type": "number", "minimum": 0, "default": 600, "description": "Seconds a detection keeps the verdict firing."}
+  }
+}"#;
+
+const TAG: u8 = b'P';
+const VERSION: u8 = 1;
+
+/// The test's per-series state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Test {
+    /// Timestamp of the newest sample consumed.
+    pub last_seen_ms: Option<i64>,
+    /// Timestamp of the sample that signalled the last drift.
+    pub drift_at_ms: Option<i64>,
+    /// The statistic at that detection (signed: negative for a decrease).
+    pub drift_statistic: f64,
+    /// Detections so far.
+    pub detections: u64,
+    /// Whether the newest sample signalled a drift (the next one resets the test).
+    pub drift_detected: bool,
+    /// Samples in the running mean.
+    pub n: u64,
+    /// Running mean.
+    pub mean: f64,
+    /// `S⁺`.
+    pub sum_increase: f64,
+    /// `S⁻`.
+    pub sum_decrease: f64,
+    /// `m⁺`.
+    pub min_increase: f64,
+    /// `M⁻`.
+    pub max_decrease: f64,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self {
+            last_seen_ms: None,
+            drift_at_ms: None,
+            drift_statistic: 0.0,
+            detections: 0,
+            drift_detected: false,
+            n: 0,
+            mean: 0.0,
+            sum_increase: 0.0,
+            sum_decrease: 0.0,
+            min_increase: f64::INFINITY,
+            max_decrease: -1.0,
+        }
+    }
+}
+
+fn opt_ms(t: i64) -> Option<i64> {
+    (t != i64::MIN).then_some(t)
+}
+
+impl Test {
+    /// Decodes a state; `None` for anything but this exact format.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = StateReader::open(bytes, TAG, VERSION)?;
+        let test = Self {
+            last_seen_ms: opt_ms(r.i64()?),
+            drift_at_ms: opt_ms(r.i64()?),
+            drift_statistic: r.f64()?,
+            detections: r.u64()?,
+            drift_detected: r.u8()? == 1,
+            n: r.u64()?,
+            mean: r.f64()?,
+            sum_increase: r.f64()?,
+            sum_decrease: r.f64()?,
+            min_increase: r.f64()?,
+            max_decrease: r.f64()?,
+        };
+        r.finish()?;
+        Some(test)
+    }
+
+    /// Encodes the state.
+    pub fn encode(&self) -> Vec<u8> {
+        StateWriter::new(TAG, VERSION)
+            .i64(self.last_seen_ms.unwrap_or(i64::MIN))
+            .i64(self.drift_at_ms.unwrap_or(i64::MIN))
+            .f64(self.drift_statistic)
+            .u64(self.detections)
+            .u8(u8::from(self.drift_detected))
+            .u64(self.n)
+            .f64(self.mean)
+            .f64(self.sum_increase)
+            .f64(self.sum_decrease)
+            .f64(self.min_increase)
+            .f64(self.max_decrease)
+            .finish()
+    }
+
+    /// `(S⁺ - m⁺, M⁻ - S⁻)`.
+    pub fn statistics(&self) -> (f64, f64) {
+        (
+            self.sum_increase - self.min_increase,
+            self.max_decrease - self.sum_decrease,
+        )
+    }
+
+    /// river's `update(x)`; returns whether `x` signals a drift.
+    pub fn update(&mut self, cfg: &Config, x: f64) -> bool {
+        if self.drift_detected {
+            *self = Self {
+                last_seen_ms: self.last_seen_ms,
+                drift_at_ms: self.drift_at_ms,
+                drift_statistic: self.drift_statistic,
+                detections: self.detections,
+                ..Self::default()
+            };
+        }
+        self.n += 1;
+        self.mean += (x - self.mean) / self.n as f64;
+        let dev = x - self.mean;
+        self.sum_increase = cfg.alpha * self.sum_increase + dev - cfg.delta;
+        self.sum_decrease = cfg.alpha * self.sum_decrease + dev + cfg.delta;
+        if self.sum_increase < self.min_increase {
+            self.min_increase = self.sum_increase;
+        }
+        if self.sum_decrease > self.max_decrease {
+            self.max_decrease = self.sum_decrease;
+        }
+        if self.n >= cfg.min_instances {
+            let (up, down) = self.statistics();
+            let fires_up = up > cfg.threshold && cfg.mode != Direction::Down;
+            let fires_down = down > cfg.threshold && cfg.mode != Direction::Up;
+            self.drift_detected = fires_up || fires_down;
+            if self.drift_detected {
+                self.drift_statistic = if fires_up && (!fires_down || up >= down) {
+                    up
+                } else {
+                    -down
+                };
+            }
+        }
+        self.drift_detected
+    }
+}
+
+impl Detector for PageHinkley {
+    type Config = Config;
+
+    fn info() -> Info {
+        Info::new(
+            "page_hinkley",
+            env!("CARGO_PKG_VERSION"),
+            "Page-Hinkley change detection (river's definition): fires for `hold_seconds` \
+             after the cumulative deviation from the running mean exceeds `threshold`.",
+        )
+        .schema(SCHEMA)
+    }
+
+    fn check_config(cfg: &Config) -> Result<(), String> {
+        if cfg.min_instances < 1 {
+            return Err("min_instances: must be at least 1, got 0".into());
+        }
+        if !(cfg.delta.is_finite() && cfg.delta >= 0.0) {
+            return Err(format!(
+                "delta: must be a finite number ≥ 0, got {}",
+                cfg.delta
+            ));
+        }
+        if !(cfg.threshold.is_finite() && cfg.threshold > 0.0) {
+            return Err(format!(
+                "threshold: must be a finite number above 0, got {}",
+                cfg.threshold
+            ));
+        }
+        if !(cfg.alpha > 0.0 && cfg.alpha <= 1.0) {
+            return Err(format!("alpha: must be in (0, 1], got {}", cfg.alpha));
+        }
+        if !(cfg.hold_seconds.is_finite() && cfg.hold_seconds >= 0.0) {
+            return Err(format!(
+                "hold_seconds: must be a finite number ≥ 0, got {}",
+                cfg.hold_seconds
+            ));
+        }
+        Ok(())
+    }
+
+    fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
+        let mut test = series.state.and_then(Test::decode).unwrap_or_default();
+        for (t, x) in unseen(&series.window, test.last_seen_ms) {
+            test.last_seen_ms = Some(t);
+            if !x.is_finite() {
+                continue;
+            }
+            if test.update(cfg, x) {
+                test.drift_at_ms = Some(t);
+                test.detections += 1;
+            }
+        }
+        verdict(cfg, &test, series.eval_time_ms).with_state(test.encode())
+    }
+}
+
+fn verdict(cfg: &Config, test: &Test, eval_time_ms: i64) -> Verdict {
+    let hold_ms = (cfg.hold_seconds * 1000.0) as i64;
+    let holding = test
+        .drift_at_ms
+        .filter(|at| *at >= eval_time_ms.saturating_sub(hold_ms));
+    let (up, down) = test.statistics();
+    let current = if test.n < cfg.min_instances {
+        0.0
+    } else if up >= down {
+        up
+    } else {
+        -down
+    };
+    let score = bounded(if holding.is_some() {
+        test.drift_statistic
+    } else {
+        current
+    });
+    let summary = match holding {
+        Some(at) => {
+            let mut s = format!(
+                "drift {} detected {}s ago (statistic ",
+                if test.drift_statistic >= 0.0 {
+                    "up"
+                } else {
+                    "down"
+                },
+                (eval_time_ms - at).max(0) / 1000
+            );
+            push_value(&mut s, test.drift_statistic.abs());
+            s.push_str(" > ");
+            push_value(&mut s, cfg.threshold);
+            s.push_str(", mean ");
+            push_value(&mut s, test.mean);
+            s.push_str(&format!(" over {} samples)", test.n));
+            s
+        }
+        None if test.n < cfg.min_instances => {
+            format!(
+                "{} of {} samples before detection starts",
+                test.n, cfg.min_instances
+            )
+        }
+        None => {
+            let mut s = String::from("no drift (statistic ");
+            push_value(&mut s, current.abs());
+            s.push_str(" ≤ ");
+            push_value(&mut s, cfg.threshold);
+            s.push_str(", mean ");
+            push_value(&mut s, test.mean);
+            s.push_str(&format!(" over {} samples)", test.n));
+            s
+        }
+    };
+    let mut v = Verdict::new(holding.is_some(), score, summary)
+        .annotate("statistic", format_value(score))
+        .annotate("threshold", format_value(cfg.threshold))
+        .annotate("mean", format_value(bounded(test.mean)))
+        .annotate("samples", test.n.to_string())
+        .annotate("detections", test.detections.to_string());
+    if let Some(at) = test.drift_at_ms {
+        v = v.annotate("drift_at", at.to_string());
+    }
+    v
+}
+
+klaxon_sdk::export_detector!(PageHinkley);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use klaxon_anomaly_common::fixtures::{replay, river_stream};
+    use klaxon_sdk::testing::{self, STEP_MS, TestSeries};
+
+    /// Indices at which river 0.26.1's `drift.PageHinkley(**kwargs)` reports
+    /// `drift_detected` on [`river_stream`], by `testdata/ph.py` in anomaly-common.
+    fn detections(config: &str, values: &[f64]) -> Vec<usize> {
+        let cfg: Config = serde_json::from_str(config).unwrap();
+        let mut test = Test::default();
+        (0..values.len())
+            .filter(|&i| test.update(&cfg, values[i]))
+            .collect()
+    }
+
+    #[test]
+    fn matches_river_detections() {
+        let xs = river_stream();
+        assert_eq!(xs.len(), 600);
+        // PageHinkley()
+        assert_eq!(detections("{}", &xs), vec![311]);
+        // PageHinkley(threshold=10.0)
+        assert_eq!(
+            detections(r#"{"threshold":10}"#, &xs),
+            vec![110, 277, 307, 390, 420, 460, 527, 585]
+        );
+        // PageHinkley(threshold=10.0, mode="up") / "down"
+        assert_eq!(
+            detections(r#"{"threshold":10,"mode":"up"}"#, &xs),
+            vec![110, 301, 415, 529]
+        );
+        assert_eq!(
+            detections(r#"{"threshold":10,"mode":"down"}"#, &xs),
+            vec![278]
+        );
+        // PageHinkley(min_instances=10, delta=0.05, threshold=5.0, alpha=0.99)
+        assert_eq!(
+            detections(
+                r#"{"min_instances":10,"delta":0.05,"threshold":5,"alpha":0.99}"#,
+                &xs
+            ),
+            vec![
+                68, 82, 134, 186, 209, 232, 248, 278, 295, 305, 321, 374, 391, 405, 437, 450, 468,
+                516, 577
+            ]
+        );
+        // The mirrored stream swaps up and down.
+        let neg: Vec<f64> = xs.iter().map(|x| -x).collect();
+        assert_eq!(
+            detections(r#"{"threshold":10,"mode":"up"}"#, &neg),
+            vec![278]
+        );
+    }
+
+    #[test]
+    fn matches_river_internal_sums() {
+        // After the whole stream, PageHinkley(): _x_mean.n = 288,
+        // _x_mean.get() = 3.0278090277777796, _sum_increase = -13.044705359412564,
+        // _sum_decrease = -10.205642157146917, _min_increase = -26.24078075449564,
+        // _max_decrease = 5.133919659905321 (river 0.26.1).
+        let cfg = Config::default();
+        let mut test = Test::default();
+        for x in river_stream() {
+            test.update(&cfg, x);
+        }
+        assert_eq!(test.n, 288);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(test.mean, 3.0278090277777796));
+        assert!(close(test.sum_increase, -13.044705359412564));
+        assert!(close(test.sum_decrease, -10.205642157146917));
+        assert!(close(test.min_increase, -26.24078075449564));
+        assert!(close(test.max_decrease, 5.133919659905321));
+    }
+
+    #[test]
+    fn verdict_holds_after_a_detection() {
+        let xs = river_stream();
+        let ts = TestSeries::from_values(&xs).timestamps_ms;
+        let eval = |end: usize, state: Option<Vec<u8>>| {
+            let mut s = TestSeries::new(
+                &[("__name__", "test")],
+                ts[..end].to_vec(),
+                xs[..end].to_vec(),
+            );
+            s.state = state;
+            testing::run_detector_at::<PageHinkley>("{}", &[s], ts[end - 1])
+                .unwrap()
+                .remove(0)
+        };
+        // Evaluated at the detecting sample (index 311): firing.
+        let out = eval(312, None);
+        let v = &out.verdict;
+        assert!(v.firing, "{}", v.summary);
+        assert!(v.score > 50.0);
+        assert_eq!(v.annotation("detections"), Some("1"));
+        assert_eq!(v.annotation("drift_at"), Some(ts[311].to_string().as_str()));
+        assert!(
+            v.summary.starts_with("drift up detected 0s ago"),
+            "{}",
+            v.summary
+        );
+        // 40 samples later (600 s at 15 s) it still holds; 41 later (615 s) it does not.
+        assert_eq!(40 * STEP_MS, 600_000);
+        assert!(eval(352, out.state.clone()).verdict.firing);
+        let later = eval(353, out.state.clone()).verdict;
+        assert!(!later.firing, "{}", later.summary);
+        assert!(later.summary.starts_with("no drift"), "{}", later.summary);
+        assert_eq!(
+            later.annotation("drift_at"),
+            Some(ts[311].to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn incremental_evaluation_equals_one_shot() {
+        let mut xs = river_stream();
+        xs[100] = f64::NAN;
+        xs[320] = f64::INFINITY;
+        let one_shot = testing::run_detector::<PageHinkley>(
+            r#"{"threshold":10}"#,
+            &[TestSeries::from_values(&xs)],
+        )
+        .unwrap()
+        .remove(0);
+        for (window, step) in [(20, 1), (50, 7), (600, 600)] {
+            assert_eq!(
+                replay::<PageHinkley>(r#"{"threshold":10}"#, &xs, window, step),
+                one_shot
+            );
+        }
+        let t = Test::decode(one_shot.state.as_deref().unwrap()).unwrap();
+        assert_eq!(t.detections, 8);
+    }
+
+    #[test]
+    fn empty_constant_and_nan_windows_never_give_nan() {
+        for values in [
+            vec![],
+            vec![f64::NAN; 50],
+            vec![7.0; 50],
+            vec![f64::MAX, -f64::MAX].repeat(30),
+        ] {
+            let v = testing::run_detector::<PageHinkley>("{}", &[TestSeries::from_values(&values)])
+                .unwrap()
+                .remove(0)
+                .verdict;
+            assert!(v.score.is_finite(), "{values:?}");
+            assert!(
+                v.annotations.iter().all(|(_, a)| a != "NaN"),
+                "{:?}",
+                v.annotations
+            );
+        }
+        let v = testing::run_detector::<PageHinkley>("{}", &[TestSeries::from_values(&[7.0; 50])])
+            .unwrap()
+            .remove(0)
+            .verdict;
+        assert!(!v.firing);
+    }
+
+    #[test]
+    fn foreign_state_starts_fresh() {
+        let xs = river_stream();
+        let s = || TestSeries::from_values(&xs[..50]);
+        let fresh = testing::run_detector::<PageHinkley>("{}", &[s()])
+            .unwrap()
+            .remove(0);
+        for junk in [vec![], vec![b'P', 2], vec![b'A', 1, 0]] {
+            let out = testing::run_detector::<PageHinkley>("{}", &[s().state(junk)])
+                .unwrap()
+                .remove(0);
+            assert_eq!(out, fresh);
+        }
+        assert_eq!(fresh.state.unwrap().len(), 83);
+    }
+
+    #[test]
+    fn config_checks() {
+        let check = testing::check_detector_config::<PageHinkley>;
+        assert!(check("{}").is_ok());
+        for (config, field) in [
+            (r#"{"min_instances":0}"#, "min_instances:"),
+            (r#"{"delta":-1}"#, "delta:"),
+            (r#"{"threshold":0}"#, "threshold:"),
+            (r#"{"alpha":0}"#, "alpha:"),
+            (r#"{"alpha":1.1}"#, "alpha:"),
+            (r#"{"mode":"sideways"}"#, "mode:"),
+            (r#"{"hold_seconds":-5}"#, "hold_seconds:"),
+        ] {
+            let err = check(config).unwrap_err();
+            assert!(err.starts_with(field), "{config}: {err}");
+        }
+        assert!(
+            check(r#"{"lambda":3}"#)
+                .unwrap_err()
+                .contains("unknown field `lambda`")
+        );
+    }
+}

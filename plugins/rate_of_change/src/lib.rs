@@ -1,0 +1,317 @@
+//! `rate_of_change`: fires when the current value moved too far from a baseline mean,
+//! absolutely or relatively: "approval rate moved 6 pp from the 7-day baseline".
+//!
+//! # Config
+//!
+//! ```json
+//! { "mode": "relative", "threshold": 0.5, "current": "last", "min_samples": 1,
+//!   "direction": "both" }
+//! ```
+//!
+//! | field         | type    | default      | meaning |
+//! |---------------|---------|--------------|---------|
+//! | `mode`        | string  | `"relative"` | `absolute`: `change = current - baseline`; `relative`: `change = (current - baseline) / |baseline|` |
+//! | `threshold`   | number  | `0.5`        | fire when the change crosses it (finite, > 0): in the metric's units for `absolute` (`0.06` = 6 pp of a ratio), as a fraction for `relative` (`0.5` = ±50 %) |
+//! | `current`     | string  | `"last"`     | `last`: the latest finite sample of the window; `mean`: the mean of the window's finite samples |
+//! | `min_samples` | integer | `1`          | fewest finite baseline samples worth judging (≥ 1) |
+//! | `direction`   | string  | `"both"`     | `both`, `up` (only increases), `down` (only decreases) |
+//!
+//! Unknown fields are an error. The approval-rate check is
+//! `{ mode: absolute, threshold: 0.06 }` with `baseline: { offset: 1d, window: 7d }`.
+//!
+//! # Formula
+//!
+//! - baseline: the mean of the rule's baseline window's finite samples (set the
+//!   rule's `baseline:` offset and window: `offset: 7d` compares with a week ago,
+//!   `window: 7d` averages a week). A rule without a baseline falls back to the mean of
+//!   the window's finite samples before the latest one (with `current: last`) or to
+//!   nothing (with `current: mean`, which needs a baseline);
+//! - current: per `current`; NaN and ±Inf samples are skipped everywhere;
+//! - absolute: `change = current - baseline`; relative: `change = (current -
+//!   baseline) / |baseline|`, where a zero baseline gives 0 when `current == 0`, else
+//!   ±1e6 (the sign of the change).
+//!
+//! Changes are clamped to ±1e6: never NaN or infinite.
+//!
+//! # Verdict
+//!
+//! - score: `change`; summary like `current 0.84 vs baseline 0.9: -0.06 (absolute)` or
+//!   `current 150 vs baseline 100: +50% (relative)`;
+//! - annotations: `current`, `baseline`, `change`, `baseline_samples`;
+//! - no finite current value: not firing, score 0, `no finite samples in window`;
+//! - fewer than `min_samples` baseline samples: not firing, score 0, summary like
+//!   `0 baseline samples, need 1`.
+
+use klaxon_anomaly_common::{Direction, bounded, scaled};
+use klaxon_sdk::prelude::*;
+use serde::Deserialize;
+
+/// The rate-of-change detector.
+pub struct RateOfChange;
+
+/// How the change is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `current - baseline`.
+    Absolute,
+    /// `(current - baseline) / |baseline|`.
+    #[default]
+    Relative,
+}
+
+/// What the current value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Current {
+    /// The latest finite sample.
+    #[default]
+    Last,
+    /// The mean of the window's finite samples.
+    Mean,
+}
+
+/// Parsed config; see the crate docs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Absolute or relative.
+    pub mode: Mode,
+    /// The change that fires.
+    pub threshold: f64,
+    /// Latest sample or window mean.
+    pub current: Current,
+    /// Fewest baseline samples.
+    pub min_samples: u32,
+    /// Which side fires.
+    pub direction: Direction,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Relative,
+            threshold: 0.5,
+            current: Current::Last,
+            min_samples: 1,
+            direction: Direction::Both,
+        }
+    }
+}
+
+const SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "rate_of_change",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "mode": {"enum": ["absolute", "relative"], "default": "relative", "description": "Change as a difference or as a fraction of the baseline."},
+    "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 0.5, "description": "Fire when the change crosses this."},
+    "current": {"enum": ["last", "mean"], "default": "last", "description": "The latest sample, or the window's mean."},
+    "min_samples": {"type": "integer", "minimum": 1, "default": 1, "description": "Fewest baseline samples worth judging."},
+    "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which side fires."}
+  }
+}"#;
+
+impl Detector for RateOfChange {
+    type Config = Config;
+
+    fn info() -> Info {
+        Info::new(
+            "rate_of_change",
+            env!("CARGO_PKG_VERSION"),
+            "Fires when the latest value (or the window mean) moved more than `threshold` \
+             from the baseline window's mean, absolutely or relatively.",
+        )
+        .schema(SCHEMA)
+    }
+
+    fn check_config(cfg: &Config) -> Result<(), String> {
+        if !(cfg.threshold.is_finite() && cfg.threshold > 0.0) {
+            return Err(format!(
+                "threshold: must be a finite number above 0, got {}",
+                cfg.threshold
+            ));
+        }
+        if cfg.min_samples < 1 {
+            return Err("min_samples: must be at least 1, got 0".into());
+        }
+        Ok(())
+    }
+
+    fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
+        let current = match cfg.current {
+            Current::Last => series.window.last_finite(),
+            Current::Mean => stats::mean(series.window.values).map(|m| (0, m)),
+        };
+        let Some((latest_index, current)) = current else {
+            return Verdict::ok(0.0, "no finite samples in window").into();
+        };
+        let reference = if !series.baseline.is_empty() {
+            series.baseline.values
+        } else if cfg.current == Current::Last {
+            &series.window.values[..latest_index]
+        } else {
+            &[]
+        };
+        let n = stats::finite_count(reference);
+        let baseline = stats::mean(reference).filter(|_| n >= cfg.min_samples as usize);
+        let Some(baseline) = baseline else {
+            return Verdict::ok(
+                0.0,
+                format!("{n} baseline samples, need {}", cfg.min_samples),
+            )
+            .annotate("baseline_samples", n.to_string())
+            .into();
+        };
+        let difference = current - baseline;
+        let change = match cfg.mode {
+            Mode::Absolute => bounded(difference),
+            Mode::Relative => scaled(difference, baseline.abs()),
+        };
+        let firing = cfg.direction.exceeds(change, cfg.threshold);
+        let mut summary = String::from("current ");
+        push_value(&mut summary, current);
+        summary.push_str(" vs baseline ");
+        push_value(&mut summary, baseline);
+        summary.push_str(": ");
+        if change >= 0.0 {
+            summary.push('+');
+        }
+        match cfg.mode {
+            Mode::Absolute => {
+                push_value(&mut summary, change);
+                summary.push_str(" (absolute)");
+            }
+            Mode::Relative => {
+                push_value(&mut summary, bounded(change * 100.0));
+                summary.push_str("% (relative)");
+            }
+        }
+        Verdict::new(firing, change, summary)
+            .annotate("current", format_value(current))
+            .annotate("baseline", format_value(baseline))
+            .annotate("change", format_value(change))
+            .annotate("baseline_samples", n.to_string())
+            .into()
+    }
+}
+
+klaxon_sdk::export_detector!(RateOfChange);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use klaxon_sdk::testing::{self, TestSeries};
+
+    fn judge(config: &str, series: TestSeries) -> Verdict {
+        testing::run_detector::<RateOfChange>(config, &[series])
+            .unwrap()
+            .remove(0)
+            .verdict
+    }
+
+    #[test]
+    fn approval_rate_moved_six_points() {
+        // Baseline approval rate 0.90, 0.91, 0.89, 0.90 (mean 0.90); now 0.83:
+        // change = -0.07 (7 pp) > 0.06 → fires; 0.85 → -0.05 → quiet.
+        let config = r#"{"mode":"absolute","threshold":0.06}"#;
+        let baseline = [0.90, 0.91, 0.89, 0.90];
+        let v = judge(
+            config,
+            TestSeries::from_values(&[0.9, 0.83]).baseline(&baseline),
+        );
+        assert!(v.firing);
+        assert!((v.score + 0.07).abs() < 1e-12, "{}", v.score);
+        assert_eq!(v.summary, "current 0.83 vs baseline 0.9: -0.07 (absolute)");
+        assert_eq!(v.annotation("baseline"), Some("0.9"));
+        assert_eq!(v.annotation("baseline_samples"), Some("4"));
+        let v = judge(config, TestSeries::from_values(&[0.85]).baseline(&baseline));
+        assert!(!v.firing);
+        assert!(
+            !judge(
+                &config.replace('}', r#","direction":"up"}"#),
+                TestSeries::from_values(&[0.83]).baseline(&baseline)
+            )
+            .firing
+        );
+    }
+
+    #[test]
+    fn relative_change() {
+        // Baseline 100, 100, 120, 80 → mean 100; now 160: +60 % > 50 %.
+        let baseline = [100.0, 100.0, 120.0, 80.0];
+        let v = judge("{}", TestSeries::from_values(&[160.0]).baseline(&baseline));
+        assert!(v.firing);
+        assert_eq!(v.score, 0.6);
+        assert_eq!(v.summary, "current 160 vs baseline 100: +60% (relative)");
+        // Negative baseline: (-30 - -20)/20 = -0.5 → not past 0.5.
+        let v = judge("{}", TestSeries::from_values(&[-30.0]).baseline(&[-20.0]));
+        assert_eq!((v.firing, v.score), (false, -0.5));
+        // current: mean of the window 140, 160 → 150: +50 % is not above 0.5.
+        let v = judge(
+            r#"{"current":"mean"}"#,
+            TestSeries::from_values(&[140.0, 160.0]).baseline(&baseline),
+        );
+        assert_eq!((v.firing, v.score), (false, 0.5));
+    }
+
+    #[test]
+    fn window_fallback_without_baseline() {
+        // No baseline: the window's samples before the latest, 10, 12, 8 → mean 10;
+        // latest 16: +60 %.
+        let v = judge(
+            "{}",
+            TestSeries::from_values(&[10.0, 12.0, f64::NAN, 8.0, 16.0]),
+        );
+        assert!(v.firing);
+        assert_eq!(v.score, 0.6);
+        assert_eq!(v.annotation("baseline_samples"), Some("3"));
+        let v = judge(
+            r#"{"current":"mean"}"#,
+            TestSeries::from_values(&[10.0, 16.0]),
+        );
+        assert_eq!(v.summary, "0 baseline samples, need 1");
+    }
+
+    #[test]
+    fn empty_zero_and_nan_never_give_nan() {
+        for (window, baseline) in [
+            (vec![], vec![1.0]),
+            (vec![f64::NAN], vec![1.0]),
+            (vec![5.0], vec![f64::NAN, f64::INFINITY]),
+            (vec![0.0], vec![0.0, 0.0]),
+            (vec![f64::MAX], vec![-f64::MAX]),
+        ] {
+            for config in ["{}", r#"{"mode":"absolute"}"#] {
+                let v = judge(config, TestSeries::from_values(&window).baseline(&baseline));
+                assert!(v.score.is_finite(), "{window:?} {baseline:?}");
+            }
+        }
+        let v = judge("{}", TestSeries::from_values(&[0.0]).baseline(&[0.0]));
+        assert_eq!((v.firing, v.score), (false, 0.0));
+        let v = judge("{}", TestSeries::from_values(&[2.0]).baseline(&[0.0]));
+        assert_eq!((v.firing, v.score), (true, 1e6));
+    }
+
+    #[test]
+    fn config_checks() {
+        let check = testing::check_detector_config::<RateOfChange>;
+        assert!(check("{}").is_ok());
+        for (config, field) in [
+            (r#"{"threshold":0}"#, "threshold:"),
+            (r#"{"mode":"percent"}"#, "mode:"),
+            (r#"{"current":"max"}"#, "current:"),
+            (r#"{"min_samples":0}"#, "min_samples:"),
+            (r#"{"direction":"x"}"#, "direction:"),
+        ] {
+            let err = check(config).unwrap_err();
+            assert!(err.starts_with(field), "{config}: {err}");
+        }
+        assert!(
+            check(r#"{"offset":3}"#)
+                .unwrap_err()
+                .contains("unknown field `offset`")
+        );
+    }
+}
