@@ -29,6 +29,14 @@ const STOCK: &[(&str, &str)] = &[
     ("msteams", "klaxon-plugin-msteams"),
     ("email", "klaxon-plugin-email"),
     ("console", "klaxon-plugin-console"),
+    ("psi", "klaxon-plugin-psi"),
+    ("ks", "klaxon-plugin-ks"),
+    ("jensen_shannon", "klaxon-plugin-jensen-shannon"),
+    ("wasserstein", "klaxon-plugin-wasserstein"),
+    ("chi_square", "klaxon-plugin-chi-square"),
+    ("null_rate", "klaxon-plugin-null-rate"),
+    ("freshness", "klaxon-plugin-freshness"),
+    ("absent", "klaxon-plugin-absent"),
 ];
 
 /// Plugins only tests use.

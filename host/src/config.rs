@@ -279,6 +279,12 @@ pub struct RuleConfig {
     /// The detector's config (any JSON/YAML object).
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
+    /// When the query matches no series with a sample in the window, call
+    /// the detector anyway with ONE empty series labelled with the
+    /// selector's equality matchers (`{}` for other queries), as PromQL's
+    /// `absent()` labels its result: the `absent` dead man's switch needs it.
+    #[serde(default)]
+    pub judge_absent: bool,
     /// How long the condition must hold before the alert fires.
     #[serde(default, rename = "for", with = "crate::duration::serde_str")]
     pub for_: Duration,
@@ -762,6 +768,7 @@ impl Config {
                             ("window", rule.window.is_some()),
                             ("baseline", rule.baseline.is_some()),
                             ("detector", rule.detector.is_some()),
+                            ("judge_absent", rule.judge_absent),
                             (
                                 "config",
                                 rule.config.as_object().is_none_or(|o| !o.is_empty()),

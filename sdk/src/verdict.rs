@@ -2,6 +2,13 @@
 //! the state to hand back next time, together an [`Output`]. Plain data: never imports
 //! the bindings (`glue` converts).
 
+/// Annotation that marks a detector verdict as judging a *group* of series rather than
+/// one: its value is a comma-separated list of label names (e.g. `le`). The host drops
+/// those labels from the alert's labels, so every series of the group (e.g. the
+/// `_bucket` series of one histogram) maps to ONE alert, and removes the annotation.
+/// Set it with [`Verdict::group_without`].
+pub const GROUP_WITHOUT_ANNOTATION: &str = "__group_without__";
+
 /// The judgement on one series or group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -41,6 +48,13 @@ impl Verdict {
     pub fn annotate(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.annotations.push((name.into(), value.into()));
         self
+    }
+
+    /// Marks the verdict as covering the group of series that differ only in
+    /// `labels` (see [`GROUP_WITHOUT_ANNOTATION`]): the host raises one alert per group,
+    /// labelled without them. Give every member of the group the same verdict.
+    pub fn group_without(self, labels: &[&str]) -> Self {
+        self.annotate(GROUP_WITHOUT_ANNOTATION, labels.join(","))
     }
 
     /// The value of annotation `name`, if set.

@@ -87,6 +87,9 @@ pub struct DetectorRule {
     pub detector: String,
     pub config: serde_json::Value,
     config_json: String,
+    /// Call the detector with one empty placeholder series when nothing
+    /// matched (`judge_absent`).
+    judge_absent: bool,
 }
 
 /// One alerting rule, ready to evaluate.
@@ -172,6 +175,7 @@ impl Rule {
                         .ok_or_else(|| format!("rule `{}` needs a detector", cfg.name()))?,
                     config: cfg.config.clone(),
                     config_json: cfg.config.to_string(),
+                    judge_absent: cfg.judge_absent,
                 })
             }
             _ => {
@@ -572,9 +576,12 @@ impl Rule {
             values: Vec::new(),
             eval_time_ms: now_ms,
         };
-        let judged = self.fill_batch(ctx, d, now_ms, &mut batch, &previous_states)?;
+        let mut judged = self.fill_batch(ctx, d, now_ms, &mut batch, &previous_states)?;
         if batch.series.is_empty() {
-            return Ok((Vec::new(), 0, HashMap::new()));
+            if !d.judge_absent {
+                return Ok((Vec::new(), 0, HashMap::new()));
+            }
+            judged.push(absent_placeholder(d, &mut batch));
         }
         let plugin = ctx
             .plugins
@@ -586,6 +593,7 @@ impl Rule {
 
         let mut states = HashMap::new();
         let mut observations = Vec::with_capacity(outputs.len());
+        let mut covered_groups = std::collections::HashSet::new();
         for (series_labels, out) in judged.iter().zip(outputs) {
             if let Some(s) = out.state {
                 states.insert(series_labels.fingerprint(), s);
@@ -602,7 +610,14 @@ impl Rule {
             if !verdict.summary.is_empty() {
                 annotations.insert("detector_summary".into(), verdict.summary);
             }
-            observations.push(self.observation(ctx, series_labels, verdict.score, annotations));
+            let grouped = annotations
+                .remove(GROUP_WITHOUT_ANNOTATION)
+                .map(|names| without_labels(series_labels, &names));
+            let alert_labels = grouped.as_ref().unwrap_or(series_labels);
+            if grouped.is_some() && !covered_groups.insert(alert_labels.fingerprint()) {
+                continue; // another series of the same group already raised it
+            }
+            observations.push(self.observation(ctx, alert_labels, verdict.score, annotations));
         }
         if self.limit > 0 && observations.len() > self.limit {
             return Err(format!(
@@ -641,6 +656,48 @@ impl Rule {
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
+}
+
+/// Verdict annotation by which a detector says its verdict covers the group
+/// of series differing only in the listed labels (comma-separated, e.g.
+/// `le` for the buckets of one histogram): the alert is labelled without
+/// them, so the group raises ONE alert. The same name as the SDK's
+/// `GROUP_WITHOUT_ANNOTATION`.
+pub const GROUP_WITHOUT_ANNOTATION: &str = "__group_without__";
+
+/// `labels` less the comma-separated label `names`.
+fn without_labels(labels: &Labels, names: &str) -> Labels {
+    let drop: Vec<&str> = names.split(',').map(str::trim).collect();
+    Labels::new(
+        labels
+            .iter()
+            .filter(|(k, _)| !drop.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+/// The one empty series a `judge_absent` rule hands its detector when
+/// nothing matched: labelled with the selector's equality matchers (metric
+/// name included), as PromQL's `absent()` labels its result; `{}` for a
+/// query that is not a plain selector.
+fn absent_placeholder(d: &DetectorRule, batch: &mut Batch) -> Labels {
+    let pairs: BTreeMap<String, String> = d
+        .selector
+        .iter()
+        .flatten()
+        .filter(|m| m.op() == crate::store::MatchOp::Equal)
+        .map(|m| (m.name().to_owned(), m.value().to_owned()))
+        .collect();
+    let labels = Labels::new(pairs);
+    let at = batch.values.len();
+    batch.series.push(SeriesInput {
+        labels: labels.to_prom_string(),
+        window: span(at, at),
+        baseline: span(at, at),
+        state: None,
+    });
+    labels
 }
 
 fn parse_templates(
