@@ -85,7 +85,7 @@ pub enum Feed {
     },
     /// Every interval, only the samples that arrived since the last evaluation; the
     /// detector's state carries the rest.
-    #[allow(dead_code)] // until a streaming detector is registered
+    #[allow(dead_code)] // until det-anomaly's streaming detectors compile
     Streaming,
 }
 
@@ -95,7 +95,7 @@ pub enum NabFeed {
     /// At each record, the last `n` records as the window.
     Window(usize),
     /// At each record, that record alone; state carries the rest.
-    #[allow(dead_code)] // until a streaming detector is registered
+    #[allow(dead_code)] // until det-anomaly's streaming detectors compile
     Stream,
 }
 
@@ -136,6 +136,12 @@ impl Entry {
         self
     }
 
+    /// The same entry with another rule shape (`judge_absent`, `for`...).
+    pub fn rule(mut self, rule: AlertRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
     /// Name and variant, for tables.
     pub fn label(&self) -> String {
         if self.variant.is_empty() {
@@ -157,7 +163,6 @@ const fn windowed(window: i64) -> Feed {
     }
 }
 
-#[allow(dead_code)]
 const fn with_baseline(window: i64, offset: i64, length: i64) -> Feed {
     Feed::Windowed {
         window,
@@ -166,11 +171,9 @@ const fn with_baseline(window: i64, offset: i64, length: i64) -> Feed {
 }
 
 /// Minutes per hour, day, week (evaluation intervals are 1 min).
-#[allow(dead_code)]
 const HOUR: i64 = 60;
-#[allow(dead_code)]
 const DAY: i64 = 24 * HOUR;
-#[allow(dead_code)]
+#[allow(dead_code)] // until seasonal (det-anomaly) compiles
 const WEEK: i64 = 7 * DAY;
 
 /// NAB window of the windowed anomaly detectors, in records (≈ 1 day at NAB's
@@ -197,11 +200,24 @@ pub fn registry() -> Vec<Entry> {
     // Proposed rule shape for the anomaly detectors on NAB-like data: pages merged
     // while the condition flaps within 48 evaluations.
     let keep48 = AlertRule { keep_firing_for: 48, ..AlertRule::default() };
+    let nab = Some(NabFeed::Window(NAB_WINDOW));
+    let nab_long = Some(NabFeed::Window(4 * NAB_WINDOW));
+    // Same hour yesterday, for the distribution checks and rate_of_change.
+    let yesterday = |window| with_baseline(window, DAY, HOUR);
+    let absent_rule = AlertRule { judge_absent: true, ..AlertRule::default() };
     vec![
-        e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), Some(NabFeed::Window(NAB_WINDOW)), &[Spike, LevelShift]),
-        e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), Some(NabFeed::Window(4 * NAB_WINDOW)), &[Spike, LevelShift])
+        // name, native call, config, input, synthetic rule, NAB feed, meant for
+        e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab, &[Spike, LevelShift]),
+        e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab_long, &[Spike, LevelShift])
             .proposed("threshold 5, keep_firing_for 48", r#"{"threshold":5}"#, keep48),
         e("threshold", run::<klaxon_plugin_threshold::Threshold>(), r#"{"op":">","value":150}"#, Metric, windowed(1), None, &[]),
+        e("null_rate", run::<klaxon_plugin_null_rate::NullRate>(), "{}", Metric, windowed(30), None, &[NullBurst]),
+        e("freshness", run::<klaxon_plugin_freshness::Freshness>(), r#"{"max_age":"90s"}"#, Metric, windowed(2 * HOUR), None, &[Stale]),
+        e("absent", run::<klaxon_plugin_absent::Absent>(), "{}", Metric, windowed(5), None, &[Stale]).rule(absent_rule),
+        e("psi", run::<klaxon_plugin_psi::Psi>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
+        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
+        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
+        e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]),
     ]
 }
 
