@@ -29,6 +29,7 @@ struct Args {
     check: bool,
     only: Option<Vec<String>>,
     nab_window: Option<usize>,
+    window: Option<i64>,
     config: Option<String>,
     rule: Option<sim::AlertRule>,
     firing: bool,
@@ -41,6 +42,7 @@ fn parse_args() -> Result<Args> {
         check: false,
         only: None,
         nab_window: None,
+        window: None,
         config: None,
         rule: None,
         firing: false,
@@ -61,6 +63,10 @@ fn parse_args() -> Result<Args> {
                 let v = it.next().context("--nab-window needs a record count")?;
                 args.nab_window = Some(v.parse().context("--nab-window")?);
             }
+            "--window" => {
+                let v = it.next().context("--window needs minutes")?;
+                args.window = Some(v.parse().context("--window")?);
+            }
             "--config" => args.config = Some(it.next().context("--config needs JSON")?),
             "--hold" | "--keep" => {
                 let v: u64 = it
@@ -78,7 +84,7 @@ fn parse_args() -> Result<Args> {
             "--firing" => args.firing = true,
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown argument `{other}` (synthetic|nab|check|all, --only a,b, --nab-window N)"
+                "unknown argument `{other}` (synthetic|nab|check|all, --only a,b, --config JSON, --hold N, --keep N, --window MINUTES, --nab-window RECORDS, --firing)"
             ),
         }
     }
@@ -103,6 +109,13 @@ fn main() -> Result<()> {
         for e in &mut entries {
             let c = if config.is_empty() { e.config } else { config };
             *e = e.proposed("command line", c, args.rule.unwrap_or(e.rule));
+        }
+    }
+    if let Some(minutes) = args.window {
+        for e in &mut entries {
+            if let Feed::Windowed { window, .. } = &mut e.feed {
+                *window = minutes;
+            }
         }
     }
     if let Some(n) = args.nab_window {
