@@ -31,7 +31,8 @@ struct Args {
     nab_window: Option<usize>,
     window: Option<i64>,
     config: Option<String>,
-    rule: Option<sim::AlertRule>,
+    hold: Option<u64>,
+    keep: Option<u64>,
     firing: bool,
 }
 
@@ -44,7 +45,8 @@ fn parse_args() -> Result<Args> {
         nab_window: None,
         window: None,
         config: None,
-        rule: None,
+        hold: None,
+        keep: None,
         firing: false,
     };
     let mut it = std::env::args().skip(1);
@@ -74,11 +76,10 @@ fn parse_args() -> Result<Args> {
                     .context("--hold/--keep need an evaluation count")?
                     .parse()
                     .context("--hold/--keep")?;
-                let rule = args.rule.get_or_insert_with(Default::default);
                 if a == "--hold" {
-                    rule.hold = v;
+                    args.hold = Some(v);
                 } else {
-                    rule.keep_firing_for = v;
+                    args.keep = Some(v);
                 }
             }
             "--firing" => args.firing = true,
@@ -100,7 +101,7 @@ fn main() -> Result<()> {
     if let Some(only) = &args.only {
         entries.retain(|e| only.iter().any(|o| o == e.name));
     }
-    if args.config.is_some() || args.rule.is_some() {
+    if args.config.is_some() || args.hold.is_some() || args.keep.is_some() {
         // Exploration: every selected detector with this config / rule shape.
         let config: &'static str = match args.config.clone() {
             Some(c) => Box::leak(c.into_boxed_str()),
@@ -108,7 +109,12 @@ fn main() -> Result<()> {
         };
         for e in &mut entries {
             let c = if config.is_empty() { e.config } else { config };
-            *e = e.proposed("command line", c, args.rule.unwrap_or(e.rule));
+            let rule = sim::AlertRule {
+                hold: args.hold.unwrap_or(e.rule.hold),
+                keep_firing_for: args.keep.unwrap_or(e.rule.keep_firing_for),
+                ..e.rule
+            };
+            *e = e.proposed("command line", c, rule);
         }
     }
     if let Some(minutes) = args.window {
