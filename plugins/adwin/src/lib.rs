@@ -41,7 +41,8 @@
 //!
 //! A cut drops the oldest bucket and tests again, until no split cuts; the sample
 //! that caused a cut signals a drift, and, as river's `ADWIN` does, the next sample
-//! starts from an empty window.
+//! starts from an empty window. (Beyond river: a window whose sums overflow, from
+//! samples near ±1.8e308, restarts empty instead of turning NaN.)
 //!
 //! # Alerting
 //!
@@ -235,7 +236,7 @@ impl Window {
         self.tick += 1;
         let mwl = cfg.min_window_length as f64;
         let mut shift = None;
-        if self.tick % cfg.clock.max(1) != 0 || self.width <= cfg.grace_period as f64 {
+        if !self.tick.is_multiple_of(cfg.clock.max(1)) || self.width <= cfg.grace_period as f64 {
             return None;
         }
         let mut reduce = true;
@@ -245,14 +246,17 @@ impl Window {
             let (mut u0, mut u1) = (0.0, self.total);
             'rows: for idx in (0..self.rows.len()).rev() {
                 let row_len = self.rows[idx].len();
-                // river tests every bucket of a row but its newest.
-                for k in 0..row_len.saturating_sub(1) {
+                for k in 0..row_len {
                     let n2 = bucket_size(idx);
                     let u2 = self.rows[idx][k].total;
                     n0 += n2;
                     n1 -= n2;
                     u0 += u2;
                     u1 -= u2;
+                    // The newest bucket ends the walk: W₁ would be empty.
+                    if idx == 0 && k + 1 == row_len {
+                        break 'rows;
+                    }
                     let delta_mean = u0 / n0 - u1 / n1;
                     if n1 >= mwl && n0 >= mwl && self.cut(cfg, n0, n1, delta_mean) {
                         reduce = true;
@@ -363,6 +367,12 @@ impl State {
             self.window = Window::default();
         }
         let shift = self.window.update(cfg, x);
+        if !(self.window.total.is_finite() && self.window.variance.is_finite()) {
+            // Overflow (samples near ±f64::MAX): restart rather than carry NaN forever.
+            self.window = Window::default();
+            self.drift_detected = false;
+            return false;
+        }
         self.drift_detected = shift.is_some();
         if let Some(shift) = shift {
             self.drift_shift = shift;
@@ -579,7 +589,7 @@ mod tests {
             vec![],
             vec![f64::NAN; 50],
             vec![7.0; 300],
-            vec![f64::MAX, -f64::MAX].repeat(30),
+            [f64::MAX, -f64::MAX].repeat(30),
         ] {
             let v = testing::run_detector::<Adwin>("{}", &[TestSeries::from_values(&values)])
                 .unwrap()

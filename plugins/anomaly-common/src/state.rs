@@ -120,11 +120,9 @@ pub fn unseen<'a>(
         Some(t) => window.timestamps_ms.partition_point(|&ts| ts <= t),
         None => 0,
     };
-    Window::new(
-        window.timestamps_ms.get(from..).unwrap_or_default(),
-        window.values.get(from..).unwrap_or_default(),
-    )
-    .iter()
+    let timestamps: &'a [i64] = window.timestamps_ms.get(from..).unwrap_or_default();
+    let values: &'a [f64] = window.values.get(from..).unwrap_or_default();
+    timestamps.iter().copied().zip(values.iter().copied())
 }
 
 #[cfg(test)]

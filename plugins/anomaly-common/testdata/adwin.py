@@ -2,7 +2,7 @@
 # Reads river_stream.txt (written by ph.py) and prints the indices at which
 # drift.ADWIN(**kwargs) reports drift_detected, the width then, and the final window.
 from river import drift
-xs=[float(x) for x in open("stream.txt").read().split(",")]
+xs=[float(x) for x in open("river_stream.txt").read().split(",")]
 for kw in [dict(), dict(clock=1), dict(delta=0.1, clock=1), dict(delta=0.002, clock=4, grace_period=20, min_window_length=8)]:
     a=drift.ADWIN(**kw); det=[]; widths=[]
     for i,x in enumerate(xs):

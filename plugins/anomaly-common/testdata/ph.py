@@ -23,4 +23,4 @@ for kw in [dict(threshold=10.0), dict(threshold=10.0, mode="up"), dict(threshold
         ph.update(x)
         if ph.drift_detected: det.append(i)
     print("neg", kw, det)
-open("stream.txt","w").write(",".join(repr(x) for x in xs))
+open("river_stream.txt","w").write(",".join(repr(x) for x in xs))

@@ -448,7 +448,7 @@ mod tests {
             vec![],
             vec![f64::NAN; 30],
             vec![5.0; 30],
-            vec![f64::MAX, -f64::MAX].repeat(20),
+            [f64::MAX, -f64::MAX].repeat(20),
         ] {
             let v = run("{}", &values).verdict;
             assert!(v.score.is_finite(), "{values:?}");

@@ -284,14 +284,14 @@ mod tests {
 
     #[test]
     fn zero_mad_falls_back_to_mean_absolute_deviation() {
-        // Reference 5×7 + 1,2,3,4,13 (10 samples): median 7 (middle of sorted
-        // 1,2,3,4,7,7,7,7,7,13 is (7+7)/2), absolute deviations 0×5,6,5,4,3,6 →
-        // MAD = median(0,0,0,0,0,3,4,5,6,6) = 0; meanAD = 24/10 = 2.4;
-        // scale = 1.253314·2.4 = 3.0079536; z = (20-7)/3.0079536 = 4.32187...
-        let values = [7.0, 7.0, 7.0, 7.0, 7.0, 1.0, 2.0, 3.0, 4.0, 13.0, 20.0];
+        // Reference 6×7 + 1,2,3,13 (10 samples): median 7 (middle of sorted
+        // 1,2,3,7,7,7,7,7,7,13 is (7+7)/2), absolute deviations 0×6,6,5,4,6 →
+        // MAD = median(0,0,0,0,0,0,4,5,6,6) = 0; meanAD = 21/10 = 2.1;
+        // scale = 1.253314·2.1 = 2.6319594; z = (20-7)/2.6319594 = 4.93929...
+        let values = [7.0, 7.0, 7.0, 7.0, 7.0, 7.0, 1.0, 2.0, 3.0, 13.0, 20.0];
         let v = judge("{}", TestSeries::from_values(&values));
         assert_eq!(v.annotation("scale_from"), Some("meanad"));
-        assert!((v.score - 13.0 / (1.253314 * 2.4)).abs() < 1e-12);
+        assert!((v.score - 13.0 / (1.253314 * 2.1)).abs() < 1e-12);
         assert!(v.firing);
     }
 

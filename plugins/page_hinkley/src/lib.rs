@@ -36,6 +36,9 @@
 //! once n ≥ min_instances: drift when (S⁺ - m⁺) > λ [up] or (M⁻ - S⁻) > λ [down]
 //! ```
 //!
+//! Beyond river: sums that overflow (samples near ±1.8e308) restart the test instead
+//! of turning NaN.
+//!
 //! # Alerting
 //!
 //! A detection is an event, so the verdict fires while the last detection's sample is
@@ -230,6 +233,22 @@ impl Test {
         }
         if self.sum_decrease > self.max_decrease {
             self.max_decrease = self.sum_decrease;
+        }
+        if !(self.mean.is_finite()
+            && self.sum_increase.is_finite()
+            && self.sum_decrease.is_finite())
+        {
+            // Overflow (samples near ±f64::MAX): nothing sensible survives it, so the
+            // test restarts at the next sample instead of carrying NaN forever.
+            self.drift_detected = false;
+            *self = Self {
+                last_seen_ms: self.last_seen_ms,
+                drift_at_ms: self.drift_at_ms,
+                drift_statistic: self.drift_statistic,
+                detections: self.detections,
+                ..Self::default()
+            };
+            return false;
         }
         if self.n >= cfg.min_instances {
             let (up, down) = self.statistics();
@@ -514,7 +533,7 @@ mod tests {
             vec![],
             vec![f64::NAN; 50],
             vec![7.0; 50],
-            vec![f64::MAX, -f64::MAX].repeat(30),
+            [f64::MAX, -f64::MAX].repeat(30),
         ] {
             let v = testing::run_detector::<PageHinkley>("{}", &[TestSeries::from_values(&values)])
                 .unwrap()
