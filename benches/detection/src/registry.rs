@@ -85,7 +85,6 @@ pub enum Feed {
     },
     /// Every interval, only the samples that arrived since the last evaluation; the
     /// detector's state carries the rest.
-    #[allow(dead_code)] // until det-anomaly's streaming detectors compile
     Streaming,
 }
 
@@ -95,7 +94,6 @@ pub enum NabFeed {
     /// At each record, the last `n` records as the window.
     Window(usize),
     /// At each record, that record alone; state carries the rest.
-    #[allow(dead_code)] // until det-anomaly's streaming detectors compile
     Stream,
 }
 
@@ -173,7 +171,6 @@ const fn with_baseline(window: i64, offset: i64, length: i64) -> Feed {
 /// Minutes per hour, day, week (evaluation intervals are 1 min).
 const HOUR: i64 = 60;
 const DAY: i64 = 24 * HOUR;
-#[allow(dead_code)] // until seasonal (det-anomaly) compiles
 const WEEK: i64 = 7 * DAY;
 
 /// NAB window of the windowed anomaly detectors, in records (≈ 1 day at NAB's
@@ -200,16 +197,35 @@ pub fn registry() -> Vec<Entry> {
     // Proposed rule shape for the anomaly detectors on NAB-like data: pages merged
     // while the condition flaps within 48 evaluations.
     let keep48 = AlertRule { keep_firing_for: 48, ..AlertRule::default() };
+    let stream = Feed::Streaming;
     let nab = Some(NabFeed::Window(NAB_WINDOW));
     let nab_long = Some(NabFeed::Window(4 * NAB_WINDOW));
+    let nab_stream = Some(NabFeed::Stream);
     // Same hour yesterday, for the distribution checks and rate_of_change.
     let yesterday = |window| with_baseline(window, DAY, HOUR);
+    // The seasonal docs' rule: 4 past weeks ± 5 min through a baseline.
+    let four_weeks = with_baseline(10, WEEK - 5, 3 * WEEK + 10);
     let absent_rule = AlertRule { judge_absent: true, ..AlertRule::default() };
     vec![
         // name, native call, config, input, synthetic rule, NAB feed, meant for
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab, &[Spike, LevelShift]),
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab_long, &[Spike, LevelShift])
             .proposed("threshold 5, keep_firing_for 48", r#"{"threshold":5}"#, keep48),
+        e("mad", run::<klaxon_plugin_mad::Mad>(), "{}", Metric, windowed(HOUR), nab, &[Spike, LevelShift]),
+        e("mad", run::<klaxon_plugin_mad::Mad>(), "{}", Metric, windowed(HOUR), nab_long, &[Spike, LevelShift])
+            .proposed("threshold 7, keep_firing_for 48", r#"{"threshold":7}"#, keep48),
+        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift])
+            .proposed("l 7, keep_firing_for 48", r#"{"l":7}"#, keep48),
+        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        e("seasonal", run::<klaxon_plugin_seasonal::Seasonal>(), "{}", Metric, four_weeks, nab_long, &[Spike, LevelShift]),
+        e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift]),
+        e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift])
+            .proposed("band 8, keep_firing_for 48", r#"{"band":8}"#, keep48),
+        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, yesterday(5), nab, &[LevelShift]),
+        e("exhaustion", run::<klaxon_plugin_exhaustion::Exhaustion>(), r#"{"limit":150}"#, Metric, windowed(HOUR), None, &[]),
         e("threshold", run::<klaxon_plugin_threshold::Threshold>(), r#"{"op":">","value":150}"#, Metric, windowed(1), None, &[]),
         e("null_rate", run::<klaxon_plugin_null_rate::NullRate>(), "{}", Metric, windowed(30), None, &[NullBurst]),
         e("freshness", run::<klaxon_plugin_freshness::Freshness>(), r#"{"max_age":"90s"}"#, Metric, windowed(2 * HOUR), None, &[Stale]),
@@ -238,6 +254,16 @@ pub struct Combination {
 }
 
 /// Registered combinations.
+#[rustfmt::skip]
 pub fn combinations() -> Vec<Combination> {
-    vec![]
+    const Z: &str = "zscore (threshold 5, keep_firing_for 48)";
+    const MAD: &str = "mad (threshold 7, keep_firing_for 48)";
+    const HW: &str = "holt_winters (band 8, keep_firing_for 48)";
+    const EWMA: &str = "ewma (l 7, keep_firing_for 48)";
+    let own = AlertRule::default();
+    vec![
+        Combination { name: "any(zscore, holt_winters)", children: &[Z, HW], k: 1, rule: own },
+        Combination { name: "2 of (zscore, mad, holt_winters)", children: &[Z, MAD, HW], k: 2, rule: own },
+        Combination { name: "2 of (zscore, mad, holt_winters, ewma)", children: &[Z, MAD, HW, EWMA], k: 2, rule: own },
+    ]
 }
