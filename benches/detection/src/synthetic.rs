@@ -169,16 +169,18 @@ fn reach_ms(feed: Feed) -> i64 {
 }
 
 /// Runs `entry` over `samples`, evaluating every interval in `[from, to)`;
-/// returns the onset times of evaluations at or after `score_from`.
+/// returns the onset times of evaluations at or after `score_from`, and the share
+/// of those evaluations that ended with the alert firing.
 fn onsets(
     entry: &Entry,
     samples: &[Sample],
     from: i64,
     score_from: i64,
     to: i64,
-) -> (Vec<i64>, RuleRun<'static>) {
+) -> (Vec<i64>, f64, RuleRun<'static>) {
     let mut rule = RuleRun::new(entry.eval, entry.config, entry.rule);
     let mut found = Vec::new();
+    let (mut scored, mut firing) = (0usize, 0usize);
     let mut t = from;
     while t < to {
         let (window, baseline) = match entry.feed {
@@ -192,12 +194,16 @@ fn onsets(
             Feed::Streaming => (range(samples, t - INTERVAL_MS, t), &[][..]),
         };
         let step = rule.evaluate(window, baseline, t);
-        if step.onset && t >= score_from {
-            found.push(t);
+        if t >= score_from {
+            scored += 1;
+            firing += usize::from(step.firing);
+            if step.onset {
+                found.push(t);
+            }
         }
         t += INTERVAL_MS;
     }
-    (found, rule)
+    (found, firing as f64 / scored.max(1) as f64, rule)
 }
 
 /// Results of one detector on one fault type.
@@ -235,6 +241,9 @@ pub struct DetectorResult {
     pub faults: Vec<(Fault, FaultResult)>,
     /// Alert onsets per week on fault-free data.
     pub false_per_week: f64,
+    /// Share of fault-free evaluations spent firing (an alert that never resolves
+    /// has few onsets but is no use either).
+    pub firing_share: f64,
     /// Failed detector calls (all runs).
     pub errors: usize,
     /// The first failure.
@@ -279,7 +288,7 @@ pub fn evaluate(entry: &Entry, history: i64) -> DetectorResult {
                 Some(inj),
             );
             let warm = day - WARMUP_DAYS * DAY_MS;
-            let (found, rule) = onsets(entry, &samples, warm, day, day + DAY_MS);
+            let (found, _, rule) = onsets(entry, &samples, warm, day, day + DAY_MS);
             note(&rule);
             result.trials += 1;
             let span_end = inj.end + GRACE_INTERVALS * INTERVAL_MS;
@@ -300,7 +309,7 @@ pub fn evaluate(entry: &Entry, history: i64) -> DetectorResult {
     let clean_from = ORIGIN_MS + history + WARMUP_DAYS * DAY_MS;
     let clean_to = clean_from + CLEAN_WEEKS * 7 * DAY_MS;
     let samples = stream(entry.input, 0x636c_6561_6e00, ORIGIN_MS, clean_to, None);
-    let (found, rule) = onsets(
+    let (found, firing_share, rule) = onsets(
         entry,
         &samples,
         clean_from - WARMUP_DAYS * DAY_MS,
@@ -311,6 +320,7 @@ pub fn evaluate(entry: &Entry, history: i64) -> DetectorResult {
     DetectorResult {
         faults,
         false_per_week: found.len() as f64 / CLEAN_WEEKS as f64,
+        firing_share,
         errors,
         first_error,
     }
