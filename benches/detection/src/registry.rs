@@ -236,7 +236,11 @@ pub fn registry() -> Vec<Entry> {
         e("absent", run::<klaxon_plugin_absent::Absent>(), "{}", Metric, windowed(5), None, &[Stale]).rule(absent_rule),
         e("psi", run::<klaxon_plugin_psi::Psi>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
         e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
+        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift])
+            .proposed("alpha 1e-4", r#"{"alpha":0.0001}"#, AlertRule::default()),
         e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
+        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift])
+            .proposed("threshold 0.15", r#"{"threshold":0.15}"#, AlertRule::default()),
         e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]),
     ]
 }
