@@ -250,6 +250,48 @@ pub struct DetectorResult {
     pub first_error: Option<String>,
 }
 
+/// The [`TRIALS`] seeded trials of one fault; `note` sees each trial's rule run.
+fn fault_trials(
+    entry: &Entry,
+    fault: Fault,
+    history: i64,
+    note: &mut impl FnMut(&RuleRun<'_>),
+) -> FaultResult {
+    let k = Fault::ALL.iter().position(|&f| f == fault).unwrap_or(0);
+    let mut result = FaultResult::default();
+    for trial in 0..TRIALS {
+        let seed = 0x6b6c_6178_6f6e_0000 + (k as u64) * 1_000 + trial as u64;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Each trial lands on a different weekday.
+        let day = ORIGIN_MS + history + (WARMUP_DAYS + trial as i64 % 7) * DAY_MS;
+        let inj = draw_injection(fault, &mut rng, day);
+        let samples = stream(
+            entry.input,
+            seed ^ 0xffff,
+            ORIGIN_MS,
+            day + DAY_MS,
+            Some(inj),
+        );
+        let warm = day - WARMUP_DAYS * DAY_MS;
+        let (found, _, rule) = onsets(entry, &samples, warm, day, day + DAY_MS);
+        note(&rule);
+        result.trials += 1;
+        let span_end = inj.end + GRACE_INTERVALS * INTERVAL_MS;
+        let (inside, outside): (Vec<i64>, Vec<i64>) = found
+            .iter()
+            .partition(|&&t| t >= inj.start && t <= span_end);
+        result.true_alerts += inside.len();
+        result.false_alerts += outside.len();
+        if let Some(&first) = inside.first() {
+            result.detected += 1;
+            result
+                .ttd
+                .push(((first - inj.start) / INTERVAL_MS + 1) as f64);
+        }
+    }
+    result
+}
+
 /// History every stream starts with, so all detectors see the same data: the
 /// longest reach (window or baseline) of `entries`, in whole days, plus a day.
 pub fn history_ms(entries: &[Entry]) -> i64 {
@@ -269,42 +311,11 @@ pub fn evaluate(entry: &Entry, history: i64) -> DetectorResult {
         }
     };
     let mut faults = Vec::new();
-    for (k, &fault) in Fault::ALL.iter().enumerate() {
+    for &fault in &Fault::ALL {
         if fault.input() != entry.input {
             continue;
         }
-        let mut result = FaultResult::default();
-        for trial in 0..TRIALS {
-            let seed = 0x6b6c_6178_6f6e_0000 + (k as u64) * 1_000 + trial as u64;
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            // Each trial lands on a different weekday.
-            let day = ORIGIN_MS + history + (WARMUP_DAYS + trial as i64 % 7) * DAY_MS;
-            let inj = draw_injection(fault, &mut rng, day);
-            let samples = stream(
-                entry.input,
-                seed ^ 0xffff,
-                ORIGIN_MS,
-                day + DAY_MS,
-                Some(inj),
-            );
-            let warm = day - WARMUP_DAYS * DAY_MS;
-            let (found, _, rule) = onsets(entry, &samples, warm, day, day + DAY_MS);
-            note(&rule);
-            result.trials += 1;
-            let span_end = inj.end + GRACE_INTERVALS * INTERVAL_MS;
-            let (inside, outside): (Vec<i64>, Vec<i64>) = found
-                .iter()
-                .partition(|&&t| t >= inj.start && t <= span_end);
-            result.true_alerts += inside.len();
-            result.false_alerts += outside.len();
-            if let Some(&first) = inside.first() {
-                result.detected += 1;
-                result
-                    .ttd
-                    .push(((first - inj.start) / INTERVAL_MS + 1) as f64);
-            }
-        }
-        faults.push((fault, result));
+        faults.push((fault, fault_trials(entry, fault, history, &mut note)));
     }
     let clean_from = ORIGIN_MS + history + WARMUP_DAYS * DAY_MS;
     let clean_to = clean_from + CLEAN_WEEKS * 7 * DAY_MS;
@@ -341,6 +352,8 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use klaxon_sdk::testing::TestSeries;
+    use klaxon_sdk::{Output, Verdict};
 
     #[test]
     fn streams_are_deterministic_and_seasonal() {
@@ -366,6 +379,41 @@ mod tests {
         let s = metric_stream(3, day, day + DAY_MS, Some(inj));
         assert_eq!(s.len(), 1440 - 60, "an hour of samples missing");
         assert!(range(&s, inj.start - 1, inj.end - 1).is_empty());
+    }
+
+    /// Fires when the newest sample is more than one interval old.
+    fn stale_oracle(_: &str, series: &[TestSeries], eval_ms: i64) -> Result<Vec<Output>, String> {
+        let last = series[0].timestamps_ms.last().copied().unwrap_or(i64::MIN);
+        Ok(vec![
+            Verdict::new(eval_ms - last > INTERVAL_MS, 0.0, "").into(),
+        ])
+    }
+
+    #[test]
+    fn a_perfect_detector_scores_perfectly() {
+        let entry = Entry {
+            name: "oracle",
+            eval: stale_oracle,
+            config: "",
+            input: Input::Metric,
+            feed: Feed::Windowed {
+                window: 120,
+                baseline: None,
+            },
+            nab: None,
+            meant_for: &[Fault::Stale],
+            rule: crate::sim::AlertRule::default(),
+            variant: "",
+        };
+        let r = fault_trials(&entry, Fault::Stale, DAY_MS, &mut |_| {});
+        assert_eq!(
+            (r.trials, r.detected, r.true_alerts, r.false_alerts),
+            (TRIALS, TRIALS, TRIALS, 0)
+        );
+        // Gap from t0: the evaluation at t0 sees the t0-1 min sample (age 1 min, not
+        // more), the next sees age 2 min: the second evaluation of the fault.
+        assert!(r.ttd.iter().all(|&t| t == 2.0), "{:?}", r.ttd);
+        assert_eq!(r.precision(), Some(1.0));
     }
 
     #[test]
