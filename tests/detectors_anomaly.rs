@@ -46,14 +46,22 @@ fn seasonal_value(t_ms: i64) -> f64 {
 /// that must carry the statistic).
 const RULES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
     ("MadSpike", "m_mad", "mad", "10m", "", "{}", "median"),
-    ("EwmaShift", "m_ewma", "ewma", "10m", "", "{}", "ewma"),
+    (
+        "EwmaShift",
+        "m_ewma",
+        "ewma",
+        "10m",
+        "",
+        "{ reference_samples: 30 }",
+        "ewma",
+    ),
     (
         "CusumShift",
         "m_cusum",
         "cusum",
         "10m",
         "",
-        "{ h: 5 }",
+        "{ h: 5, reference_samples: 30 }",
         "cusum_upper",
     ),
     (

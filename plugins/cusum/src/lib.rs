@@ -7,14 +7,14 @@
 //! # Config
 //!
 //! ```json
-//! { "k": 0.5, "h": 8.0, "reference_samples": 30, "direction": "both" }
+//! { "k": 0.5, "h": 8.0, "reference_samples": 120, "direction": "both" }
 //! ```
 //!
 //! | field               | type    | default  | meaning |
 //! |---------------------|---------|----------|---------|
 //! | `k`                 | number  | `0.5`    | allowance (slack) in σ: half the shift to detect fastest (finite, ≥ 0) |
 //! | `h`                 | number  | `8.0`    | decision interval in σ (finite, > 0) |
-//! | `reference_samples` | integer | `30`     | without a baseline: samples learned as the in-control reference; with one: the fewest baseline samples accepted (≥ 2) |
+//! | `reference_samples` | integer | `120`    | without a baseline: samples learned as the in-control reference; with one: the fewest baseline samples accepted (≥ 2) |
 //! | `direction`         | string  | `"both"` | `both`, `up` (only `C⁺`), `down` (only `C⁻`) |
 //!
 //! Unknown fields are an error. The textbook `k = 0.5, h = 5` has an in-control ARL
@@ -80,7 +80,7 @@ impl Default for Config {
         Self {
             k: 0.5,
             h: 8.0,
-            reference_samples: 30,
+            reference_samples: 120,
             direction: Direction::Both,
         }
     }
@@ -94,7 +94,7 @@ const SCHEMA: &str = r#"{
   "properties": {
     "k": {"type": "number", "minimum": 0, "default": 0.5, "description": "Allowance, in standard deviations."},
     "h": {"type": "number", "exclusiveMinimum": 0, "default": 8.0, "description": "Decision interval, in standard deviations."},
-    "reference_samples": {"type": "integer", "minimum": 2, "default": 30, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
+    "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
     "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which cumulative sum fires."}
   }
 }"#;
@@ -303,6 +303,9 @@ mod tests {
 
     const NAN: f64 = f64::NAN;
 
+    /// The defaults with the 30-sample Phase I the vectors below were computed for.
+    const CFG30: &str = r#"{"reference_samples":30}"#;
+
     fn run(config: &str, series: TestSeries) -> Output {
         testing::run_detector::<Cusum>(config, &[series])
             .expect("evaluate")
@@ -389,13 +392,13 @@ mod tests {
             })
             .collect();
         let full = TestSeries::from_values(&values);
-        let one_shot = run("{}", full.clone());
+        let one_shot = run(CFG30, full.clone());
         assert!(one_shot.verdict.firing, "{}", one_shot.verdict.summary);
         for (window, step) in [(25, 3), (10, 1), (70, 70)] {
-            assert_eq!(replay::<Cusum>("{}", &values, window, step), one_shot);
+            assert_eq!(replay::<Cusum>(CFG30, &values, window, step), one_shot);
         }
         assert_eq!(
-            run("{}", full.state(one_shot.state.clone().unwrap())),
+            run(CFG30, full.state(one_shot.state.clone().unwrap())),
             one_shot
         );
     }
@@ -412,17 +415,17 @@ mod tests {
     #[test]
     fn empty_constant_and_nan_windows_never_give_nan() {
         for values in [vec![], vec![NAN; 40], vec![4.0; 40]] {
-            let v = run("{}", TestSeries::from_values(&values)).verdict;
+            let v = run(CFG30, TestSeries::from_values(&values)).verdict;
             assert!(!v.firing, "{values:?}");
             assert_eq!(v.score, 0.0);
         }
         let mut values = vec![4.0; 30];
         values.push(3.0);
-        let v = run("{}", TestSeries::from_values(&values)).verdict;
+        let v = run(CFG30, TestSeries::from_values(&values)).verdict;
         assert_eq!((v.firing, v.score), (true, -1e6));
         let mut values = [0.0, 1.0].repeat(15);
         values.extend([f64::MAX, f64::MAX, f64::MAX]);
-        let v = run("{}", TestSeries::from_values(&values)).verdict;
+        let v = run(CFG30, TestSeries::from_values(&values)).verdict;
         assert!(v.score.is_finite() && v.firing);
     }
 

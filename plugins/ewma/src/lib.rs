@@ -7,14 +7,14 @@
 //! # Config
 //!
 //! ```json
-//! { "lambda": 0.2, "l": 3.5, "reference_samples": 30, "direction": "both" }
+//! { "lambda": 0.2, "l": 3.5, "reference_samples": 120, "direction": "both" }
 //! ```
 //!
 //! | field               | type    | default  | meaning |
 //! |---------------------|---------|----------|---------|
 //! | `lambda`            | number  | `0.2`    | λ, weight of the newest sample, in (0, 1] |
 //! | `l`                 | number  | `3.5`    | L, width of the control limits in σ of the statistic (finite, > 0) |
-//! | `reference_samples` | integer | `30`     | without a baseline: samples learned as the in-control reference before the chart starts; with one: the fewest baseline samples accepted (≥ 2) |
+//! | `reference_samples` | integer | `120`    | without a baseline: samples learned as the in-control reference before the chart starts; with one: the fewest baseline samples accepted (≥ 2) |
 //! | `direction`         | string  | `"both"` | `both`, `up` (only above the upper limit), `down` (only below the lower) |
 //!
 //! Unknown fields are an error. Textbook settings are λ ∈ [0.05, 0.25] and L ≈ 3
@@ -29,8 +29,9 @@
 //! - with a baseline window (rule `baseline:`): its finite samples, recomputed at every
 //!   evaluation, so the limits follow e.g. last week's same hour;
 //! - without one (Phase I): the series' first `reference_samples` finite samples,
-//!   learned into the state and then frozen. Restarting learning takes a state reset
-//!   (the rule's series disappears, or its config changes the state format).
+//!   learned into the state and then frozen. Learning starts over only from a fresh
+//!   state: when the series had no sample in the rule's window for an evaluation (the
+//!   host then drops its state), or when the rule gains or loses its baseline.
 //!
 //! Each later finite sample `x_i` (i = 1, 2, ...) updates
 //! `z_i = λ·x_i + (1-λ)·z_{i-1}`, `z_0 = μ₀`, and the limits are
@@ -55,8 +56,8 @@
 //! - score: the standardised `z` (in units of the limit width: fires beyond ±`l`);
 //!   summary like `ewma=10.9 above UCL 10.7 (mean=10, stddev=1, lambda=0.2, 12 samples)`;
 //! - annotations: `ewma`, `ucl`, `lcl`, `mean`, `stddev`, `samples` (i), `latest`;
-//! - while learning: not firing, score 0, summary like `learning reference: 12 of 30 samples`;
-//! - too few baseline samples: not firing, score 0, `3 baseline samples, need 30`;
+//! - while learning: not firing, score 0, summary like `learning reference: 12 of 120 samples`;
+//! - too few baseline samples: not firing, score 0, `3 baseline samples, need 120`;
 //!   the window's samples stay unconsumed until the baseline is usable.
 
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
@@ -86,7 +87,7 @@ impl Default for Config {
         Self {
             lambda: 0.2,
             l: 3.5,
-            reference_samples: 30,
+            reference_samples: 120,
             direction: Direction::Both,
         }
     }
@@ -100,7 +101,7 @@ const SCHEMA: &str = r#"{
   "properties": {
     "lambda": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.2, "description": "Weight of the newest sample."},
     "l": {"type": "number", "exclusiveMinimum": 0, "default": 3.5, "description": "Control limit width, in standard deviations of the statistic."},
-    "reference_samples": {"type": "integer", "minimum": 2, "default": 30, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
+    "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
     "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which limit fires."}
   }
 }"#;
@@ -321,6 +322,9 @@ mod tests {
 
     const NAN: f64 = f64::NAN;
 
+    /// The defaults with the 30-sample Phase I the vectors below were computed for.
+    const CFG30: &str = r#"{"reference_samples":30}"#;
+
     fn run(config: &str, series: TestSeries) -> Output {
         testing::run_detector::<Ewma>(config, &[series])
             .expect("evaluate")
@@ -377,7 +381,7 @@ mod tests {
             let n = (i + 1) as f64;
             let factor = (lambda / (2.0 - lambda) * (1.0 - (1.0 - lambda).powf(2.0 * n))).sqrt();
             let series = TestSeries::from_values(&values[..31 + i]);
-            let v = run("{}", series).verdict;
+            let v = run(CFG30, series).verdict;
             let expected = (z - m.mean) / (s * factor);
             assert!(
                 (v.score - expected).abs() < 1e-9,
@@ -400,7 +404,7 @@ mod tests {
             })
             .collect();
         let full = TestSeries::from_values(&values);
-        let one_shot = run("{}", full.clone());
+        let one_shot = run(CFG30, full.clone());
         // The same stream seen through overlapping 20-sample windows ending at each
         // sample, state handed from one evaluation to the next.
         let mut state: Option<Vec<u8>> = None;
@@ -413,7 +417,7 @@ mod tests {
                 values[start..end].to_vec(),
             );
             s.state = state.clone();
-            let out = testing::run_detector_at::<Ewma>("{}", &[s], full.timestamps_ms[end - 1])
+            let out = testing::run_detector_at::<Ewma>(CFG30, &[s], full.timestamps_ms[end - 1])
                 .unwrap()
                 .remove(0);
             state = out.state.clone();
@@ -424,7 +428,7 @@ mod tests {
         assert_eq!(last.verdict, one_shot.verdict);
         assert!(one_shot.verdict.firing, "{}", one_shot.verdict.summary);
         // Re-evaluating the same window changes nothing (no double counting).
-        let again = run("{}", full.state(one_shot.state.clone().unwrap()));
+        let again = run(CFG30, full.state(one_shot.state.clone().unwrap()));
         assert_eq!(again, one_shot);
     }
 
@@ -453,25 +457,25 @@ mod tests {
     #[test]
     fn empty_constant_and_nan_windows_never_give_nan() {
         for values in [vec![], vec![NAN; 40], vec![4.0; 40]] {
-            let out = run("{}", TestSeries::from_values(&values));
+            let out = run(CFG30, TestSeries::from_values(&values));
             assert!(!out.verdict.firing, "{values:?}");
             assert_eq!(out.verdict.score, 0.0);
         }
         // Constant reference then a change: ±1e6, finite.
         let mut values = vec![4.0; 30];
         values.push(4.5);
-        let v = run("{}", TestSeries::from_values(&values)).verdict;
+        let v = run(CFG30, TestSeries::from_values(&values)).verdict;
         assert_eq!((v.firing, v.score), (true, 1e6));
         assert_eq!(v.annotation("stddev"), Some("0"));
         // Baseline of NaNs.
         let s = TestSeries::from_values(&[1.0]).baseline(&[NAN; 40]);
-        let v = run("{}", s).verdict;
+        let v = run(CFG30, s).verdict;
         assert_eq!((v.firing, v.score), (false, 0.0));
     }
 
     #[test]
     fn learning_then_direction() {
-        let v = run("{}", TestSeries::from_values(&REFERENCE)).verdict;
+        let v = run(CFG30, TestSeries::from_values(&REFERENCE)).verdict;
         assert_eq!(v.summary, "learning reference: 8 of 30 samples");
         let mut values = REFERENCE.to_vec();
         values.extend([0.0; 6]);
