@@ -163,7 +163,11 @@ fn feature_values(seed: u64) -> Feed {
         fault: FaultKind::Values,
         step: Box::new(move |fault| {
             let u = rng.uniform();
-            vec![if fault && u < 0.5 { f64::NAN } else { 1000.0 * u }]
+            vec![if fault && u < 0.5 {
+                f64::NAN
+            } else {
+                1000.0 * u
+            }]
         }),
     }
 }
@@ -277,7 +281,12 @@ async fn run_case(feed: Feed, expect: Expect, base: String, received: Received) 
     let firing = eventually(
         Duration::from_secs(60),
         &format!("{name}: firing notification"),
-        || async { alerts_of(&received, name, "firing").await.into_iter().next() },
+        || async {
+            alerts_of(&received, name, "firing")
+                .await
+                .into_iter()
+                .next()
+        },
     )
     .await;
     assert_eq!(firing["labels"], expect.labels, "{name}");
@@ -285,8 +294,17 @@ async fn run_case(feed: Feed, expect: Expect, base: String, received: Received) 
     let value: f64 = stat
         .as_str()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{name}: annotation {} missing: {firing:#}", expect.statistic));
-    assert!((expect.check)(value), "{name}: {} = {value}", expect.statistic);
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}: annotation {} missing: {firing:#}",
+                expect.statistic
+            )
+        });
+    assert!(
+        (expect.check)(value),
+        "{name}: {} = {value}",
+        expect.statistic
+    );
     assert!(
         firing["annotations"]["detector_summary"].is_string(),
         "{name}: {firing:#}"
@@ -296,7 +314,12 @@ async fn run_case(feed: Feed, expect: Expect, base: String, received: Received) 
     let resolved = eventually(
         Duration::from_secs(60),
         &format!("{name}: resolved notification"),
-        || async { alerts_of(&received, name, "resolved").await.into_iter().next() },
+        || async {
+            alerts_of(&received, name, "resolved")
+                .await
+                .into_iter()
+                .next()
+        },
     )
     .await;
     assert_eq!(resolved["fingerprint"], firing["fingerprint"], "{name}");

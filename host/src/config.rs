@@ -1278,4 +1278,23 @@ receivers:
         assert_eq!(e.line, 9, "{e}");
         assert!(e.reason.contains("undefined receiver"), "{e}");
     }
+
+    #[test]
+    fn judge_absent_belongs_to_detector_rules() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        query: up\n        window: 5m\n        detector: absent\n        judge_absent: true\nroute:\n  receiver: x\nreceivers:\n  - name: x\n";
+        let config = Config::parse(text, "f.yml").unwrap();
+        assert!(config.groups[0].rules[0].judge_absent);
+        config.validate_static("f.yml", text).unwrap();
+        let text = text.replace(
+            "query: up\n        window: 5m\n        detector: absent\n",
+            "expr: up\n",
+        );
+        let config = Config::parse(&text, "f.yml").unwrap();
+        let e = config.validate_static("f.yml", &text).unwrap_err();
+        assert!(
+            e.reason
+                .contains("`judge_absent` belongs to detector rules"),
+            "{e}"
+        );
+    }
 }

@@ -827,6 +827,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn group_verdicts_drop_the_listed_labels() {
+        let bucket = Labels::new([("__name__", "h_bucket"), ("le", "0.5"), ("model", "a")]);
+        let group = without_labels(&bucket, "le");
+        assert_eq!(
+            group,
+            Labels::new([("__name__", "h_bucket"), ("model", "a")])
+        );
+        let other = Labels::new([("__name__", "h_bucket"), ("le", "+Inf"), ("model", "a")]);
+        assert_eq!(
+            without_labels(&other, " le ").fingerprint(),
+            group.fingerprint()
+        );
+        let two = without_labels(&bucket, "le,model");
+        assert_eq!(two, Labels::new([("__name__", "h_bucket")]));
+    }
+
+    #[test]
     fn format_value_matches_prometheus_strings() {
         assert_eq!(format_value(0.25), "0.25");
         assert_eq!(format_value(f64::NAN), "NaN");

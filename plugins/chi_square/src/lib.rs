@@ -171,7 +171,11 @@ pub fn chi2_homogeneity(current: &[f64], reference: &[f64]) -> Option<ChiResult>
         .unwrap_or(f64::NAN);
     Some(ChiResult {
         chi2,
-        p_value: if p_value.is_nan() { 1.0 } else { p_value.clamp(0.0, 1.0) },
+        p_value: if p_value.is_nan() {
+            1.0
+        } else {
+            p_value.clamp(0.0, 1.0)
+        },
         dof,
     })
 }
@@ -231,7 +235,7 @@ impl Detector for ChiSquare {
             ));
         }
         for g in &groups {
-            let verdict = judge_group(cfg, batch, g).group_without(&[&cfg.label]);
+            let verdict = judge_group(cfg, batch, g).group_without(&[cfg.label.as_str()]);
             for (i, _) in &g.members {
                 out[*i] = Some(verdict.clone());
             }
@@ -312,10 +316,34 @@ mod tests {
         // reference_values.py "chi_square": scipy.stats.chi2_contingency(
         // [cur, base], correction=False) with all-zero columns dropped.
         for (cur, base, chi2, p, dof) in [
-            (&[30.0, 50.0, 20.0][..], &[100.0, 150.0, 50.0][..], 0.7326007326007327, 0.6932945276198124, 2),
-            (&[60.0, 30.0, 10.0][..], &[100.0, 150.0, 50.0][..], 22.222222222222225, 1.494533852478142e-05, 2),
-            (&[5.0, 9.0][..], &[10.0, 20.0][..], 0.024083196496989548, 0.876673410155346, 1),
-            (&[10.0, 0.0, 5.0][..], &[20.0, 0.0, 12.0][..], 0.07679738562091498, 0.7816853451876159, 1),
+            (
+                &[30.0, 50.0, 20.0][..],
+                &[100.0, 150.0, 50.0][..],
+                0.7326007326007327,
+                0.6932945276198124,
+                2,
+            ),
+            (
+                &[60.0, 30.0, 10.0][..],
+                &[100.0, 150.0, 50.0][..],
+                22.222222222222225,
+                1.494533852478142e-05,
+                2,
+            ),
+            (
+                &[5.0, 9.0][..],
+                &[10.0, 20.0][..],
+                0.024083196496989548,
+                0.876673410155346,
+                1,
+            ),
+            (
+                &[10.0, 0.0, 5.0][..],
+                &[20.0, 0.0, 12.0][..],
+                0.07679738562091498,
+                0.7816853451876159,
+                1,
+            ),
         ] {
             let r = chi2_homogeneity(cur, base).expect("two categories");
             assert!(close(r.chi2, chi2, 1e-12), "{cur:?}: {r:?}");
@@ -330,7 +358,11 @@ mod tests {
             .iter()
             .map(|(class, cur, base)| {
                 TestSeries::from_values(&[50.0, 50.0 + cur])
-                    .labels(&[("__name__", "predictions_total"), ("model", model), ("class", class)])
+                    .labels(&[
+                        ("__name__", "predictions_total"),
+                        ("model", model),
+                        ("class", class),
+                    ])
                     .baseline(&[0.0, *base])
             })
             .collect()
@@ -338,8 +370,22 @@ mod tests {
 
     #[test]
     fn one_verdict_per_group() {
-        let mut series = classes("a", &[("approve", 60.0, 100.0), ("review", 30.0, 150.0), ("decline", 10.0, 50.0)]);
-        series.extend(classes("b", &[("approve", 30.0, 100.0), ("review", 50.0, 150.0), ("decline", 20.0, 50.0)]));
+        let mut series = classes(
+            "a",
+            &[
+                ("approve", 60.0, 100.0),
+                ("review", 30.0, 150.0),
+                ("decline", 10.0, 50.0),
+            ],
+        );
+        series.extend(classes(
+            "b",
+            &[
+                ("approve", 30.0, 100.0),
+                ("review", 50.0, 150.0),
+                ("decline", 20.0, 50.0),
+            ],
+        ));
         series.push(TestSeries::from_values(&[1.0]).labels(&[("model", "c")]));
         let out = testing::run_detector::<ChiSquare>(r#"{"label":"class"}"#, &series).unwrap();
         for o in &out[..3] {
@@ -356,15 +402,22 @@ mod tests {
             assert!(!o.verdict.firing);
             assert!(close(o.verdict.score, 0.7326007326007327, 1e-12));
         }
-        assert_eq!(out[6].verdict.summary, "no `class` label: not a category series");
+        assert_eq!(
+            out[6].verdict.summary,
+            "no `class` label: not a category series"
+        );
     }
 
     #[test]
     fn sum_counts_and_stored_reference() {
-        let series: Vec<TestSeries> = [("approve", [20.0, 40.0]), ("review", [10.0, 20.0]), ("decline", [5.0, 5.0])]
-            .iter()
-            .map(|(class, v)| TestSeries::from_values(v).labels(&[("class", class)]))
-            .collect();
+        let series: Vec<TestSeries> = [
+            ("approve", [20.0, 40.0]),
+            ("review", [10.0, 20.0]),
+            ("decline", [5.0, 5.0]),
+        ]
+        .iter()
+        .map(|(class, v)| TestSeries::from_values(v).labels(&[("class", class)]))
+        .collect();
         let config = r#"{"label":"class","counts":"sum","reference":{"approve":100,"review":150,"decline":50}}"#;
         let out = testing::run_detector::<ChiSquare>(config, &series).unwrap();
         let v = &out[0].verdict;
@@ -376,20 +429,30 @@ mod tests {
     fn too_little_data_and_nan() {
         let series = classes("a", &[("approve", 5.0, 100.0), ("review", 3.0, 150.0)]);
         let out = testing::run_detector::<ChiSquare>(r#"{"label":"class"}"#, &series).unwrap();
-        assert_eq!(out[0].verdict.summary, "8 observations in the window, need 30");
+        assert_eq!(
+            out[0].verdict.summary,
+            "8 observations in the window, need 30"
+        );
         assert_eq!(out[0].verdict.score, 0.0);
         let series = classes("a", &[("approve", 50.0, 100.0)]);
         let out = testing::run_detector::<ChiSquare>(r#"{"label":"class"}"#, &series).unwrap();
-        assert_eq!(out[0].verdict.summary, "fewer than two categories with observations");
+        assert_eq!(
+            out[0].verdict.summary,
+            "fewer than two categories with observations"
+        );
         // NaN samples skipped by the counter increase: 0 → NaN → 60 counts 60.
-        let series: Vec<TestSeries> = [("approve", 60.0, 100.0), ("review", 30.0, 150.0), ("decline", 10.0, 50.0)]
-            .iter()
-            .map(|(class, cur, base)| {
-                TestSeries::from_values(&[0.0, f64::NAN, *cur])
-                    .labels(&[("class", class)])
-                    .baseline(&[0.0, *base])
-            })
-            .collect();
+        let series: Vec<TestSeries> = [
+            ("approve", 60.0, 100.0),
+            ("review", 30.0, 150.0),
+            ("decline", 10.0, 50.0),
+        ]
+        .iter()
+        .map(|(class, cur, base)| {
+            TestSeries::from_values(&[0.0, f64::NAN, *cur])
+                .labels(&[("class", class)])
+                .baseline(&[0.0, *base])
+        })
+        .collect();
         let out = testing::run_detector::<ChiSquare>(r#"{"label":"class"}"#, &series).unwrap();
         assert!(close(out[0].verdict.score, 22.222222222222225, 1e-12));
         // Identical mixes: χ² = 0, p = 1.

@@ -104,11 +104,9 @@ impl Detector for Freshness {
             .rev()
             .find(|(_, v)| v.to_bits() != STALE_NAN_BITS);
         let Some((t_last, _)) = last else {
-            let age_ms = series
-                .window
-                .timestamps_ms
-                .first()
-                .map_or(max_age_ms, |t| series.eval_time_ms.saturating_sub(*t).max(max_age_ms));
+            let age_ms = series.window.timestamps_ms.first().map_or(max_age_ms, |t| {
+                series.eval_time_ms.saturating_sub(*t).max(max_age_ms)
+            });
             let age_s = age_ms as f64 / 1000.0;
             return Verdict::firing(age_s, "no sample in the window")
                 .annotate("age_seconds", format_value(age_s))
@@ -208,7 +206,10 @@ mod tests {
         let err = check("{}").unwrap_err();
         assert!(err.contains("missing field `max_age`"), "{err}");
         let err = check(r#"{"max_age":"soon"}"#).unwrap_err();
-        assert!(err.starts_with("max_age: invalid duration \"soon\""), "{err}");
+        assert!(
+            err.starts_with("max_age: invalid duration \"soon\""),
+            "{err}"
+        );
         let err = check(r#"{"max_age":"0s"}"#).unwrap_err();
         assert!(err.starts_with("max_age:"), "{err}");
         let err = check(r#"{"max_age":300}"#).unwrap_err();

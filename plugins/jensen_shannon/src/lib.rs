@@ -162,7 +162,9 @@ impl Detector for JensenShannon {
     }
 
     fn evaluate_batch(cfg: &Config, batch: &Batch<'_>) -> Result<Vec<Output>, String> {
-        Ok(drift::judge_binned(&cfg.binning(), batch, |b| judge(cfg, b)))
+        Ok(drift::judge_binned(&cfg.binning(), batch, |b| {
+            judge(cfg, b)
+        }))
     }
 }
 
@@ -183,7 +185,6 @@ fn judge(cfg: &Config, b: &Binned) -> Verdict {
 
 klaxon_sdk::export_detector!(JensenShannon);
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +197,9 @@ mod tests {
 
     /// `cur_data` of `drift-common/tools/reference_values.py`.
     fn cur_data(n: u32, shift: f64) -> Vec<f64> {
-        (0..n).map(|i| f64::from(i * 53 % 97) / 10.0 + shift).collect()
+        (0..n)
+            .map(|i| f64::from(i * 53 % 97) / 10.0 + shift)
+            .collect()
     }
 
     fn judge_one(config: &str, series: TestSeries) -> Verdict {
@@ -218,9 +221,16 @@ mod tests {
         );
         assert!(close(v.score, 0.2552595561840516), "{}", v.score);
         assert!(v.firing);
-        assert_eq!(v.annotation("js_distance"), Some(format_value(v.score).as_str()));
+        assert_eq!(
+            v.annotation("js_distance"),
+            Some(format_value(v.score).as_str())
+        );
         assert_eq!(v.annotation("threshold"), Some("0.1"));
-        assert!(v.summary.starts_with("js=0.25526 over 10 bins"), "{}", v.summary);
+        assert!(
+            v.summary.starts_with("js=0.25526 over 10 bins"),
+            "{}",
+            v.summary
+        );
         let v = judge_one(
             "{}",
             TestSeries::from_values(&cur_data(150, 0.0)).baseline(&ref_data(200)),
@@ -233,7 +243,10 @@ mod tests {
     fn matches_scipy_on_counts() {
         // reference_values.py: buckets js → 0.28288465335554863; disjoint → 1.0.
         assert!(close(
-            js_distance(&[10.0, 30.0, 40.0, 15.0, 5.0], &[30.0, 40.0, 20.0, 8.0, 2.0]),
+            js_distance(
+                &[10.0, 30.0, 40.0, 15.0, 5.0],
+                &[30.0, 40.0, 20.0, 8.0, 2.0]
+            ),
             0.28288465335554863
         ));
         assert!(close(js_distance(&[1.0, 0.0], &[0.0, 1.0]), 1.0));
@@ -266,21 +279,29 @@ mod tests {
     fn properties() {
         // In [0, 1], symmetric, 0 for identical inputs, never NaN.
         for seed in 1..200u32 {
-            let a: Vec<f64> = (0..8).map(|i| f64::from((i * seed + seed * seed) % 13)).collect();
+            let a: Vec<f64> = (0..8)
+                .map(|i| f64::from((i * seed + seed * seed) % 13))
+                .collect();
             let b: Vec<f64> = (0..8).map(|i| f64::from((i * 7 + seed) % 11)).collect();
             let d = js_distance(&a, &b);
             assert!((0.0..=1.0).contains(&d), "seed {seed}: {d}");
             assert!(close(d, js_distance(&b, &a)));
             assert_eq!(js_distance(&a, &a), 0.0);
         }
-        let flat = judge_one("{}", TestSeries::from_values(&[2.0; 40]).baseline(&[2.0; 40]));
+        let flat = judge_one(
+            "{}",
+            TestSeries::from_values(&[2.0; 40]).baseline(&[2.0; 40]),
+        );
         assert_eq!(flat.score, 0.0);
         let v = judge_one("{}", TestSeries::from_values(&[]).baseline(&ref_data(40)));
         assert_eq!((v.firing, v.score), (false, 0.0));
         assert_eq!(v.summary, "0 observations in the window, need 30");
         let mut values = cur_data(150, 1.5);
         values.push(f64::NAN);
-        let v = judge_one("{}", TestSeries::from_values(&values).baseline(&ref_data(200)));
+        let v = judge_one(
+            "{}",
+            TestSeries::from_values(&values).baseline(&ref_data(200)),
+        );
         assert!(close(v.score, 0.2552595561840516));
     }
 

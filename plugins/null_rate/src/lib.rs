@@ -189,7 +189,9 @@ mod tests {
     }
 
     fn with_nulls(n: usize, nulls: usize) -> Vec<f64> {
-        (0..n).map(|i| if i < nulls { NAN } else { i as f64 }).collect()
+        (0..n)
+            .map(|i| if i < nulls { NAN } else { i as f64 })
+            .collect()
     }
 
     #[test]
@@ -198,7 +200,10 @@ mod tests {
         let v = run("{}", TestSeries::from_values(&with_nulls(20, 8)));
         assert!(v.firing);
         assert_eq!(v.score, 0.4);
-        assert_eq!(v.summary, "null rate 40% (8 of 20 samples) vs baseline 0% configured");
+        assert_eq!(
+            v.summary,
+            "null rate 40% (8 of 20 samples) vs baseline 0% configured"
+        );
         assert_eq!(v.annotation("null_rate"), Some("0.4"));
         assert_eq!(v.annotation("nulls"), Some("8"));
         // 1 in 20 = 0.05, not more than 0.05 above 0.
@@ -219,7 +224,10 @@ mod tests {
         let v = run("{}", s());
         assert!(v.firing);
         assert_eq!(v.annotation("baseline_null_rate"), Some("0.3"));
-        assert_eq!(v.summary, "null rate 40% (8 of 20 samples) vs baseline 30% (of 20)");
+        assert_eq!(
+            v.summary,
+            "null rate 40% (8 of 20 samples) vs baseline 30% (of 20)"
+        );
         assert!(!run(r#"{"max_increase":0.15}"#, s()).firing);
     }
 
@@ -239,7 +247,10 @@ mod tests {
         assert_eq!(v.summary, "5 samples in the window, need 10");
         let v = run("{}", TestSeries::from_values(&[]));
         assert_eq!(v.summary, "0 samples in the window, need 10");
-        let v = run("{}", TestSeries::from_values(&[1.0; 10]).baseline(&[1.0; 3]));
+        let v = run(
+            "{}",
+            TestSeries::from_values(&[1.0; 10]).baseline(&[1.0; 3]),
+        );
         assert_eq!(v.summary, "3 samples in the baseline window, need 10");
         // All null: rate 1, finite.
         let v = run("{}", TestSeries::from_values(&[NAN; 10]));

@@ -179,7 +179,9 @@ mod tests {
 
     /// `cur_data` of `drift-common/tools/reference_values.py`.
     fn cur_data(n: u32, shift: f64) -> Vec<f64> {
-        (0..n).map(|i| f64::from(i * 53 % 97) / 10.0 + shift).collect()
+        (0..n)
+            .map(|i| f64::from(i * 53 % 97) / 10.0 + shift)
+            .collect()
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -196,13 +198,22 @@ mod tests {
     #[test]
     fn matches_scipy() {
         // reference_values.py "wasserstein": scipy.stats.wasserstein_distance.
-        assert!(close(wasserstein_distance(&cur_data(150, 1.5), &ref_data(200)), 1.2115));
+        assert!(close(
+            wasserstein_distance(&cur_data(150, 1.5), &ref_data(200)),
+            1.2115
+        ));
         assert!(close(
             wasserstein_distance(&cur_data(150, 0.0), &ref_data(200)),
             0.28850000000000003
         ));
-        assert!(close(wasserstein_distance(&[0.0, 1.0, 3.0], &[5.0, 6.0, 8.0]), 5.0));
-        assert!(close(wasserstein_distance(&[1.0, 2.0, 2.0, 7.0], &[3.0, 3.0]), 2.0));
+        assert!(close(
+            wasserstein_distance(&[0.0, 1.0, 3.0], &[5.0, 6.0, 8.0]),
+            5.0
+        ));
+        assert!(close(
+            wasserstein_distance(&[1.0, 2.0, 2.0, 7.0], &[3.0, 3.0]),
+            2.0
+        ));
     }
 
     #[test]
@@ -215,7 +226,10 @@ mod tests {
         assert!(close(v.score, 1.2115));
         assert_eq!(v.annotation("wasserstein_distance"), Some("1.2115"));
         assert_eq!(v.annotation("threshold"), Some("0.5"));
-        assert_eq!(v.summary, "wasserstein=1.2115 (150 window vs 200 reference samples)");
+        assert_eq!(
+            v.summary,
+            "wasserstein=1.2115 (150 window vs 200 reference samples)"
+        );
         let v = run(
             r#"{"threshold":0.5}"#,
             TestSeries::from_values(&cur_data(150, 0.0)).baseline(&ref_data(200)),
@@ -235,8 +249,12 @@ mod tests {
     fn properties_and_edge_cases() {
         // Non-negative, symmetric, 0 for identical samples.
         for seed in 1..100u32 {
-            let a: Vec<f64> = (0..(3 + seed % 7)).map(|i| f64::from((i * seed) % 11)).collect();
-            let b: Vec<f64> = (0..(2 + seed % 5)).map(|i| f64::from((i * 3 + seed) % 7)).collect();
+            let a: Vec<f64> = (0..(3 + seed % 7))
+                .map(|i| f64::from((i * seed) % 11))
+                .collect();
+            let b: Vec<f64> = (0..(2 + seed % 5))
+                .map(|i| f64::from((i * 3 + seed) % 7))
+                .collect();
             let w = wasserstein_distance(&a, &b);
             assert!(w >= 0.0 && w.is_finite());
             assert!(close(w, wasserstein_distance(&b, &a)));
@@ -245,13 +263,22 @@ mod tests {
         // Zero variance: two constants differ by their gap.
         assert_eq!(wasserstein_distance(&[2.0; 30], &[3.5; 30]), 1.5);
         assert_eq!(wasserstein_distance(&[], &[1.0]), 0.0);
-        assert_eq!(wasserstein_distance(&[f64::MAX, -f64::MAX], &[0.0]), f64::MAX);
-        let v = run(r#"{"threshold":1}"#, TestSeries::from_values(&[]).baseline(&[1.0; 30]));
+        assert_eq!(
+            wasserstein_distance(&[f64::MAX, -f64::MAX], &[0.0]),
+            f64::MAX
+        );
+        let v = run(
+            r#"{"threshold":1}"#,
+            TestSeries::from_values(&[]).baseline(&[1.0; 30]),
+        );
         assert_eq!((v.firing, v.score), (false, 0.0));
         assert_eq!(v.summary, "0 observations in the window, need 20");
         let mut values = cur_data(150, 1.5);
         values.extend([f64::NAN, f64::NEG_INFINITY]);
-        let v = run(r#"{"threshold":1}"#, TestSeries::from_values(&values).baseline(&ref_data(200)));
+        let v = run(
+            r#"{"threshold":1}"#,
+            TestSeries::from_values(&values).baseline(&ref_data(200)),
+        );
         assert!(close(v.score, 1.2115));
     }
 
