@@ -217,11 +217,11 @@ pub fn registry() -> Vec<Entry> {
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift])
             .proposed("l 7, keep_firing_for 48", r#"{"l":7}"#, keep48),
-        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, with_baseline(1, DAY - 30, HOUR), None, &[LevelShift, Drift])
-            .proposed("baseline: the hour around this time yesterday", "{}", AlertRule::default()),
+        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
+            .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
         e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, with_baseline(1, DAY - 30, HOUR), None, &[LevelShift, Drift])
-            .proposed("baseline: the hour around this time yesterday", "{}", AlertRule::default()),
+        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
+            .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
         e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         e("seasonal", run::<klaxon_plugin_seasonal::Seasonal>(), "{}", Metric, four_weeks, nab_long, &[Spike, LevelShift]),
