@@ -280,8 +280,9 @@ mod tests {
         // Σxy = -600-495-390-210+0 = -1695, Σx² = 3600+2025+900+225 = 6750, n = 5.
         // cov = -1695 - (-150·64)/5 = -1695 + 1920 = 225; var = 6750 - 22500/5 = 2250;
         // slope = 0.1/s; intercept = 64/5 - 0.1·(-150)/5 = 12.8 + 3 = 15.8.
-        // predict_linear(…, 100) = 15.8 + 10 = 25.8 (what Prometheus gives for the
-        // same samples). Limit 25: reached; time to limit = (25 - 15.8)/0.1 = 92 s.
+        // predict_linear(…, 100) = 15.8 + 10 = 25.8, as Prometheus computes it for the
+        // same samples (promtool 2.42: testdata/predict_linear_test.yml, which also
+        // checks deriv = 0.1). Limit 25: reached; time to limit = (25 - 15.8)/0.1 = 92 s.
         let v = judge(
             r#"{"limit":25,"horizon_seconds":100}"#,
             five([10.0, 11.0, 13.0, 14.0, 16.0]),

@@ -59,6 +59,14 @@
 //! - annotations: `forecast`, `lower`, `upper`, `residual`, `sigma`, `latest`, `samples`;
 //! - before `min_samples` errors are learned: not firing, score 0, summary like
 //!   `learning: 4 of 10 forecast errors`.
+//!
+//! # Measured
+//!
+//! On iid N(0, 1) samples, a rule window of 240 samples judged every 4 samples
+//! (15 s samples, 1 min evaluations), 40 000 samples (≈ a week), 5 seeds, defaults: 3
+//! false alert episodes per week; a 3σ level shift is *not* flagged (the one-step
+//! error σ of iid data is ~1.1σ, so the band is ~4.4σ): this detector is for jumps
+//! and breaks in a trend, not small persistent shifts (use `cusum` or `ewma`).
 
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, bounded, scaled};

@@ -59,6 +59,14 @@
 //! - summary like `drift up detected 120s ago (statistic 61.2 > 50, mean 10.3 over 45 samples)`;
 //! - annotations: `statistic`, `threshold`, `mean`, `samples`, `detections`, and
 //!   `drift_at` (Unix ms of the detecting sample) once there was one.
+//!
+//! # Measured
+//!
+//! On iid N(0, 1) samples, a rule window of 240 samples judged every 4 samples
+//! (15 s samples, 1 min evaluations), 40 000 samples (≈ a week), 5 seeds, defaults: 24
+//! false alert episodes per week, a 3σ shift flagged 7-19 samples after it. river's
+//! `threshold` 50 is low for unit-variance data (the statistic wanders like a random
+//! walk, ~σ·√n): scale `threshold` with the metric's spread.
 
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, bounded};
