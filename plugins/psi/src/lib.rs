@@ -48,7 +48,7 @@
 //!
 //! # Verdict
 //!
-//! - score: PSI; summary like `psi=0.776 over 10 bins (150 window vs 200 baseline observations)`;
+//! - score: PSI; summary like `psi=0.775583 over 10 bins (150 window vs 200 reference observations)`;
 //! - annotations: `psi`, `threshold`, `bins`, `current_count`, `reference_count`,
 //!   `reference` (`baseline` or `config`).
 
