@@ -300,6 +300,12 @@ pub struct PluginsConfig {
     /// Roll a new live version back when it fails too often in its first
     /// calls. Off unless set.
     pub auto_rollback: Option<AutoRollbackConfig>,
+    /// Where compiled plugins are cached by content hash (so a restart, a
+    /// rollback or a second Klaxon on this machine does not compile again).
+    /// Default: `plugin-cache/` in the data directory; without one, the
+    /// user's cache directory (`$XDG_CACHE_HOME/klaxon/plugin-cache`, else
+    /// `~/.cache/klaxon/plugin-cache`). `off` disables the cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `plugins.auto_rollback`: a new live version whose error rate (errors,

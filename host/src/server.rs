@@ -98,6 +98,28 @@ pub async fn load_plugins(
     Ok(manager.registry().clone())
 }
 
+/// Where compiled plugins are cached: `plugins.cache_dir` (`off`: nowhere),
+/// else `plugin-cache/` in the data directory, else the user's cache
+/// directory. Without any of them (no `$HOME`), components compile at every
+/// start.
+pub fn plugin_cache_dir(config: &Config, data_dir: Option<&std::path::Path>) -> Option<PathBuf> {
+    match &config.plugins.cache_dir {
+        Some(dir) if dir.as_os_str() == "off" => None,
+        Some(dir) => Some(dir.clone()),
+        None => data_dir.map(|d| d.join("plugin-cache")).or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .filter(|v| !v.is_empty())
+                        .map(|h| PathBuf::from(h).join(".cache"))
+                })?;
+            Some(base.join("klaxon").join("plugin-cache"))
+        }),
+    }
+}
+
 /// The plugins directory: `plugins.dir`, else `plugins/` in the data
 /// directory, else none.
 pub fn plugins_dir(config: &Config, data_dir: Option<&std::path::Path>) -> Option<PathBuf> {
@@ -127,7 +149,7 @@ pub async fn load_plugins_managed(
             // The pool slot must hold the largest allowed memory (and a bit,
             // so the limiter, not the pool, refuses growth).
             max_memory_bytes: usize::try_from(max_memory.saturating_mul(2)).unwrap_or(usize::MAX),
-            cache_dir: data_dir.map(|d| d.join("plugin-cache")),
+            cache_dir: plugin_cache_dir(&config, data_dir.as_deref()),
             ..EngineSettings::default()
         };
         let engine = Arc::new(PluginEngine::new(settings)?);

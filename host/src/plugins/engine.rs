@@ -135,7 +135,7 @@ impl PluginEngine {
         {
             // SAFETY: the file was written by `Component::serialize` of this
             // same engine configuration (the compatibility hash is in its name)
-            // into our own data directory; wasmtime re-checks the header anyway.
+            // into a cache directory of this user (created private); wasmtime re-checks the header anyway.
             match unsafe { Component::deserialize_file(&self.engine, path) } {
                 Ok(component) => return Ok((component, hash, true)),
                 Err(e) => {
@@ -164,11 +164,28 @@ impl PluginEngine {
 fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
     let bytes = component.serialize()?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
     }
-    // Write then rename so a crash never leaves half a file under the final name.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Write then rename so a crash never leaves half a file under the final
+    // name; the temporary name is unique per process and call, so two hosts
+    // (or two threads) caching the same component never write one file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Creates the cache directory readable by its owner only: what is in it is
+/// loaded as machine code without recompiling.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
