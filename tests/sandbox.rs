@@ -1,6 +1,8 @@
 //! A misbehaving plugin (endless loop, 1 GiB allocation, panic, invalid
-//! output) loaded by rules: each call fails cleanly with a recorded error,
-//! the other rule keeps firing correctly, and /healthz answers throughout.
+//! output, endless recursion, a million verdicts, a 100 MB string) loaded by
+//! rules: each call fails cleanly with a recorded error, the other rule keeps
+//! firing correctly, and /healthz answers throughout. The same plugin
+//! looking for files, environment variables and arguments finds none.
 
 mod common;
 
@@ -36,11 +38,11 @@ groups:
   - name: bad
     interval: 1s
     rules:
-{loop_}{alloc}{panic}{invalid}
+{loop_}{alloc}{panic}{invalid}{recurse}{flood}{bigstring}
   - name: good
     interval: 1s
     rules:
-      - alert: Good
+{snoop}      - alert: Good
         query: x
         window: 1m
         detector: threshold
@@ -58,6 +60,10 @@ receivers:
         alloc = rule("Alloc", "alloc"),
         panic = rule("Panic", "panic"),
         invalid = rule("Invalid", "invalid"),
+        recurse = rule("Recurse", "recurse"),
+        flood = rule("Flood", "flood"),
+        bigstring = rule("Bigstring", "bigstring"),
+        snoop = rule("Snoop", "snoop"),
     );
     let server = start_klaxon(&yaml).await;
     let base = format!("http://{}", server.addr());
@@ -133,6 +139,22 @@ receivers:
         "Invalid: {}",
         err("Invalid")
     );
+    assert!(
+        err("Recurse").contains("trapped"),
+        "Recurse: {}",
+        err("Recurse")
+    );
+    // A million verdicts: refused as output, or stopped by the memory they need.
+    assert!(
+        err("Flood").contains("invalid output") || err("Flood").contains("memory limit"),
+        "Flood: {}",
+        err("Flood")
+    );
+    assert!(
+        err("Bigstring").contains("memory limit") || err("Bigstring").contains("invalid output"),
+        "Bigstring: {}",
+        err("Bigstring")
+    );
 
     // The good rule fired and was delivered.
     let got = received.wait_for(1, Duration::from_secs(15)).await;
@@ -151,6 +173,18 @@ receivers:
         .map(|a| a["labels"]["alertname"].clone())
         .collect();
     assert_eq!(names, vec![json!("Good")]);
+    // Snoop ran cleanly and found nothing to report (it fires on any finding).
+    let rules = get_json(&client, &format!("{base}/api/v1/rules")).await;
+    let snoop = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .find(|r| r["name"] == "Snoop")
+        .unwrap()
+        .clone();
+    assert_eq!(snoop["health"], "ok", "{snoop}");
+    assert_eq!(snoop["lastError"].as_str().unwrap_or(""), "", "{snoop}");
     let plugins = get_json(&client, &format!("{base}/api/v1/plugins")).await;
     let m = plugins["data"]
         .as_array()

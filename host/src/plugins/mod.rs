@@ -694,6 +694,14 @@ impl Runner {
 /// Decides the world by the component's exports, then links it against a
 /// linker offering exactly that world's imports (detectors and composites get
 /// no `http`), so a component importing more is refused here, naming the import.
+/// Interfaces a detector or composite may not import (prefixes of import names).
+const NETWORK_IMPORTS: &[&str] = &[
+    "wasi:sockets/",
+    "wasi:http/",
+    "klaxon:plugin/http",
+    "klaxon:plugin/smtp",
+];
+
 fn link(engine: &Engine, name: &str, component: &Component) -> Result<Runner, PluginError> {
     let exports: Vec<String> = component
         .component_type()
@@ -705,6 +713,21 @@ fn link(engine: &Engine, name: &str, component: &Component) -> Result<Runner, Pl
         reason,
     };
     let has = |n: &str| exports.iter().any(|e| e == n);
+    if !has("send") {
+        // Detectors and composites are pure compute: WASI's sockets and any
+        // HTTP or mail interface are not theirs to import, whatever the
+        // sandbox would do with the calls.
+        if let Some(import) = component
+            .component_type()
+            .imports(engine)
+            .map(|(n, _)| n)
+            .find(|n| NETWORK_IMPORTS.iter().any(|p| n.starts_with(p)))
+        {
+            return Err(unsupported(format!(
+                "imports `{import}`: detectors and composites get no network (only notifiers may use `klaxon:plugin/http` and `klaxon:plugin/smtp`)"
+            )));
+        }
+    }
     if has("send") {
         let mut linker: Linker<CallState> = Linker::new(engine);
         host::add_base_imports(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
@@ -1027,6 +1050,45 @@ mod tests {
             wit.contains(&format!("package {WIT_PACKAGE}@{WIT_VERSION};")),
             "wit/klaxon.wit declares another package version than WIT_VERSION"
         );
+    }
+
+    #[test]
+    fn detectors_importing_the_network_are_refused_naming_the_import() {
+        let engine = PluginEngine::new(EngineSettings {
+            max_instances: 2,
+            ..EngineSettings::default()
+        })
+        .expect("engine");
+        for import in [
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:sockets/ip-name-lookup@0.2.0",
+            "wasi:http/outgoing-handler@0.2.0",
+            "klaxon:plugin/http@0.1.0",
+        ] {
+            // A component importing the interface and exporting `evaluate`.
+            let text = format!(
+                r#"(component
+                     (import "{import}" (instance))
+                     (core module $m (func (export "f")))
+                     (core instance $i (instantiate $m))
+                     (func (export "evaluate") (canon lift (core func $i "f"))))"#
+            );
+            let bytes = wat::parse_str(&text).expect("valid component text");
+            let err = Plugin::load(
+                &engine,
+                Some("nosy"),
+                &bytes,
+                PluginSource::Stock,
+                PluginLimits::default(),
+            )
+            .expect_err("a detector importing the network must be refused");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("imports `{import}`")), "{msg}");
+            assert!(
+                msg.contains("detectors and composites get no network"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! | `alloc`   | allocates 1 GiB and writes to every page | refuse the memory (limit), trap |
 //! | `panic`   | panics with `misbehave: panic requested` | trap, log the message |
 //! | `invalid` | returns one output more than there are series | reject the result |
+//! | `recurse` | recurses without end | trap on the exhausted stack |
+//! | `flood`   | returns a million verdicts | reject the result (or the memory it takes) |
+//! | `bigstring` | returns a 100 MB summary | refuse the memory, or the string over its cap |
+//! | `snoop`   | reads `/etc/passwd`, lists `/`, counts environment variables and arguments; fires if any of it worked | give it nothing: the verdict never fires |
 //!
 //! `mode` defaults to `ok`; unknown fields are an error. `info` and `check-config`
 //! always behave.
@@ -50,7 +54,21 @@ pub enum Mode {
     Panic,
     /// Return more outputs than inputs.
     Invalid,
+    /// Recurse until the stack runs out.
+    Recurse,
+    /// Return a million verdicts.
+    Flood,
+    /// Return a 100 MB string.
+    Bigstring,
+    /// Look for files, environment and arguments.
+    Snoop,
 }
+
+/// Verdicts `flood` mode returns.
+pub const FLOOD_VERDICTS: usize = 1_000_000;
+
+/// Bytes of the summary `bigstring` mode returns.
+pub const BIG_STRING_BYTES: usize = 100 << 20;
 
 /// Bytes `alloc` mode asks for.
 pub const ALLOC_BYTES: usize = 1 << 30;
@@ -61,7 +79,7 @@ const SCHEMA: &str = r#"{
   "type": "object",
   "additionalProperties": false,
   "properties": {
-    "mode": {"enum": ["ok", "loop", "alloc", "panic", "invalid"], "default": "ok"}
+    "mode": {"enum": ["ok", "loop", "alloc", "panic", "invalid", "recurse", "flood", "bigstring", "snoop"], "default": "ok"}
   }
 }"#;
 
@@ -94,6 +112,25 @@ impl Detector for Misbehave {
             }
             Mode::Panic => panic!("misbehave: panic requested"),
             Mode::Invalid => Ok((0..=batch.len()).map(|_| ok()).collect()),
+            Mode::Recurse => {
+                let depth = recurse(0);
+                Err(format!("recursed {depth} deep, yet still alive"))
+            }
+            Mode::Flood => Ok((0..FLOOD_VERDICTS).map(|_| ok()).collect()),
+            Mode::Bigstring => {
+                let summary = "x".repeat(BIG_STRING_BYTES);
+                Ok(batch
+                    .iter()
+                    .map(|_| Verdict::ok(0.0, summary.clone()).into())
+                    .collect())
+            }
+            Mode::Snoop => {
+                let found = snoop();
+                Ok(batch
+                    .iter()
+                    .map(|_| Verdict::new(!found.is_empty(), 0.0, found.join("; ")).into())
+                    .collect())
+            }
         }
     }
 }
@@ -112,6 +149,34 @@ fn spin() -> ! {
 fn exhaust_memory() -> usize {
     let block = vec![1u8; ALLOC_BYTES];
     black_box(&block).len()
+}
+
+/// Recurses without end (not a tail call: the addition follows the call).
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    recurse(depth + 1).wrapping_add(black_box(1))
+}
+
+/// What the sandbox let through: each finding is one thing it should not have.
+fn snoop() -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/etc/passwd") {
+        found.push(format!("read /etc/passwd ({} bytes)", text.len()));
+    }
+    if let Ok(entries) = std::fs::read_dir("/") {
+        found.push(format!("listed / ({} entries)", entries.count()));
+    }
+    let vars = std::env::vars().count();
+    if vars > 0 {
+        found.push(format!("{vars} environment variables"));
+    }
+    let args = std::env::args().count();
+    if args > 0 {
+        found.push(format!("{args} arguments"));
+    }
+    found
 }
 
 klaxon_sdk::export_detector!(Misbehave);
@@ -164,7 +229,17 @@ mod tests {
     #[test]
     fn config_checks() {
         let check = testing::check_detector_config::<Misbehave>;
-        for mode in ["ok", "loop", "alloc", "panic", "invalid"] {
+        for mode in [
+            "ok",
+            "loop",
+            "alloc",
+            "panic",
+            "invalid",
+            "recurse",
+            "flood",
+            "bigstring",
+            "snoop",
+        ] {
             assert!(check(&format!(r#"{{"mode":"{mode}"}}"#)).is_ok(), "{mode}");
         }
         let err = check(r#"{"mode":"explode"}"#).unwrap_err();
