@@ -199,3 +199,79 @@ receivers:
     assert_eq!(health.await.expect("health task"), 40);
     server.shutdown().await;
 }
+
+/// A fuel budget stops an endless loop at the same point on every run, long
+/// before its (generous) deadline; plugins without a budget run as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_budget_stops_a_loop_deterministically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, bytes) = FIXTURES
+        .iter()
+        .find(|(n, _)| *n == "misbehave")
+        .expect("fixture built");
+    let wasm = dir.path().join("misbehave.wasm");
+    std::fs::write(&wasm, bytes).expect("write fixture");
+    let (receiver, received) = start_receiver().await;
+    let yaml = format!(
+        r#"
+plugins:
+  files: ["{wasm}"]
+  overrides:
+    misbehave: {{ timeout: 30s, fuel: 50000000 }}
+groups:
+  - name: g
+    interval: 1s
+    rules:
+      - alert: Loop
+        query: x
+        window: 1m
+        detector: misbehave
+        config: {{ mode: loop }}
+      - alert: Good
+        query: x
+        window: 1m
+        detector: threshold
+        config: {{ op: ">", value: 0.5 }}
+route:
+  receiver: hook
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+  - name: hook
+    webhook_configs: [{{ url: "{receiver}/hook", allowed_networks: ["127.0.0.1/32"] }}]
+"#,
+        wasm = wasm.display(),
+    );
+    let server = start_klaxon(&yaml).await;
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+    let resp = push(
+        &client,
+        &base,
+        json!({"series": [{"metric": "x", "labels": {"job": "j"}, "value": 1.0}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+    let error = eventually(
+        Duration::from_secs(20),
+        "Loop to record an error",
+        || async {
+            let rules = get_json(&client, &format!("{base}/api/v1/rules")).await;
+            rules["data"]["groups"][0]["rules"]
+                .as_array()?
+                .iter()
+                .find(|r| r["name"] == "Loop")
+                .and_then(|r| r["lastError"].as_str())
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+        },
+    )
+    .await;
+    assert!(
+        error.contains("ran out of fuel (budget 50000000 units)"),
+        "{error}"
+    );
+    let got = received.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got[0]["alerts"][0]["labels"]["alertname"], "Good");
+    server.shutdown().await;
+}

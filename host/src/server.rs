@@ -150,6 +150,9 @@ pub async fn load_plugins_managed(
             // so the limiter, not the pool, refuses growth).
             max_memory_bytes: usize::try_from(max_memory.saturating_mul(2)).unwrap_or(usize::MAX),
             cache_dir: plugin_cache_dir(&config, data_dir.as_deref()),
+            consume_fuel: std::iter::once(&config.plugins.limits)
+                .chain(config.plugins.overrides.values())
+                .any(|l| l.fuel.is_some()),
             ..EngineSettings::default()
         };
         let engine = Arc::new(PluginEngine::new(settings)?);

@@ -30,6 +30,10 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// Where compiled components are cached; `None` disables the disk cache.
     pub cache_dir: Option<PathBuf>,
+    /// Meter fuel, so plugins may have a deterministic budget per call
+    /// (`PluginLimits::fuel`). Compiled code differs: it is part of the
+    /// cache key through the engine's compatibility hash.
+    pub consume_fuel: bool,
 }
 
 impl Default for EngineSettings {
@@ -38,6 +42,7 @@ impl Default for EngineSettings {
             max_memory_bytes: 1 << 30,
             max_instances: 64,
             cache_dir: None,
+            consume_fuel: false,
         }
     }
 }
@@ -56,6 +61,7 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        config.consume_fuel(settings.consume_fuel);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         if std::env::var_os("KLAXON_WASM_PERFMAP").is_some() {
             // `perf` can then name plugin functions (/tmp/perf-PID.map).

@@ -102,6 +102,8 @@ pub enum CallError {
     Timeout(Duration),
     #[error("memory limit of {0} bytes exceeded")]
     MemoryLimit(u64),
+    #[error("ran out of fuel (budget {0} units)")]
+    OutOfFuel(u64),
     #[error("trapped: {0}")]
     Trap(String),
     #[error("plugin returned an error: {0}")]
@@ -146,6 +148,12 @@ pub struct PluginLimits {
     pub max_string_bytes: usize,
     /// Log lines (and captured stdout/stderr lines) kept per call.
     pub max_log_lines: u32,
+    /// A deterministic budget per call, in Wasm fuel units (about one per
+    /// instruction), beside the wall-clock deadline: the same input always
+    /// stops at the same point, whatever the machine's load. Unset: no budget.
+    /// Setting it anywhere turns fuel metering on for the whole engine (a few
+    /// per cent slower calls), so it is read at start only.
+    pub fuel: Option<u64>,
 }
 
 impl Default for PluginLimits {
@@ -155,6 +163,7 @@ impl Default for PluginLimits {
             memory_bytes: 64 << 20,
             max_string_bytes: 16 << 10,
             max_log_lines: 100,
+            fuel: None,
         }
     }
 }
@@ -298,6 +307,8 @@ pub struct Plugin {
     /// The compiled component came from the disk cache (no compile).
     pub from_cache: bool,
     engine: Engine,
+    /// The engine meters fuel: every call's store gets a budget.
+    fuel_metered: bool,
     runner: Runner,
 }
 
@@ -341,6 +352,11 @@ impl Plugin {
         limits: PluginLimits,
     ) -> Result<Self, PluginError> {
         let label = expected.unwrap_or("(unnamed)");
+        if limits.fuel.is_some() && !engine.settings().consume_fuel {
+            return Err(PluginError::Engine(format!(
+                "plugin `{label}`: a fuel budget needs fuel metering, which is chosen when Klaxon starts; restart to apply it"
+            )));
+        }
         let (component, hash, from_cache) = engine.compile_cached(&bytes)?;
         check_wit_version(engine.engine(), label, &component)?;
         let runner = link(engine.engine(), label, &component)?;
@@ -360,6 +376,7 @@ impl Plugin {
             bytes,
             from_cache,
             engine: engine.engine().clone(),
+            fuel_metered: engine.settings().consume_fuel,
             runner,
         };
         let info = plugin.call_info().map_err(|e| PluginError::Info {
@@ -459,6 +476,13 @@ impl Plugin {
             / engine::EPOCH_TICK.as_millis().max(1) as u64;
         store.set_epoch_deadline(ticks.max(1));
         store.epoch_deadline_trap();
+        if self.fuel_metered {
+            // Every store of a metering engine needs fuel: no budget is the
+            // most there is.
+            if let Err(e) = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX)) {
+                tracing::error!(plugin = %self.info.name, error = %e, "cannot set the call's fuel");
+            }
+        }
         store
     }
 
@@ -488,6 +512,7 @@ impl Plugin {
                 CallError::MemoryLimit(self.limits.memory_bytes)
             } else {
                 match err.downcast_ref::<Trap>() {
+                    Some(Trap::OutOfFuel) => CallError::OutOfFuel(self.limits.fuel.unwrap_or(0)),
                     Some(Trap::Interrupt) => {
                         self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                         CallError::Timeout(self.limits.timeout + extra_time)
@@ -496,7 +521,10 @@ impl Plugin {
                     None => CallError::Trap(format!("{err:#}")),
                 }
             };
-            if matches!(classified, CallError::Trap(_) | CallError::MemoryLimit(_)) {
+            if matches!(
+                classified,
+                CallError::Trap(_) | CallError::MemoryLimit(_) | CallError::OutOfFuel(_)
+            ) {
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
             }
             tracing::warn!(plugin = %self.info.name, version = %short(&self.hash), error = %classified, "plugin call failed");
