@@ -846,3 +846,55 @@ async fn config_file_changes_reload_by_themselves() {
     .await;
     server.shutdown().await;
 }
+
+/// A version uploaded while Klaxon serves goes live after a quick baseline
+/// (Winch) compile; its optimized (Cranelift) build, compiled in the
+/// background and cached, then takes its place: same hash, same verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_live_quick_then_optimized() {
+    let (hook, _got) = start_receiver().await;
+    let h = Harness::new(&hook, "", |_| {}).await;
+    let v1 = variant('F', 1);
+    h.wait_live("variant", &sha(&v1)).await;
+    assert_eq!(
+        h.plugin("variant").await["tier"],
+        "optimized",
+        "loaded at start: optimized at once"
+    );
+
+    let v2 = variant('F', 2);
+    let (status, body) = h.put("variant", v2.clone(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["hash"], sha(&v2));
+    assert_eq!(body["data"]["tier"], "quick", "{body}");
+    assert_eq!(h.value_after_next_evaluation().await, "2");
+
+    eventually(
+        Duration::from_secs(30),
+        "the optimized build of v2 to take over",
+        || async {
+            let p = h.plugin("variant").await;
+            (p["hash"] == sha(&v2) && p["tier"] == "optimized").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(h.value_after_next_evaluation().await, "2");
+    let versions = get_json(
+        &h.client,
+        &format!("{}/api/v1/plugins/variant/versions", h.base),
+    )
+    .await;
+    let kept: Vec<_> = versions["data"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| (v["hash"].clone(), v["tier"].clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (json!(sha(&v1)), json!("optimized")),
+            (json!(sha(&v2)), json!("optimized")),
+        ]
+    );
+}

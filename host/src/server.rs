@@ -443,6 +443,8 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let plugins = manager.registry().clone();
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
     release_freed_memory();
+    // Serving from here on: new versions go live after a quick compile.
+    manager.set_quick_compile(true);
 
     let store = Arc::new(Store::new(config.store.clone()));
     let mut tasks = Vec::new();

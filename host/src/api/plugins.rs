@@ -48,6 +48,7 @@ fn version_json(p: &Plugin, live_hash: &str) -> Value {
         "source": p.source,
         "loadedAt": p.loaded_at,
         "live": p.hash == live_hash,
+        "tier": p.tier,
         "health": p.stats(),
     })
 }
@@ -68,6 +69,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
                 "description": p.info.description,
                 "loadedAt": p.loaded_at,
                 "fromCache": p.from_cache,
+                "tier": p.tier,
                 "limits": p.limits,
                 "stats": p.stats(),
                 "versions": registry.versions(&p.info.name).map_or(0, |v| v.len()),

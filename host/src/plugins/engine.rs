@@ -34,6 +34,10 @@ pub struct EngineSettings {
     /// (`PluginLimits::fuel`). Compiled code differs: it is part of the
     /// cache key through the engine's compatibility hash.
     pub consume_fuel: bool,
+    /// Also build a baseline-compiler (Winch) engine, so a new version
+    /// uploaded at run time can go live after a quick compile while the
+    /// optimising compile runs in the background (`compile_quick`).
+    pub quick_compile: bool,
 }
 
 impl Default for EngineSettings {
@@ -43,14 +47,27 @@ impl Default for EngineSettings {
             max_instances: 64,
             cache_dir: None,
             consume_fuel: false,
+            quick_compile: true,
         }
     }
 }
 
-/// A configured engine; a thread advances its epoch for as long as any
-/// clone of the engine lives.
+/// How a component was compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Cranelift, optimising: what runs in the steady state (and is cached).
+    Optimized,
+    /// Winch, the baseline compiler: several times faster to compile, a bit
+    /// slower to run; replaced by the optimized build once it is ready.
+    Quick,
+}
+
+/// A configured engine (and, optionally, a baseline-compiler twin for quick
+/// loads); a thread advances their epochs for as long as any clone lives.
 pub struct PluginEngine {
     engine: Engine,
+    quick: Option<Engine>,
     settings: EngineSettings,
     compat: String,
 }
@@ -58,61 +75,127 @@ pub struct PluginEngine {
 impl PluginEngine {
     /// Builds the engine. Fails only if wasmtime rejects the configuration.
     pub fn new(settings: EngineSettings) -> Result<Self, PluginError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.consume_fuel(settings.consume_fuel);
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        if std::env::var_os("KLAXON_WASM_PERFMAP").is_some() {
-            // `perf` can then name plugin functions (/tmp/perf-PID.map).
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        // Plugins are small and numeric: no need for the default 4 GiB
-        // reservation per memory, but keep guard pages so bounds checks stay cheap.
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(settings.max_instances)
-            .total_core_instances(settings.max_instances * 8)
-            .total_memories(settings.max_instances * 2)
-            .total_tables(settings.max_instances * 4)
-            .total_stacks(settings.max_instances)
-            .max_core_instances_per_component(16)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
-            .max_memory_size(settings.max_memory_bytes)
-            // A slot is reset between calls by zeroing up to this much in
-            // place rather than unmapping it: the next instance then finds
-            // its heap pages mapped instead of faulting each one in again.
-            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-            .table_keep_resident(KEEP_RESIDENT_BYTES);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
+        let engine = build_engine(
+            &settings,
+            wasmtime::Strategy::Cranelift,
+            settings.max_instances,
+        )
+        .map_err(|e| PluginError::Engine(e.to_string()))?;
+        // The quick engine only runs freshly uploaded versions until their
+        // optimized build replaces them: a smaller pool is enough.
+        let quick = if settings.quick_compile {
+            match build_engine(
+                &settings,
+                wasmtime::Strategy::Winch,
+                (settings.max_instances / 4).max(4),
+            ) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no baseline compiler: new plugin versions wait for the optimising compile");
+                    None
+                }
+            }
+        } else {
+            None
+        };
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish());
 
-        // The ticker lives as long as the engine: plugins hold engine clones
+        // The ticker lives as long as the engines: plugins hold engine clones
         // and outlive this wrapper, so it stops only when the last clone is gone.
         let weak = engine.weak();
+        let weak_quick = quick.as_ref().map(Engine::weak);
         std::thread::Builder::new()
             .name("klaxon-epoch".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(EPOCH_TICK);
+                    let quick = weak_quick.as_ref().and_then(|w| w.upgrade());
+                    if let Some(q) = &quick {
+                        q.increment_epoch();
+                    }
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
-                        None => break,
+                        None if quick.is_none() => break,
+                        None => {}
                     }
                 }
             })
             .map_err(|e| PluginError::Engine(format!("cannot start epoch thread: {e}")))?;
         Ok(Self {
             engine,
+            quick,
             settings,
             compat,
         })
     }
 
+    /// The baseline-compiler engine, when there is one.
+    pub fn quick_engine(&self) -> Option<&Engine> {
+        self.quick.as_ref()
+    }
+
+    /// For a version uploaded at run time: the optimized build from the disk
+    /// cache when there is one, else a quick (Winch) compile that is not
+    /// cached, else the optimising compile. Returns the component, its
+    /// hash, whether it came from the cache, and its tier.
+    pub fn compile_quick(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(Component, String, bool, Tier), PluginError> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        if let Some(quick) = &self.quick
+            && !self.cache_path(&hash).is_some_and(|p| p.exists())
+        {
+            let component =
+                Component::new(quick, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+            return Ok((component, hash, false, Tier::Quick));
+        }
+        let (component, hash, from_cache) = self.compile_cached(bytes)?;
+        Ok((component, hash, from_cache, Tier::Optimized))
+    }
+}
+
+/// One wasmtime engine with Klaxon's settings and the given compiler.
+fn build_engine(
+    settings: &EngineSettings,
+    strategy: wasmtime::Strategy,
+    instances: u32,
+) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.strategy(strategy);
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.consume_fuel(settings.consume_fuel);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if std::env::var_os("KLAXON_WASM_PERFMAP").is_some() {
+        // `perf` can then name plugin functions (/tmp/perf-PID.map).
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    // Plugins are small and numeric: no need for the default 4 GiB
+    // reservation per memory, but keep guard pages so bounds checks stay cheap.
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 4)
+        .total_stacks(instances)
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_memory_size(settings.max_memory_bytes)
+        // A slot is reset between calls by zeroing up to this much in
+        // place rather than unmapping it: the next instance then finds
+        // its heap pages mapped instead of faulting each one in again.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
+impl PluginEngine {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine

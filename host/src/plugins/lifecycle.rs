@@ -91,6 +91,9 @@ pub struct Loaded {
     pub signed_by: Option<String>,
     /// The compiled component came from the disk cache (no compile).
     pub from_cache: bool,
+    /// `quick` when the baseline compiler built what went live (the
+    /// optimized build follows in the background), else `optimized`.
+    pub tier: super::Tier,
     /// Time from the offer to the swap.
     pub load_micros: u64,
 }
@@ -116,6 +119,9 @@ pub struct PluginManager {
     /// New live versions watched for automatic rollback: name → (the
     /// version replaced, the new version).
     probation: parking_lot::Mutex<HashMap<String, (String, Arc<Plugin>)>>,
+    /// Compile new versions with the baseline compiler first (once serving:
+    /// see [`PluginManager::set_quick_compile`]).
+    quick: std::sync::atomic::AtomicBool,
 }
 
 /// An automatic rollback that happened.
@@ -152,7 +158,16 @@ impl PluginManager {
             lock: parking_lot::Mutex::new(()),
             failures: parking_lot::Mutex::new(HashMap::new()),
             probation: parking_lot::Mutex::new(HashMap::new()),
+            quick: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// From now on, a version not in the disk cache goes live after a quick
+    /// baseline compile, and its optimized build replaces it when ready (a
+    /// background thread). Off at start, where the optimized build is wanted
+    /// at once and nothing waits.
+    pub fn set_quick_compile(&self, on: bool) {
+        self.quick.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn registry(&self) -> &Arc<PluginRegistry> {
@@ -263,10 +278,12 @@ impl PluginManager {
                 unchanged: true,
                 signed_by,
                 from_cache: live.from_cache,
+                tier: live.tier,
                 load_micros: micros(start.elapsed()),
             });
         }
-        let plugin = Plugin::load_bytes(&self.engine, Some(&name), bytes, source, limits)?;
+        let quick = self.quick.load(std::sync::atomic::Ordering::Relaxed);
+        let plugin = Plugin::load_tiered(&self.engine, Some(&name), bytes, source, limits, quick)?;
         check_users(&plugin, &config.plugin_users(&name))?;
         if let Some(manifest) = &manifest {
             manifest
@@ -293,6 +310,7 @@ impl PluginManager {
                 unchanged: false,
                 signed_by,
                 from_cache: plugin.from_cache,
+                tier: plugin.tier,
                 load_micros: micros(start.elapsed()),
             });
         }
@@ -303,6 +321,9 @@ impl PluginManager {
                 (previous.hash.clone(), swap.live.clone()),
             );
         }
+        if swap.live.tier == super::Tier::Quick {
+            self.optimize_in_background(&swap.live);
+        }
         Ok(Loaded {
             name,
             hash: swap.live.hash.clone(),
@@ -312,8 +333,40 @@ impl PluginManager {
             unchanged: false,
             signed_by,
             from_cache: swap.live.from_cache,
+            tier: swap.live.tier,
             load_micros: micros(start.elapsed()),
         })
+    }
+
+    /// Compiles `quick`'s optimized build off every request path (it is
+    /// cached on disk), then swaps it in for the quick build.
+    fn optimize_in_background(&self, quick: &Arc<Plugin>) {
+        let (engine, registry) = (self.engine.clone(), self.registry.clone());
+        let (name, bytes, source, limits) = (
+            quick.info.name.clone(),
+            quick.bytes.clone(),
+            quick.source.clone(),
+            quick.limits.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("klaxon-optimize".into())
+            .spawn(move || {
+                let start = Instant::now();
+                match Plugin::load_bytes(&engine, Some(&name), bytes, source, limits) {
+                    Ok(optimized) => {
+                        optimized.reset_stats();
+                        let hash = optimized.hash.clone();
+                        let live = registry.upgrade(optimized);
+                        tracing::info!(plugin = %name, hash = %short(&hash), live, micros = micros(start.elapsed()), "optimized build of the plugin version ready");
+                    }
+                    Err(e) => {
+                        tracing::warn!(plugin = %name, error = %e, "optimized build failed; the quick build stays")
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(plugin = %quick.info.name, error = %e, "cannot start the optimizing compile; the quick build stays");
+        }
     }
 
     /// Makes a kept version live again: the previous one, or `hash` (a
@@ -361,10 +414,12 @@ impl PluginManager {
         let mut done = Vec::new();
         let mut probation = self.probation.lock();
         probation.retain(|name, (from, version)| {
-            let live = self.registry.get(name);
-            if live.as_ref().is_none_or(|l| l.hash != version.hash) {
+            let Some(live) = self.registry.get(name).filter(|l| l.hash == version.hash) else {
                 return false; // replaced or removed meanwhile
-            }
+            };
+            // The live build: the quick one, or the optimized one that took
+            // over its counters.
+            let version = &live;
             let calls = version.stats.calls.load(std::sync::atomic::Ordering::Relaxed);
             if calls < policy.calls.max(1) {
                 return true;

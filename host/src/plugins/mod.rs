@@ -36,7 +36,7 @@ use bindings::composite::CompositePre;
 use bindings::detector::DetectorPre;
 use bindings::notifier::NotifierPre;
 use bindings::types;
-pub use engine::{EngineSettings, PluginEngine};
+pub use engine::{EngineSettings, PluginEngine, Tier};
 use host::CallState;
 pub use host::{HttpCapability, SmtpCapability};
 
@@ -204,6 +204,34 @@ pub struct PluginStats {
     pub call_times: CallTimes,
 }
 
+impl PluginStats {
+    /// Adds `other`'s counts to these (a version's optimized build takes
+    /// over the counts of its quick build).
+    pub fn absorb(&self, other: &PluginStats) {
+        for (mine, theirs) in [
+            (&self.calls, &other.calls),
+            (&self.errors, &other.errors),
+            (&self.traps, &other.traps),
+            (&self.timeouts, &other.timeouts),
+            (&self.total_call_micros, &other.total_call_micros),
+        ] {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.peak_memory_bytes.fetch_max(
+            other.peak_memory_bytes.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        for (mine, theirs) in self
+            .call_times
+            .buckets
+            .iter()
+            .zip(&other.call_times.buckets)
+        {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Buckets of call durations in microseconds: four equal sub-buckets per
 /// power of two, so a percentile is known to within 25 %.
 #[derive(Debug)]
@@ -306,6 +334,8 @@ pub struct Plugin {
     pub bytes: bytes::Bytes,
     /// The compiled component came from the disk cache (no compile).
     pub from_cache: bool,
+    /// Which compiler built the running code.
+    pub tier: Tier,
     engine: Engine,
     /// The engine meters fuel: every call's store gets a budget.
     fuel_metered: bool,
@@ -351,15 +381,39 @@ impl Plugin {
         source: PluginSource,
         limits: PluginLimits,
     ) -> Result<Self, PluginError> {
+        Self::load_tiered(engine, expected, bytes, source, limits, false)
+    }
+
+    /// Like [`Plugin::load_bytes`]; with `quick`, a component not in the
+    /// disk cache is compiled by the baseline compiler (see
+    /// [`PluginEngine::compile_quick`]) and runs on the quick engine until
+    /// [`PluginRegistry::upgrade`] replaces it with its optimized build.
+    pub fn load_tiered(
+        engine: &PluginEngine,
+        expected: Option<&str>,
+        bytes: bytes::Bytes,
+        source: PluginSource,
+        limits: PluginLimits,
+        quick: bool,
+    ) -> Result<Self, PluginError> {
         let label = expected.unwrap_or("(unnamed)");
         if limits.fuel.is_some() && !engine.settings().consume_fuel {
             return Err(PluginError::Engine(format!(
                 "plugin `{label}`: a fuel budget needs fuel metering, which is chosen when Klaxon starts; restart to apply it"
             )));
         }
-        let (component, hash, from_cache) = engine.compile_cached(&bytes)?;
-        check_wit_version(engine.engine(), label, &component)?;
-        let runner = link(engine.engine(), label, &component)?;
+        let (component, hash, from_cache, tier) = if quick {
+            engine.compile_quick(&bytes)?
+        } else {
+            let (c, h, cached) = engine.compile_cached(&bytes)?;
+            (c, h, cached, Tier::Optimized)
+        };
+        let wasm_engine = match tier {
+            Tier::Quick => engine.quick_engine().unwrap_or(engine.engine()),
+            Tier::Optimized => engine.engine(),
+        };
+        check_wit_version(wasm_engine, label, &component)?;
+        let runner = link(wasm_engine, label, &component)?;
         let mut plugin = Plugin {
             info: PluginInfo {
                 name: label.to_string(),
@@ -375,7 +429,8 @@ impl Plugin {
             stats: PluginStats::default(),
             bytes,
             from_cache,
-            engine: engine.engine().clone(),
+            tier,
+            engine: wasm_engine.clone(),
             fuel_metered: engine.settings().consume_fuel,
             runner,
         };
@@ -923,6 +978,34 @@ impl PluginRegistry {
             previous: Some(previous),
             live: plugin,
         }
+    }
+
+    /// Replaces a quick (baseline-compiled) build with `plugin`, its
+    /// optimized build of the same bytes: in the kept versions, and as the
+    /// live version if it still is. The counters carry over. Returns whether
+    /// the live version was replaced.
+    pub fn upgrade(&self, plugin: Plugin) -> bool {
+        let Some(slot) = self.plugins.read().get(&plugin.info.name).cloned() else {
+            return false;
+        };
+        let mut versions = slot.versions.lock();
+        let Some(i) = versions
+            .iter()
+            .position(|v| v.hash == plugin.hash && v.tier == Tier::Quick)
+        else {
+            return false;
+        };
+        let quick = versions[i].clone();
+        plugin.stats.absorb(&quick.stats);
+        let plugin = Arc::new(plugin);
+        versions[i] = plugin.clone();
+        let live = slot.live.load_full();
+        if Arc::ptr_eq(&live, &quick) {
+            // Compare-and-swap: a swap that happened meanwhile wins.
+            let prev = slot.live.compare_and_swap(&live, plugin);
+            return Arc::ptr_eq(&*prev, &live);
+        }
+        false
     }
 
     /// Makes a kept version live again (rollback). `hash` may be a unique
