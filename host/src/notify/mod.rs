@@ -537,6 +537,7 @@ async fn attempt_once(ctx: &IntegrationCtx, notification: Arc<types::Notificatio
         Ok(http) => http.clone(),
         Err(e) => return Attempt::Permanent(e.clone()),
     };
+    http.set_plugin_hosts(&plugin.allowed_hosts);
     let smtp = ctx.smtp.clone();
     let result =
         tokio::task::spawn_blocking(move || plugin.send_with(&config, &notification, http, smtp))

@@ -207,6 +207,12 @@ pub struct HttpCapability {
 pub const MAX_REDIRECTS: usize = 3;
 
 impl HttpCapability {
+    /// Sets the hosts the live plugin version allows (see
+    /// [`NetPolicy::set_plugin_hosts`]); called before each delivery.
+    pub fn set_plugin_hosts(&self, hosts: &[String]) {
+        self.policy.set_plugin_hosts(hosts);
+    }
+
     /// A capability reaching only what `policy` allows, on the runtime behind
     /// `handle`. The client ignores proxy settings from the environment: a
     /// proxy would resolve and connect on the plugin's behalf, unchecked.

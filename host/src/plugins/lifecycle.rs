@@ -283,7 +283,11 @@ impl PluginManager {
             });
         }
         let quick = self.quick.load(std::sync::atomic::Ordering::Relaxed);
-        let plugin = Plugin::load_tiered(&self.engine, Some(&name), bytes, source, limits, quick)?;
+        let mut plugin =
+            Plugin::load_tiered(&self.engine, Some(&name), bytes, source, limits, quick)?;
+        if let Some(manifest) = &manifest {
+            plugin.allowed_hosts = manifest.allowed_hosts.clone();
+        }
         check_users(&plugin, &config.plugin_users(&name))?;
         if let Some(manifest) = &manifest {
             manifest
@@ -342,18 +346,20 @@ impl PluginManager {
     /// cached on disk), then swaps it in for the quick build.
     fn optimize_in_background(&self, quick: &Arc<Plugin>) {
         let (engine, registry) = (self.engine.clone(), self.registry.clone());
-        let (name, bytes, source, limits) = (
+        let (name, bytes, source, limits, hosts) = (
             quick.info.name.clone(),
             quick.bytes.clone(),
             quick.source.clone(),
             quick.limits.clone(),
+            quick.allowed_hosts.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name("klaxon-optimize".into())
             .spawn(move || {
                 let start = Instant::now();
                 match Plugin::load_bytes(&engine, Some(&name), bytes, source, limits) {
-                    Ok(optimized) => {
+                    Ok(mut optimized) => {
+                        optimized.allowed_hosts = hosts;
                         optimized.reset_stats();
                         let hash = optimized.hash.clone();
                         let live = registry.upgrade(optimized);

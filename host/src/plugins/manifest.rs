@@ -36,6 +36,12 @@ pub struct Manifest {
     /// Vectors run against the detector before it goes live.
     #[serde(default, rename = "self_test")]
     pub self_tests: Vec<SelfTest>,
+    /// Notifiers: hosts this version may reach beside those its receivers'
+    /// configs name (names, IP literals or `*.suffix`; private and metadata
+    /// addresses stay refused unless a receiver's `allowed_networks` covers
+    /// them).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// One self-test: a single series, the config to judge it with, and whether
@@ -174,6 +180,9 @@ firing = true
         assert_eq!(m.self_tests.len(), 1);
         assert_eq!(m.self_tests[0].config["threshold"].as_float(), Some(0.5));
         assert!(m.self_tests[0].firing);
+        let m = Manifest::parse("allowed_hosts = [\"api.vendor.io\", \"*.vendor.io\"]")
+            .expect("parses");
+        assert_eq!(m.allowed_hosts, ["api.vendor.io", "*.vendor.io"]);
         let err = Manifest::parse("allowed_hostz = []").expect_err("unknown field");
         assert!(err.to_string().contains("allowed_hostz"), "{err}");
     }

@@ -336,6 +336,9 @@ pub struct Plugin {
     pub from_cache: bool,
     /// Which compiler built the running code.
     pub tier: Tier,
+    /// Hosts this version may reach (notifiers; its `NAME.toml`'s
+    /// `allowed_hosts`), beside those of each receiver's config.
+    pub allowed_hosts: Vec<String>,
     engine: Engine,
     /// The engine meters fuel: every call's store gets a budget.
     fuel_metered: bool,
@@ -430,6 +433,7 @@ impl Plugin {
             bytes,
             from_cache,
             tier,
+            allowed_hosts: Vec::new(),
             engine: wasm_engine.clone(),
             fuel_metered: engine.settings().consume_fuel,
             runner,

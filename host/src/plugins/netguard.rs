@@ -198,6 +198,10 @@ fn normalize_host(host: &str) -> String {
 pub struct NetPolicy {
     hosts: Vec<HostPattern>,
     networks: Vec<IpNet>,
+    /// Hosts the live notifier version's `NAME.toml` allows
+    /// (`allowed_hosts`), set before each delivery: they follow the plugin
+    /// version, not the config.
+    plugin_hosts: Arc<arc_swap::ArcSwap<Vec<HostPattern>>>,
 }
 
 impl NetPolicy {
@@ -214,6 +218,17 @@ impl NetPolicy {
         Self {
             hosts: patterns,
             networks,
+            plugin_hosts: Arc::default(),
+        }
+    }
+
+    /// Replaces the hosts the plugin version itself allows (its manifest's
+    /// `allowed_hosts`); the same address checks apply to them.
+    pub fn set_plugin_hosts(&self, hosts: &[String]) {
+        let current = self.plugin_hosts.load();
+        let patterns: Vec<HostPattern> = hosts.iter().map(|h| HostPattern::parse(h)).collect();
+        if **current != patterns {
+            self.plugin_hosts.store(Arc::new(patterns));
         }
     }
 
@@ -223,7 +238,9 @@ impl NetPolicy {
         if METADATA_HOSTS.contains(&host.as_str()) {
             return Err(Refusal::MetadataHost(host));
         }
-        if self.hosts.iter().any(|p| p.matches(&host)) {
+        if self.hosts.iter().any(|p| p.matches(&host))
+            || self.plugin_hosts.load().iter().any(|p| p.matches(&host))
+        {
             Ok(())
         } else {
             Err(Refusal::HostNotAllowed(host))
@@ -357,6 +374,24 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_hosts_extend_the_allow_list_and_follow_the_version() {
+        let p = NetPolicy::new(["hooks.example.com"], vec![]);
+        assert!(p.check_host("api.vendor.io").is_err());
+        p.set_plugin_hosts(&["*.vendor.io".to_string()]);
+        assert!(p.check_host("api.vendor.io").is_ok());
+        assert!(p.check_host("hooks.example.com").is_ok());
+        assert!(p.check_host("metadata.google.internal").is_err());
+        // A private address stays refused for a plugin host too.
+        assert!(
+            p.check_ip("api.vendor.io", "10.0.0.1".parse().unwrap())
+                .is_err()
+        );
+        // The next version without the manifest entry loses it.
+        p.set_plugin_hosts(&[]);
+        assert!(p.check_host("api.vendor.io").is_err());
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
