@@ -898,3 +898,70 @@ async fn uploads_go_live_quick_then_optimized() {
         ]
     );
 }
+
+/// What the API makes live is written to the plugins directory, so a restart
+/// serves it: an upload, then a rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_and_rollbacks_survive_a_restart() {
+    let (hook, _got) = start_receiver().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (v1, v2) = (variant('F', 1), variant('F', 2));
+    drop_component(&dir, "variant", &v1);
+    let yaml = config(&hook, &dir, "");
+    let client = reqwest::Client::new();
+    let live_after_restart = |expected: String| {
+        let (yaml, data, client) = (yaml.clone(), data.path().to_path_buf(), client.clone());
+        async move {
+            let server = start_with(&yaml, &data).await;
+            let list = get_json(&client, &format!("http://{}/api/v1/plugins", server.addr())).await;
+            let live = list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "variant")
+                .unwrap()["hash"]
+                .clone();
+            server.shutdown().await;
+            assert_eq!(live, json!(expected));
+        }
+    };
+
+    let server = start_with(&yaml, data.path()).await;
+    let base = format!("http://{}", server.addr());
+    let resp = client
+        .put(format!("{base}/api/v1/plugins/variant"))
+        .body(v2.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        std::fs::read(dir.join("variant.wasm")).unwrap(),
+        v2,
+        "the upload is written to the plugins directory"
+    );
+    server.shutdown().await;
+    live_after_restart(sha(&v2)).await;
+
+    let server = start_with(&yaml, data.path()).await;
+    let base = format!("http://{}", server.addr());
+    // After the restart only v2 is kept; upload v1 again, then roll back to v2.
+    let resp = client
+        .put(format!("{base}/api/v1/plugins/variant"))
+        .body(v1.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .post(format!("{base}/api/v1/plugins/variant/rollback"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(std::fs::read(dir.join("variant.wasm")).unwrap(), v2);
+    server.shutdown().await;
+    live_after_restart(sha(&v2)).await;
+}

@@ -445,6 +445,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     release_freed_memory();
     // Serving from here on: new versions go live after a quick compile.
     manager.set_quick_compile(true);
+    manager.set_persist_dir(plugins_dir.clone());
 
     let store = Arc::new(Store::new(config.store.clone()));
     let mut tasks = Vec::new();

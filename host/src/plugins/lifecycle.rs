@@ -122,6 +122,9 @@ pub struct PluginManager {
     /// Compile new versions with the baseline compiler first (once serving:
     /// see [`PluginManager::set_quick_compile`]).
     quick: std::sync::atomic::AtomicBool,
+    /// Where versions made live through the API are written, so a restart
+    /// finds them (the plugins directory), once serving.
+    persist_dir: parking_lot::Mutex<Option<std::path::PathBuf>>,
 }
 
 /// An automatic rollback that happened.
@@ -159,6 +162,61 @@ impl PluginManager {
             failures: parking_lot::Mutex::new(HashMap::new()),
             probation: parking_lot::Mutex::new(HashMap::new()),
             quick: std::sync::atomic::AtomicBool::new(false),
+            persist_dir: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Versions made live through the API (upload, rollback, promotion) are
+    /// written to `dir` as `NAME.wasm` (and `NAME.wasm.sig`), and a removed
+    /// plugin's files are deleted there, so a restart serves what was live.
+    pub fn set_persist_dir(&self, dir: Option<std::path::PathBuf>) {
+        *self.persist_dir.lock() = dir;
+    }
+
+    /// Writes `plugin` to the plugins directory (temporary name, then
+    /// rename: the directory watcher never sees half a file, and loading
+    /// the same bytes again changes nothing). A failure is logged: the
+    /// version is live but would not survive a restart.
+    fn persist(&self, plugin: &Plugin) {
+        let Some(dir) = self.persist_dir.lock().clone() else {
+            return;
+        };
+        let name = &plugin.info.name;
+        let write = |file: String, bytes: &[u8]| -> std::io::Result<()> {
+            let tmp = dir.join(format!(".{file}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, dir.join(file))
+        };
+        let sig = format!("{name}.wasm.sig");
+        let result = match &plugin.signature {
+            Some(signature) => write(sig, signature.as_bytes()),
+            None => match std::fs::remove_file(dir.join(&sig)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
+        .and_then(|()| write(format!("{name}.wasm"), &plugin.bytes));
+        match result {
+            Ok(()) => {
+                tracing::info!(plugin = %name, hash = %short(&plugin.hash), dir = %dir.display(), "live plugin version written to the plugins directory")
+            }
+            Err(e) => {
+                tracing::error!(plugin = %name, dir = %dir.display(), error = %e, "cannot write the live plugin version to the plugins directory; it will not survive a restart")
+            }
+        }
+    }
+
+    /// Deletes a removed plugin's files from the plugins directory.
+    fn unpersist(&self, name: &str) {
+        let Some(dir) = self.persist_dir.lock().clone() else {
+            return;
+        };
+        for file in [format!("{name}.wasm"), format!("{name}.wasm.sig")] {
+            if let Err(e) = std::fs::remove_file(dir.join(&file))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!(plugin = %name, file = %file, error = %e, "cannot delete the removed plugin's file");
+            }
         }
     }
 
@@ -285,6 +343,7 @@ impl PluginManager {
         let quick = self.quick.load(std::sync::atomic::Ordering::Relaxed);
         let mut plugin =
             Plugin::load_tiered(&self.engine, Some(&name), bytes, source, limits, quick)?;
+        plugin.signature = signature;
         if let Some(manifest) = &manifest {
             plugin.allowed_hosts = manifest.allowed_hosts.clone();
         }
@@ -328,6 +387,9 @@ impl PluginManager {
         if swap.live.tier == super::Tier::Quick {
             self.optimize_in_background(&swap.live);
         }
+        if swap.live.source == PluginSource::Upload {
+            self.persist(&swap.live);
+        }
         Ok(Loaded {
             name,
             hash: swap.live.hash.clone(),
@@ -346,12 +408,13 @@ impl PluginManager {
     /// cached on disk), then swaps it in for the quick build.
     fn optimize_in_background(&self, quick: &Arc<Plugin>) {
         let (engine, registry) = (self.engine.clone(), self.registry.clone());
-        let (name, bytes, source, limits, hosts) = (
+        let (name, bytes, source, limits, hosts, signature) = (
             quick.info.name.clone(),
             quick.bytes.clone(),
             quick.source.clone(),
             quick.limits.clone(),
             quick.allowed_hosts.clone(),
+            quick.signature.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name("klaxon-optimize".into())
@@ -360,6 +423,7 @@ impl PluginManager {
                 match Plugin::load_bytes(&engine, Some(&name), bytes, source, limits) {
                     Ok(mut optimized) => {
                         optimized.allowed_hosts = hosts;
+                        optimized.signature = signature;
                         optimized.reset_stats();
                         let hash = optimized.hash.clone();
                         let live = registry.upgrade(optimized);
@@ -409,6 +473,12 @@ impl PluginManager {
         }
         let swap = self.registry.activate(name, hash)?;
         tracing::info!(plugin = %name, from = %short(&live.hash), to = %short(&swap.live.hash), "plugin rolled back");
+        // The plugins directory follows: a restart serves what is live now.
+        if swap.live.source == PluginSource::Stock {
+            self.unpersist(name);
+        } else {
+            self.persist(&swap.live);
+        }
         Ok(swap)
     }
 
@@ -438,6 +508,11 @@ impl PluginManager {
             match self.registry.activate(name, Some(from.as_str())) {
                 Ok(swap) => {
                     tracing::error!(plugin = %name, from = %short(&version.hash), to = %short(&swap.live.hash), calls, errors, "new plugin version fails too often: rolled back");
+                    if swap.live.source == PluginSource::Stock {
+                        self.unpersist(name);
+                    } else {
+                        self.persist(&swap.live);
+                    }
                     done.push(RolledBack {
                         name: name.clone(),
                         from: version.hash.clone(),
@@ -475,6 +550,7 @@ impl PluginManager {
                 .insert(name.to_string(), (previous.hash.clone(), swap.live.clone()));
         }
         tracing::info!(plugin = %name, hash = %short(&swap.live.hash), "shadow version promoted");
+        self.persist(&swap.live);
         Ok(swap)
     }
 
@@ -498,6 +574,9 @@ impl PluginManager {
             .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
         self.failures.lock().remove(name);
         tracing::info!(plugin = %name, hash = %short(&removed.hash), "plugin removed");
+        if removed.source != PluginSource::Stock {
+            self.unpersist(name);
+        }
         Ok(removed)
     }
 }

@@ -339,6 +339,9 @@ pub struct Plugin {
     /// Hosts this version may reach (notifiers; its `NAME.toml`'s
     /// `allowed_hosts`), beside those of each receiver's config.
     pub allowed_hosts: Vec<String>,
+    /// The detached signature it was offered with, kept so the version can
+    /// be written back to the plugins directory as it came.
+    pub signature: Option<String>,
     engine: Engine,
     /// The engine meters fuel: every call's store gets a budget.
     fuel_metered: bool,
@@ -434,6 +437,7 @@ impl Plugin {
             from_cache,
             tier,
             allowed_hosts: Vec::new(),
+            signature: None,
             engine: wasm_engine.clone(),
             fuel_metered: engine.settings().consume_fuel,
             runner,
