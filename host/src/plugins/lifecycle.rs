@@ -550,6 +550,9 @@ impl PluginManager {
                 .insert(name.to_string(), (previous.hash.clone(), swap.live.clone()));
         }
         tracing::info!(plugin = %name, hash = %short(&swap.live.hash), "shadow version promoted");
+        if swap.live.tier == super::Tier::Quick {
+            self.optimize_in_background(&swap.live);
+        }
         self.persist(&swap.live);
         Ok(swap)
     }
