@@ -124,6 +124,15 @@ impl HoldDown {
         out
     }
 
+    /// Checks a `hold_down_seconds` config value (finite, ≥ 0).
+    pub fn check_seconds(seconds: f64) -> Result<(), String> {
+        if seconds >= 0.0 && seconds.is_finite() {
+            Ok(())
+        } else {
+            Err("hold_down_seconds: must be a finite number >= 0".into())
+        }
+    }
+
     /// Applies the raw verdict `raw` at `now_ms` under a hold-down of `hold_ms`: returns
     /// the verdict to report and the state to keep.
     pub fn apply(state: Option<&[u8]>, raw: bool, now_ms: i64, hold_ms: i64) -> (bool, Vec<u8>) {
@@ -137,6 +146,46 @@ impl HoldDown {
             },
         };
         (next.firing, next.encode())
+    }
+}
+
+/// How many children of a group fire, judged against a requirement and held
+/// by [`HoldDown`]: what the counting composites (`all`, `any`, `k_of_n`) share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiringCount<'a> {
+    /// The firing children's names, in signal order.
+    pub firing: Vec<&'a str>,
+    /// How many children the group has.
+    pub children: usize,
+    /// The verdict after the hold-down.
+    pub held: bool,
+    /// The hold-down state to keep.
+    pub state: Vec<u8>,
+}
+
+impl<'a> FiringCount<'a> {
+    /// Counts `group`'s firing children; the raw verdict is "at least
+    /// `required` (and at least one) fire", then held for `hold_down_seconds`.
+    pub fn of(group: &'a SignalGroup, required: usize, hold_down_seconds: f64) -> Self {
+        let firing: Vec<&str> = group
+            .signals
+            .iter()
+            .filter(|s| s.firing)
+            .map(|s| s.name.as_str())
+            .collect();
+        let raw = firing.len() >= required.max(1);
+        let (held, state) = HoldDown::apply(
+            group.state.as_deref(),
+            raw,
+            group.eval_time_ms,
+            (hold_down_seconds * 1000.0) as i64,
+        );
+        Self {
+            firing,
+            children: group.signals.len(),
+            held,
+            state,
+        }
     }
 }
 

@@ -84,7 +84,7 @@ pub mod stats;
 pub mod testing;
 pub mod verdict;
 
-pub use composite::{Composite, HoldDown, Signal, SignalGroup};
+pub use composite::{Composite, FiringCount, HoldDown, Signal, SignalGroup};
 pub use detector::Detector;
 pub use info::Info;
 pub use labels::Labels;
@@ -96,9 +96,9 @@ pub use verdict::{Output, Verdict};
 pub mod prelude {
     pub use crate::format::{format_value, push_value};
     pub use crate::{
-        Alert, Batch, Composite, Delivery, DeliveryError, Detector, HoldDown, Info, Labels,
-        Notification, Notifier, Output, Series, Signal, SignalGroup, Verdict, Window, http, log,
-        stats,
+        Alert, Batch, Composite, Delivery, DeliveryError, Detector, FiringCount, HoldDown, Info,
+        Labels, Notification, Notifier, Output, Series, Signal, SignalGroup, Verdict, Window, http,
+        log, stats,
     };
 }
 

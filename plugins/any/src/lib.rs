@@ -49,27 +49,16 @@ impl Composite for Any {
     }
 
     fn check_config(cfg: &Config) -> Result<(), String> {
-        if !(cfg.hold_down_seconds >= 0.0 && cfg.hold_down_seconds.is_finite()) {
-            return Err("hold_down_seconds: must be a finite number >= 0".into());
-        }
-        Ok(())
+        HoldDown::check_seconds(cfg.hold_down_seconds)
     }
 
     fn evaluate(cfg: &Config, group: &SignalGroup) -> Output {
-        let firing: Vec<&str> = group
-            .signals
-            .iter()
-            .filter(|s| s.firing)
-            .map(|s| s.name.as_str())
-            .collect();
-        let n = group.signals.len();
-        let raw = !firing.is_empty();
-        let (held, state) = HoldDown::apply(
-            group.state.as_deref(),
-            raw,
-            group.eval_time_ms,
-            (cfg.hold_down_seconds * 1000.0) as i64,
-        );
+        let FiringCount {
+            firing,
+            children: n,
+            held,
+            state,
+        } = FiringCount::of(group, 1, cfg.hold_down_seconds);
         Verdict::new(
             held,
             firing.len() as f64,

@@ -88,9 +88,7 @@ impl Composite for Sequence {
         if !(cfg.within_seconds > 0.0 && cfg.within_seconds.is_finite()) {
             return Err("within_seconds: must be a finite number > 0".into());
         }
-        if !(cfg.hold_down_seconds >= 0.0 && cfg.hold_down_seconds.is_finite()) {
-            return Err("hold_down_seconds: must be a finite number >= 0".into());
-        }
+        HoldDown::check_seconds(cfg.hold_down_seconds)?;
         if cfg.order.as_ref().is_some_and(|o| o.is_empty()) {
             return Err("order: must name at least one child".into());
         }
