@@ -71,8 +71,8 @@
 //! (15 s samples, 1 min evaluations), 40 000 samples (≈ a week), 5 seeds, defaults: 0
 //! false alert episodes per week; a 3σ level shift is flagged 7-11 samples after it.
 
-use klaxon_anomaly_common::bounded;
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
+use klaxon_anomaly_common::{bounded, check_hold_seconds, held_detection};
 use klaxon_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -417,13 +417,7 @@ impl Detector for Adwin {
         if cfg.min_window_length < 1 {
             return Err("min_window_length: must be at least 1, got 0".into());
         }
-        if !(cfg.hold_seconds.is_finite() && cfg.hold_seconds >= 0.0) {
-            return Err(format!(
-                "hold_seconds: must be a finite number ≥ 0, got {}",
-                cfg.hold_seconds
-            ));
-        }
-        Ok(())
+        check_hold_seconds(cfg.hold_seconds)
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
@@ -443,10 +437,7 @@ impl Detector for Adwin {
 }
 
 fn verdict(cfg: &Config, state: &State, eval_time_ms: i64) -> Verdict {
-    let hold_ms = (cfg.hold_seconds * 1000.0) as i64;
-    let holding = state
-        .drift_at_ms
-        .filter(|at| *at >= eval_time_ms.saturating_sub(hold_ms));
+    let holding = held_detection(state.drift_at_ms, eval_time_ms, cfg.hold_seconds);
     let mean = bounded(state.window.mean());
     let width = state.window.width as u64;
     let shift = bounded(state.drift_shift);

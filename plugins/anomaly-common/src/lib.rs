@@ -33,6 +33,29 @@ pub fn bounded(x: f64) -> f64 {
     }
 }
 
+/// Checks a `hold_seconds` config value (finite, ≥ 0) of the change detectors
+/// whose detections are one-off events (`page_hinkley`, `adwin`).
+pub fn check_hold_seconds(hold_seconds: f64) -> Result<(), String> {
+    if hold_seconds.is_finite() && hold_seconds >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "hold_seconds: must be a finite number ≥ 0, got {hold_seconds}"
+        ))
+    }
+}
+
+/// The last detection, when it happened at most `hold_seconds` before
+/// `eval_time_ms`: while there is one, a one-off detector's verdict fires.
+pub fn held_detection(
+    drift_at_ms: Option<i64>,
+    eval_time_ms: i64,
+    hold_seconds: f64,
+) -> Option<i64> {
+    let hold_ms = (hold_seconds * 1000.0) as i64;
+    drift_at_ms.filter(|at| *at >= eval_time_ms.saturating_sub(hold_ms))
+}
+
 /// `deviation / scale`, never NaN or infinite: 0 when `deviation` is 0, ±[`MAX_SCORE`]
 /// (the sign of `deviation`) when `scale` is 0, otherwise clamped to ±[`MAX_SCORE`].
 pub fn scaled(deviation: f64, scale: f64) -> f64 {

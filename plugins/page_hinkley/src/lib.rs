@@ -69,7 +69,7 @@
 //! walk, ~σ·√n): scale `threshold` with the metric's spread.
 
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
-use klaxon_anomaly_common::{Direction, bounded};
+use klaxon_anomaly_common::{Direction, bounded, check_hold_seconds, held_detection};
 use klaxon_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -307,13 +307,7 @@ impl Detector for PageHinkley {
         if !(cfg.alpha > 0.0 && cfg.alpha <= 1.0) {
             return Err(format!("alpha: must be in (0, 1], got {}", cfg.alpha));
         }
-        if !(cfg.hold_seconds.is_finite() && cfg.hold_seconds >= 0.0) {
-            return Err(format!(
-                "hold_seconds: must be a finite number ≥ 0, got {}",
-                cfg.hold_seconds
-            ));
-        }
-        Ok(())
+        check_hold_seconds(cfg.hold_seconds)
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
@@ -333,10 +327,7 @@ impl Detector for PageHinkley {
 }
 
 fn verdict(cfg: &Config, test: &Test, eval_time_ms: i64) -> Verdict {
-    let hold_ms = (cfg.hold_seconds * 1000.0) as i64;
-    let holding = test
-        .drift_at_ms
-        .filter(|at| *at >= eval_time_ms.saturating_sub(hold_ms));
+    let holding = held_detection(test.drift_at_ms, eval_time_ms, cfg.hold_seconds);
     let (up, down) = test.statistics();
     let current = if test.n < cfg.min_instances {
         0.0
