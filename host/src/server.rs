@@ -157,7 +157,14 @@ pub async fn load_plugins_managed(
         };
         let engine = Arc::new(PluginEngine::new(settings)?);
         let registry = Arc::new(PluginRegistry::new());
-        registry.load_stock(&engine, &config.plugins.limits)?;
+        // Stock plugins load when first asked for: those the config uses
+        // right below, others when an upload, a reload or the API needs them.
+        registry.offer_stock(engine.clone(), |name| config.plugins.limits_for(name));
+        for name in config.plugin_names() {
+            registry
+                .load_offered(&name)
+                .with_context(|| format!("loading stock plugin `{name}`"))?;
+        }
         let trust = TrustPolicy::new(config.plugins.require_signed, &config.plugins.trusted_keys)
             .context("plugins.trusted_keys")?;
         let manager = Arc::new(PluginManager::new(engine.clone(), registry.clone(), trust));
@@ -192,15 +199,7 @@ pub async fn load_plugins_managed(
                 }
             }
         }
-        // Stock plugins with overridden limits are reloaded with them.
-        for (name, limits) in &config.plugins.overrides {
-            if let Some(bytes) = crate::plugins::stock::bytes(name)
-                && registry.get(name).is_some_and(|p| p.source == crate::plugins::PluginSource::Stock)
-            {
-                let plugin = Plugin::load(&engine, Some(name), bytes, crate::plugins::PluginSource::Stock, limits.clone())?;
-                registry.insert(plugin);
-            }
-        }
+        // (Stock plugins are offered with their overridden limits.)
         Ok(manager)
     })
     .await
@@ -689,13 +688,16 @@ fn spawn_auto_rollback(state: Arc<AppState>) -> JoinHandle<()> {
                                 &r.to[..12.min(r.to.len())]
                             ),
                         )]
+                        .into_iter()
+                        .collect::<std::collections::BTreeMap<String, String>>()
                         .into(),
                         starts_at: now,
                         ends_at: Some(ends),
                         generator_url: format!(
                             "{}/api/v1/plugins/{}/versions",
                             live.config.global.external_url, r.name
-                        ),
+                        )
+                        .into(),
                     },
                     updated_at: now,
                     timeout: true,

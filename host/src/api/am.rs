@@ -139,10 +139,10 @@ fn to_stored(
     Ok(StoredAlert {
         alert: Alert {
             labels: Labels::new(pairs),
-            annotations: p.annotations,
+            annotations: Arc::new(p.annotations),
             starts_at,
             ends_at: Some(ends_at),
-            generator_url: p.generator_url.unwrap_or_default(),
+            generator_url: p.generator_url.unwrap_or_default().into(),
         },
         updated_at: now,
         timeout: timed_out,
@@ -250,7 +250,7 @@ fn gettable(
     receivers: &[&str],
 ) -> Value {
     json!({
-        "annotations": alert.annotations,
+        "annotations": &*alert.annotations,
         "endsAt": alert.ends_at.map(rfc3339).unwrap_or_else(|| ZERO_TIME.to_string()),
         "fingerprint": fingerprint_hex(alert.fingerprint()),
         "receivers": receivers.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
@@ -261,7 +261,7 @@ fn gettable(
             "state": if status.is_muted() { "suppressed" } else { "active" },
         },
         "updatedAt": rfc3339(updated_at),
-        "generatorURL": alert.generator_url,
+        "generatorURL": &*alert.generator_url,
         "labels": labels_json(&alert.labels),
     })
 }

@@ -192,10 +192,10 @@ mod tests {
         let now = Utc::now();
         Alert {
             labels: Labels::new(pairs.iter().copied()),
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             starts_at: now - chrono::Duration::minutes(5),
             ends_at: resolved.then(|| now - chrono::Duration::minutes(1)),
-            generator_url: String::new(),
+            generator_url: "".into(),
         }
     }
 
