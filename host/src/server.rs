@@ -441,7 +441,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let manager = load_plugins_managed(&config, data_dir.clone(), plugins_dir.clone()).await?;
     let plugins = manager.registry().clone();
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
-    release_freed_memory();
+    crate::memory::release_freed_memory();
     // Serving from here on: new versions go live after a quick compile.
     manager.set_quick_compile(true);
     manager.set_persist_dir(plugins_dir.clone());
@@ -744,20 +744,6 @@ fn spawn_config_watch(
             let _ = reloader.reload(&state).await;
         }
     }))
-}
-
-/// Hands the heap that compiling the plugins freed back to the OS. The
-/// compiler's working memory is tens of MiB, freed once the plugins are
-/// compiled, but glibc keeps freed heap pages resident until trimmed.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim only releases free memory of the allocator's
-        // arenas; it has no preconditions and touches no live allocation.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-    }
 }
 
 /// Selects rustls's crypto provider (ring) for every HTTP client in the

@@ -70,9 +70,20 @@ pub async fn post_alerts(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<StatusCode, AmError> {
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let posted: Vec<PostableAlert> = serde_path_to_error::deserialize(de)
-        .map_err(|e| AmError::bad_request(format!("body: {} at {}", e.inner(), e.path())))?;
+    // The plain parser first: tracking the path costs on every field, and
+    // only an error needs it (the body is parsed again to name the place).
+    let posted: Vec<PostableAlert> = match serde_json::from_slice(&body) {
+        Ok(posted) => posted,
+        Err(plain) => {
+            let de = &mut serde_json::Deserializer::from_slice(&body);
+            return Err(
+                match serde_path_to_error::deserialize::<_, Vec<PostableAlert>>(de) {
+                    Err(e) => AmError::bad_request(format!("body: {} at {}", e.inner(), e.path())),
+                    Ok(_) => AmError::bad_request(format!("body: {plain}")),
+                },
+            );
+        }
+    };
     let now = Utc::now();
     let timeout = chrono::Duration::from_std(state.live.load().config.global.resolve_timeout)
         .unwrap_or(chrono::Duration::minutes(5));

@@ -177,7 +177,7 @@ impl Muter {
 
     /// True when inhibited or silenced at `now`.
     pub fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
-        self.inhibitor.mutes(labels, now).is_some() || !self.silences.mutes(labels, now).is_empty()
+        self.inhibitor.mutes(labels, now).is_some() || self.silences.is_muted(labels, now)
     }
 }
 
