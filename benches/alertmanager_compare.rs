@@ -68,18 +68,25 @@ receivers:
     )
 }
 
-fn rss_mib(pid: u32) -> f64 {
+/// A `/proc/PID/status` memory field (`VmRSS`, `RssAnon`, `RssFile`) in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
+            s.lines()
+                .find(|l| l.starts_with(&format!("{field}:")))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<f64>().ok())
+                })
         })
         .unwrap_or(0.0)
         / 1024.0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS")
 }
 
 /// What the local receiver counted.
@@ -252,6 +259,12 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
         best = best.max(total as f64 / took.as_secs_f64());
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    eprintln!(
+        "{name}: RSS {:.0} MiB = anonymous {:.0} + file-backed {:.0} (code, mapped compiled plugins)",
+        rss_mib(pid),
+        status_mib(pid, "RssAnon"),
+        status_mib(pid, "RssFile")
+    );
     Outcome {
         name,
         silences_per_s,

@@ -622,7 +622,10 @@ mod tests {
             ],
             &[("model_name", "fraud", false, true)],
             &[("alertname", "A.*", true, true)],
-            &[("alertname", "B", false, false)],
+            &[
+                ("alertname", "B", false, false),
+                ("model_name", "fraud", false, true),
+            ],
             // An empty value also matches a missing label: never filed.
             &[("team", "", false, true), ("alertname", "A", false, true)],
             &[
@@ -653,8 +656,9 @@ mod tests {
             assert_eq!(s.mutes(l, now), scanned, "{l:?}");
             assert_eq!(s.is_muted(l, now), !scanned.is_empty(), "{l:?}");
         }
-        // The first alert: 0 and 1 by value, 2 by regex, 3 by
-        // `alertname!="B"`, 4 (it has no team); 5 needs a severity.
+        // The first alert: 0 and 1 by value, 2 by regex, 3 (filed under
+        // its model, and `alertname!="B"`), 4 (it has no team); 5 needs a
+        // severity.
         let first = s.mutes(&alerts[0], now);
         let expected: std::collections::BTreeSet<&String> =
             [&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]]

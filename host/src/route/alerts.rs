@@ -183,8 +183,6 @@ impl Muter {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {

@@ -184,8 +184,6 @@ impl Inhibitor {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn alert(pairs: &[(&str, &str)], resolved: bool) -> Alert {
