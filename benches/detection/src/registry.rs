@@ -2,8 +2,9 @@
 //! config, input, synthetic rule shape, NAB feed, the faults it is meant for).
 //!
 //! Configs are each detector's documented defaults, plus the fields a rule must set
-//! (e.g. `threshold`'s `op` and `value`). Time is in evaluation intervals (1 min in
-//! the synthetic runs); NAB windows are in records.
+//! (e.g. `threshold`'s `op` and `value`). Synthetic windows, baselines and evaluation
+//! intervals are in minutes (each rule has its own interval, 1 min unless set with
+//! [`Entry::every`]); NAB windows are in records.
 
 use klaxon_sdk::Detector;
 use klaxon_sdk::testing::run_detector_at;
@@ -66,16 +67,16 @@ impl Fault {
 /// What a rule's query returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
-    /// One seasonal metric, one sample per interval (latency, request rate...).
+    /// One seasonal metric, one sample a minute (latency, request rate...).
     Metric,
-    /// Raw prediction scores, 10 samples per interval.
+    /// Raw prediction scores, 10 samples a minute.
     Scores,
 }
 
-/// How the synthetic rule feeds the detector (times in intervals).
+/// How the synthetic rule feeds the detector (times in minutes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feed {
-    /// Every interval, the window `(t - window, t]` and optionally the baseline
+    /// Every evaluation, the window `(t - window, t]` and optionally the baseline
     /// `(t - offset - length, t - offset]`.
     Windowed {
         /// Window length.
@@ -83,8 +84,8 @@ pub enum Feed {
         /// Baseline (offset, length).
         baseline: Option<(i64, i64)>,
     },
-    /// Every interval, only the samples that arrived since the last evaluation; the
-    /// detector's state carries the rest.
+    /// Every evaluation, only the samples that arrived since the last one (the
+    /// rule's interval); the detector's state carries the rest.
     Streaming,
 }
 
@@ -116,6 +117,8 @@ pub struct Entry {
     pub meant_for: &'static [Fault],
     /// `for` and `keep_firing_for` of the rule, in evaluations (default 0 and 0).
     pub rule: AlertRule,
+    /// The rule's evaluation interval in the synthetic runs, in minutes (default 1).
+    pub interval: i64,
     /// Empty for the documented defaults; otherwise what a proposed variant changes.
     pub variant: &'static str,
 }
@@ -137,6 +140,12 @@ impl Entry {
     /// The same entry with another rule shape (`judge_absent`, `for`...).
     pub fn rule(mut self, rule: AlertRule) -> Self {
         self.rule = rule;
+        self
+    }
+
+    /// The same entry evaluated every `minutes` in the synthetic runs.
+    pub fn every(mut self, minutes: i64) -> Self {
+        self.interval = minutes;
         self
     }
 
@@ -168,7 +177,7 @@ const fn with_baseline(window: i64, offset: i64, length: i64) -> Feed {
     }
 }
 
-/// Minutes per hour, day, week (evaluation intervals are 1 min).
+/// Minutes per hour, day, week.
 const HOUR: i64 = 60;
 const DAY: i64 = 24 * HOUR;
 const WEEK: i64 = 7 * DAY;
@@ -192,6 +201,7 @@ pub fn registry() -> Vec<Entry> {
         nab,
         meant_for,
         rule: AlertRule::default(),
+        interval: 1,
         variant: "",
     };
     // Proposed rule shape for the anomaly detectors on NAB-like data: pages merged
