@@ -182,6 +182,10 @@ const HOUR: i64 = 60;
 const DAY: i64 = 24 * HOUR;
 const WEEK: i64 = 7 * DAY;
 
+/// Evaluation interval of the distribution-drift rules (1 h window against the same
+/// hour yesterday), in minutes: drift checks are usually run every 10-30 min.
+const DRIFT_EVERY: i64 = 30;
+
 /// NAB window of the windowed anomaly detectors, in records (≈ 1 day at NAB's
 /// usual 5 min spacing). One value for the whole corpus.
 pub const NAB_WINDOW: usize = 288;
@@ -244,14 +248,10 @@ pub fn registry() -> Vec<Entry> {
         e("null_rate", run::<klaxon_plugin_null_rate::NullRate>(), "{}", Metric, windowed(30), None, &[NullBurst]),
         e("freshness", run::<klaxon_plugin_freshness::Freshness>(), r#"{"max_age":"90s"}"#, Metric, windowed(2 * HOUR), None, &[Stale]),
         e("absent", run::<klaxon_plugin_absent::Absent>(), "{}", Metric, windowed(5), None, &[Stale]).rule(absent_rule),
-        e("psi", run::<klaxon_plugin_psi::Psi>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
-        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
-        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift])
-            .proposed("alpha 1e-4", r#"{"alpha":0.0001}"#, AlertRule::default()),
-        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
-        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift])
-            .proposed("threshold 0.15", r#"{"threshold":0.15}"#, AlertRule::default()),
-        e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]),
+        e("psi", run::<klaxon_plugin_psi::Psi>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
     ]
 }
 
