@@ -220,6 +220,11 @@ pub fn registry() -> Vec<Entry> {
     // The seasonal docs' rule: 4 past weeks ± 5 min through a baseline.
     let four_weeks = with_baseline(10, WEEK - 5, 3 * WEEK + 10);
     let absent_rule = AlertRule { judge_absent: true, ..AlertRule::default() };
+    // Streaming charts on residuals against last week (`season_seconds: 604800`):
+    // evaluated every `m` minutes, the new samples, and the baseline covering one week
+    // back (and the 5 min lookback) for each of them.
+    let last_week = |m| with_baseline(m, WEEK, m + 5);
+    const WEEKLY: &str = r#"{"season_seconds":604800}"#;
     vec![
         // name, native call, config, input, synthetic rule, NAB feed, meant for
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab, &[Spike, LevelShift]),
@@ -234,6 +239,14 @@ pub fn registry() -> Vec<Entry> {
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
             .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
         e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(1), None, &[LevelShift, Drift]).every(1).proposed("x1", WEEKLY, AlertRule::default()),
+        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(5), None, &[LevelShift, Drift]).every(5).proposed("x5", WEEKLY, AlertRule::default()),
+        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(15), None, &[LevelShift, Drift]).every(15).proposed("x15", WEEKLY, AlertRule::default()),
+        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(30), None, &[LevelShift, Drift]).every(30).proposed("x30", WEEKLY, AlertRule::default()),
+        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(1), None, &[LevelShift, Drift]).every(1).proposed("x1", WEEKLY, AlertRule::default()),
+        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(5), None, &[LevelShift, Drift]).every(5).proposed("x5", WEEKLY, AlertRule::default()),
+        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(15), None, &[LevelShift, Drift]).every(15).proposed("x15", WEEKLY, AlertRule::default()),
+        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(30), None, &[LevelShift, Drift]).every(30).proposed("x30", WEEKLY, AlertRule::default()),
         e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
             .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
         e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),

@@ -60,6 +60,7 @@
 //! false alert episodes per week; a 3σ level shift is flagged 3-7 samples after it.
 //! (With a 30-sample Phase I it was 18 a week, hence the 120-sample default.)
 
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, Reference, Warmup, scaled};
 use klaxon_sdk::prelude::*;
@@ -78,6 +79,10 @@ pub struct Config {
     pub h: f64,
     /// Phase I length, or the fewest baseline samples.
     pub reference_samples: u32,
+    /// Chart residuals against the same time this many seconds back (none: off).
+    pub season_seconds: Option<f64>,
+    /// Half-width of the matching past span, in seconds.
+    pub season_tolerance_seconds: f64,
     /// Which sum fires.
     pub direction: Direction,
 }
@@ -88,6 +93,8 @@ impl Default for Config {
             k: 0.5,
             h: 8.0,
             reference_samples: 120,
+            season_seconds: None,
+            season_tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
             direction: Direction::Both,
         }
     }
@@ -102,6 +109,8 @@ const SCHEMA: &str = r#"{
     "k": {"type": "number", "minimum": 0, "default": 0.5, "description": "Allowance, in standard deviations."},
     "h": {"type": "number", "exclusiveMinimum": 0, "default": 8.0, "description": "Decision interval, in standard deviations."},
     "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
+    "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Chart each sample minus the rule's baseline samples this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
+    "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "Baseline samples within this many seconds of one season back are averaged into the expected value."},
     "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which cumulative sum fires."}
   }
 }"#;
@@ -126,6 +135,8 @@ pub struct Chart {
     pub latest: f64,
     /// Whether the chart runs on a baseline reference.
     pub on_baseline: bool,
+    /// Whether the chart runs on seasonal residuals (`season_seconds`).
+    pub seasonal: bool,
 }
 
 impl Chart {
@@ -144,7 +155,15 @@ impl Chart {
                 m2: r.f64()?,
             },
             latest: r.f64()?,
-            on_baseline: r.u8()? == 1,
+            on_baseline: false,
+            seasonal: false,
+        };
+        // The reference byte: bit 0 baseline, bit 1 seasonal residuals.
+        let flags = r.u8()?;
+        let chart = Self {
+            on_baseline: flags & 1 == 1,
+            seasonal: flags & 2 == 2,
+            ..chart
         };
         r.finish()?;
         Some(chart)
@@ -161,7 +180,7 @@ impl Chart {
             .f64(self.warmup.mean)
             .f64(self.warmup.m2)
             .f64(self.latest)
-            .u8(u8::from(self.on_baseline))
+            .u8(u8::from(self.on_baseline) | (u8::from(self.seasonal) << 1))
             .finish()
     }
 
@@ -198,6 +217,7 @@ impl Detector for Cusum {
         if !(cfg.h.is_finite() && cfg.h > 0.0) {
             return Err(format!("h: must be a finite number above 0, got {}", cfg.h));
         }
+        Season::check(cfg.season_seconds, cfg.season_tolerance_seconds)?;
         if cfg.reference_samples < 2 {
             return Err(format!(
                 "reference_samples: must be at least 2 (a standard deviation needs two), got {}",
@@ -208,13 +228,18 @@ impl Detector for Cusum {
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
-        let on_baseline = !series.baseline.is_empty();
+        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
+        let seasonal = season.is_some();
+        // On seasonal residuals the baseline supplies last season's values, and the
+        // reference (of the residuals) is learned in Phase I.
+        let on_baseline = !seasonal && !series.baseline.is_empty();
         let mut chart = series
             .state
             .and_then(Chart::decode)
-            .filter(|c| c.on_baseline == on_baseline)
+            .filter(|c| c.on_baseline == on_baseline && c.seasonal == seasonal)
             .unwrap_or(Chart {
                 on_baseline,
+                seasonal,
                 ..Chart::default()
             });
         let target = u64::from(cfg.reference_samples);
@@ -237,31 +262,43 @@ impl Detector for Cusum {
             None
         };
 
+        let mut unmatched = 0usize;
         for (t, x) in unseen(&series.window, chart.last_seen_ms) {
             chart.last_seen_ms = Some(t);
             if !x.is_finite() {
                 continue;
             }
+            let raw = x;
+            let x = match season {
+                None => x,
+                Some(season) => match season.residual(&series.baseline, t, x) {
+                    Some(r) => r,
+                    None => {
+                        unmatched += 1;
+                        continue;
+                    }
+                },
+            };
             match baseline_reference.or_else(|| chart.warmup.reference(target)) {
                 Some(reference) => chart.monitor(cfg.k, &reference, x),
                 None => chart.warmup.push(x),
             }
-            chart.latest = x;
+            chart.latest = raw;
         }
 
         let reference = baseline_reference.or_else(|| chart.warmup.reference(target));
         let state = chart.encode();
         let (Some(reference), true) = (reference, chart.monitored > 0) else {
-            return Verdict::ok(
+            let v = Verdict::ok(
                 0.0,
                 format!(
                     "learning reference: {} of {target} samples",
                     chart.warmup.count
                 ),
-            )
-            .with_state(state);
+            );
+            return season::annotate(v, season, unmatched).with_state(state);
         };
-        verdict(cfg, &chart, &reference).with_state(state)
+        season::annotate(verdict(cfg, &chart, &reference), season, unmatched).with_state(state)
     }
 }
 

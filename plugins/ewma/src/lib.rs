@@ -68,6 +68,7 @@
 //! (With a 30-sample Phase I it was 16 a week: the estimation error of μ₀ and σ₀
 //! widens the real false-alarm rate, hence the 120-sample default.)
 
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, Reference, Warmup, scaled};
 use klaxon_sdk::prelude::*;
@@ -86,6 +87,10 @@ pub struct Config {
     pub l: f64,
     /// Phase I length, or the fewest baseline samples.
     pub reference_samples: u32,
+    /// Chart residuals against the same time this many seconds back (none: off).
+    pub season_seconds: Option<f64>,
+    /// Half-width of the matching past span, in seconds.
+    pub season_tolerance_seconds: f64,
     /// Which limit fires.
     pub direction: Direction,
 }
@@ -96,6 +101,8 @@ impl Default for Config {
             lambda: 0.2,
             l: 3.5,
             reference_samples: 120,
+            season_seconds: None,
+            season_tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
             direction: Direction::Both,
         }
     }
@@ -110,6 +117,8 @@ const SCHEMA: &str = r#"{
     "lambda": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.2, "description": "Weight of the newest sample."},
     "l": {"type": "number", "exclusiveMinimum": 0, "default": 3.5, "description": "Control limit width, in standard deviations of the statistic."},
     "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
+    "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Chart each sample minus the rule's baseline samples this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
+    "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "Baseline samples within this many seconds of one season back are averaged into the expected value."},
     "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which limit fires."}
   }
 }"#;
@@ -132,6 +141,8 @@ pub struct Chart {
     pub latest: f64,
     /// Whether the chart runs on a baseline reference.
     pub on_baseline: bool,
+    /// Whether the chart runs on seasonal residuals (`season_seconds`).
+    pub seasonal: bool,
 }
 
 impl Chart {
@@ -149,7 +160,15 @@ impl Chart {
                 m2: r.f64()?,
             },
             latest: r.f64()?,
-            on_baseline: r.u8()? == 1,
+            on_baseline: false,
+            seasonal: false,
+        };
+        // The reference byte: bit 0 baseline, bit 1 seasonal residuals.
+        let flags = r.u8()?;
+        let chart = Self {
+            on_baseline: flags & 1 == 1,
+            seasonal: flags & 2 == 2,
+            ..chart
         };
         r.finish()?;
         Some(chart)
@@ -165,7 +184,7 @@ impl Chart {
             .f64(self.warmup.mean)
             .f64(self.warmup.m2)
             .f64(self.latest)
-            .u8(u8::from(self.on_baseline))
+            .u8(u8::from(self.on_baseline) | (u8::from(self.seasonal) << 1))
             .finish()
     }
 
@@ -208,6 +227,7 @@ impl Detector for Ewma {
         if !(cfg.l.is_finite() && cfg.l > 0.0) {
             return Err(format!("l: must be a finite number above 0, got {}", cfg.l));
         }
+        Season::check(cfg.season_seconds, cfg.season_tolerance_seconds)?;
         if cfg.reference_samples < 2 {
             return Err(format!(
                 "reference_samples: must be at least 2 (a standard deviation needs two), got {}",
@@ -218,13 +238,18 @@ impl Detector for Ewma {
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
-        let on_baseline = !series.baseline.is_empty();
+        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
+        let seasonal = season.is_some();
+        // On seasonal residuals the baseline supplies last season's values, and the
+        // reference (of the residuals) is learned in Phase I.
+        let on_baseline = !seasonal && !series.baseline.is_empty();
         let previous = series.state.and_then(Chart::decode);
         // A chart that switched between baseline and Phase I references starts over.
         let mut chart = previous
-            .filter(|c| c.on_baseline == on_baseline)
+            .filter(|c| c.on_baseline == on_baseline && c.seasonal == seasonal)
             .unwrap_or(Chart {
                 on_baseline,
+                seasonal,
                 ..Chart::default()
             });
         let target = u64::from(cfg.reference_samples);
@@ -249,19 +274,31 @@ impl Detector for Ewma {
             None
         };
 
+        let mut unmatched = 0usize;
         for (t, x) in unseen(&series.window, chart.last_seen_ms) {
             chart.last_seen_ms = Some(t);
             if !x.is_finite() {
                 continue;
             }
+            let raw = x;
+            let x = match season {
+                None => x,
+                Some(season) => match season.residual(&series.baseline, t, x) {
+                    Some(r) => r,
+                    None => {
+                        unmatched += 1;
+                        continue;
+                    }
+                },
+            };
             match baseline_reference.or_else(|| chart.warmup.reference(target)) {
                 Some(reference) => {
                     chart.monitor(cfg.lambda, &reference, x);
-                    chart.latest = x;
+                    chart.latest = raw;
                 }
                 None => {
                     chart.warmup.push(x);
-                    chart.latest = x;
+                    chart.latest = raw;
                 }
             }
         }
@@ -269,16 +306,16 @@ impl Detector for Ewma {
         let reference = baseline_reference.or_else(|| chart.warmup.reference(target));
         let state = chart.encode();
         let (Some(reference), true) = (reference, chart.monitored > 0) else {
-            return Verdict::ok(
+            let v = Verdict::ok(
                 0.0,
                 format!(
                     "learning reference: {} of {target} samples",
                     chart.warmup.count
                 ),
-            )
-            .with_state(state);
+            );
+            return season::annotate(v, season, unmatched).with_state(state);
         };
-        verdict(cfg, &chart, &reference).with_state(state)
+        season::annotate(verdict(cfg, &chart, &reference), season, unmatched).with_state(state)
     }
 }
 
