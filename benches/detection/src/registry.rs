@@ -186,6 +186,9 @@ const WEEK: i64 = 7 * DAY;
 /// hour yesterday), in minutes: drift checks are usually run every 10-30 min.
 const DRIFT_EVERY: i64 = 30;
 
+/// Evaluation interval of the streaming detectors on seasonal residuals, in minutes.
+const SEASON_EVERY: i64 = 30;
+
 /// NAB window of the windowed anomaly detectors, in records (≈ 1 day at NAB's
 /// usual 5 min spacing). One value for the whole corpus.
 pub const NAB_WINDOW: usize = 288;
@@ -220,11 +223,17 @@ pub fn registry() -> Vec<Entry> {
     // The seasonal docs' rule: 4 past weeks ± 5 min through a baseline.
     let four_weeks = with_baseline(10, WEEK - 5, 3 * WEEK + 10);
     let absent_rule = AlertRule { judge_absent: true, ..AlertRule::default() };
-    // Streaming charts on residuals against last week (`season_seconds: 604800`):
-    // evaluated every `m` minutes, the new samples, and the baseline covering one week
-    // back (and the 5 min lookback) for each of them.
-    let last_week = |m| with_baseline(m, WEEK, m + 5);
+    // Streaming detectors on seasonal data: residuals against last week
+    // (`season_seconds: 604800`), evaluated every 30 min like other drift checks; the
+    // window holds the new samples, the baseline one week back (and the 5 min
+    // lookback) for each of them. The change detectors hold a detection for one
+    // interval; page_hinkley's δ and λ are in the metric's units (σ of the residual
+    // ≈ 4.2 here: δ ≈ σ/2, λ ≈ 25σ).
+    let last_week = with_baseline(SEASON_EVERY, WEEK, SEASON_EVERY + 5);
     const WEEKLY: &str = r#"{"season_seconds":604800}"#;
+    const WEEKLY_HELD: &str = r#"{"season_seconds":604800,"hold_seconds":1800}"#;
+    const WEEKLY_PH: &str = r#"{"season_seconds":604800,"delta":2,"threshold":100,"hold_seconds":1800}"#;
+    let season = |e: Entry, config| e.proposed("seasonal data: residual vs last week", config, AlertRule::default()).every(SEASON_EVERY);
     vec![
         // name, native call, config, input, synthetic rule, NAB feed, meant for
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab, &[Spike, LevelShift]),
@@ -236,21 +245,13 @@ pub fn registry() -> Vec<Entry> {
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift])
             .proposed("l 7, keep_firing_for 48", r#"{"l":7}"#, keep48),
-        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
-            .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
         e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(1), None, &[LevelShift, Drift]).every(1).proposed("x1", WEEKLY, AlertRule::default()),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(5), None, &[LevelShift, Drift]).every(5).proposed("x5", WEEKLY, AlertRule::default()),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(15), None, &[LevelShift, Drift]).every(15).proposed("x15", WEEKLY, AlertRule::default()),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), WEEKLY, Metric, last_week(30), None, &[LevelShift, Drift]).every(30).proposed("x30", WEEKLY, AlertRule::default()),
-        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(1), None, &[LevelShift, Drift]).every(1).proposed("x1", WEEKLY, AlertRule::default()),
-        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(5), None, &[LevelShift, Drift]).every(5).proposed("x5", WEEKLY, AlertRule::default()),
-        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(15), None, &[LevelShift, Drift]).every(15).proposed("x15", WEEKLY, AlertRule::default()),
-        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), WEEKLY, Metric, last_week(30), None, &[LevelShift, Drift]).every(30).proposed("x30", WEEKLY, AlertRule::default()),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
-            .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
+        season(e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
+        season(e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
         e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        season(e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY_PH),
         e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        season(e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY_HELD),
         e("seasonal", run::<klaxon_plugin_seasonal::Seasonal>(), "{}", Metric, four_weeks, nab_long, &[Spike, LevelShift]),
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift]),
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift])

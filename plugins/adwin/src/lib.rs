@@ -71,6 +71,7 @@
 //! (15 s samples, 1 min evaluations), 40 000 samples (≈ a week), 5 seeds, defaults: 0
 //! false alert episodes per week; a 3σ level shift is flagged 7-11 samples after it.
 
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{bounded, check_hold_seconds, held_detection};
 use klaxon_sdk::prelude::*;
@@ -95,6 +96,10 @@ pub struct Config {
     pub grace_period: u64,
     /// How long a detection keeps the verdict firing.
     pub hold_seconds: f64,
+    /// Test residuals against the same time this many seconds back (none: off).
+    pub season_seconds: Option<f64>,
+    /// How much older than one season back the matching sample may be, in seconds.
+    pub season_tolerance_seconds: f64,
 }
 
 impl Default for Config {
@@ -106,6 +111,8 @@ impl Default for Config {
             min_window_length: 5,
             grace_period: 10,
             hold_seconds: 600.0,
+            season_seconds: None,
+            season_tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
         }
     }
 }
@@ -121,7 +128,9 @@ const SCHEMA: &str = r#"{
     "max_buckets": {"type": "integer", "minimum": 2, "maximum": 64, "default": 5, "description": "Buckets of each size before two merge."},
     "min_window_length": {"type": "integer", "minimum": 1, "default": 5, "description": "Fewest samples in each sub-window of a cut."},
     "grace_period": {"type": "integer", "minimum": 0, "default": 10, "description": "Window length before cuts are tested."},
-    "hold_seconds": {"type": "number", "minimum": 0, "default": 600, "description": "Seconds a detection keeps the verdict firing."}
+    "hold_seconds": {"type": "number", "minimum": 0, "default": 600, "description": "Seconds a detection keeps the verdict firing."},
+    "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Test each sample minus the rule's baseline sample this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
+    "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "How much older than one season back the matching baseline sample may be."}
   }
 }"#;
 
@@ -417,22 +426,36 @@ impl Detector for Adwin {
         if cfg.min_window_length < 1 {
             return Err("min_window_length: must be at least 1, got 0".into());
         }
-        check_hold_seconds(cfg.hold_seconds)
+        check_hold_seconds(cfg.hold_seconds)?;
+        Season::check(cfg.season_seconds, cfg.season_tolerance_seconds)
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
         let mut state = series.state.and_then(State::decode).unwrap_or_default();
+        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
+        let mut unmatched = 0usize;
         for (t, x) in unseen(&series.window, state.last_seen_ms) {
             state.last_seen_ms = Some(t);
             if !x.is_finite() {
                 continue;
             }
+            let x = match season {
+                None => x,
+                Some(season) => match season.residual(&series.baseline, t, x) {
+                    Some(r) => r,
+                    None => {
+                        unmatched += 1;
+                        continue;
+                    }
+                },
+            };
             if state.update(cfg, x) {
                 state.drift_at_ms = Some(t);
                 state.detections += 1;
             }
         }
-        verdict(cfg, &state, series.eval_time_ms).with_state(state.encode())
+        let v = verdict(cfg, &state, series.eval_time_ms);
+        season::annotate(v, season, unmatched).with_state(state.encode())
     }
 }
 

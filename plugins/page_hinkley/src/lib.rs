@@ -68,6 +68,7 @@
 //! `threshold` 50 is low for unit-variance data (the statistic wanders like a random
 //! walk, ~σ·√n): scale `threshold` with the metric's spread.
 
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, bounded, check_hold_seconds, held_detection};
 use klaxon_sdk::prelude::*;
@@ -92,6 +93,10 @@ pub struct Config {
     pub mode: Direction,
     /// How long a detection keeps the verdict firing.
     pub hold_seconds: f64,
+    /// Test residuals against the same time this many seconds back (none: off).
+    pub season_seconds: Option<f64>,
+    /// How much older than one season back the matching sample may be, in seconds.
+    pub season_tolerance_seconds: f64,
 }
 
 impl Default for Config {
@@ -103,6 +108,8 @@ impl Default for Config {
             alpha: 1.0 - 0.0001,
             mode: Direction::Both,
             hold_seconds: 600.0,
+            season_seconds: None,
+            season_tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
         }
     }
 }
@@ -118,7 +125,9 @@ const SCHEMA: &str = r#"{
     "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 50.0, "description": "Detection threshold (lambda)."},
     "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.9999, "description": "Forgetting factor of the cumulative sums."},
     "mode": {"enum": ["both", "up", "down"], "default": "both", "description": "Which changes are detected."},
-    "hold_seconds": {"type": "number", "minimum": 0, "default": 600, "description": "Seconds a detection keeps the verdict firing."}
+    "hold_seconds": {"type": "number", "minimum": 0, "default": 600, "description": "Seconds a detection keeps the verdict firing."},
+    "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Test each sample minus the rule's baseline sample this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
+    "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "How much older than one season back the matching baseline sample may be."}
   }
 }"#;
 
@@ -307,22 +316,36 @@ impl Detector for PageHinkley {
         if !(cfg.alpha > 0.0 && cfg.alpha <= 1.0) {
             return Err(format!("alpha: must be in (0, 1], got {}", cfg.alpha));
         }
-        check_hold_seconds(cfg.hold_seconds)
+        check_hold_seconds(cfg.hold_seconds)?;
+        Season::check(cfg.season_seconds, cfg.season_tolerance_seconds)
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
         let mut test = series.state.and_then(Test::decode).unwrap_or_default();
+        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
+        let mut unmatched = 0usize;
         for (t, x) in unseen(&series.window, test.last_seen_ms) {
             test.last_seen_ms = Some(t);
             if !x.is_finite() {
                 continue;
             }
+            let x = match season {
+                None => x,
+                Some(season) => match season.residual(&series.baseline, t, x) {
+                    Some(r) => r,
+                    None => {
+                        unmatched += 1;
+                        continue;
+                    }
+                },
+            };
             if test.update(cfg, x) {
                 test.drift_at_ms = Some(t);
                 test.detections += 1;
             }
         }
-        verdict(cfg, &test, series.eval_time_ms).with_state(test.encode())
+        let v = verdict(cfg, &test, series.eval_time_ms);
+        season::annotate(v, season, unmatched).with_state(test.encode())
     }
 }
 
