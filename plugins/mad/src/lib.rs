@@ -283,7 +283,13 @@ mod tests {
         assert!(judge(r#"{"threshold":2.5}"#, window_then(15.0)).firing);
         // z = (-10 - 5.5) / 3.7065 = -4.18184
         assert!(judge(IGLEWICZ, window_then(-10.0)).firing);
-        assert!(judge(r#"{"threshold":3.5,"direction":"down"}"#, window_then(-10.0)).firing);
+        assert!(
+            judge(
+                r#"{"threshold":3.5,"direction":"down"}"#,
+                window_then(-10.0)
+            )
+            .firing
+        );
         assert!(!judge(r#"{"threshold":3.5,"direction":"up"}"#, window_then(-10.0)).firing);
         assert!(!judge(r#"{"threshold":3.5,"direction":"down"}"#, window_then(20.0)).firing);
     }

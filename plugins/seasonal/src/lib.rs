@@ -348,8 +348,7 @@ mod tests {
             .verdict
     }
 
-    const DAILY: &str =
-        r#"{"period_seconds":86400,"periods":4,"tolerance_seconds":60,"k":3}"#;
+    const DAILY: &str = r#"{"period_seconds":86400,"periods":4,"tolerance_seconds":60,"k":3}"#;
 
     #[test]
     fn hand_computed_sigma() {

@@ -248,10 +248,28 @@ mod tests {
         // z = (-2 - 5) / 2.13809 = -3.27395: below the mean.
         let low = || window_then(-2.0);
         assert!(judge(r#"{"min_samples":8,"threshold":3}"#, low()).firing);
-        assert!(judge(r#"{"min_samples":8,"threshold":3,"direction":"down"}"#, low()).firing);
+        assert!(
+            judge(
+                r#"{"min_samples":8,"threshold":3,"direction":"down"}"#,
+                low()
+            )
+            .firing
+        );
         assert!(!judge(r#"{"min_samples":8,"threshold":3,"direction":"up"}"#, low()).firing);
-        assert!(judge(r#"{"min_samples":8,"threshold":3,"direction":"up"}"#, window_then(12.0)).firing);
-        assert!(!judge(r#"{"min_samples":8,"threshold":3,"direction":"down"}"#, window_then(12.0)).firing);
+        assert!(
+            judge(
+                r#"{"min_samples":8,"threshold":3,"direction":"up"}"#,
+                window_then(12.0)
+            )
+            .firing
+        );
+        assert!(
+            !judge(
+                r#"{"min_samples":8,"threshold":3,"direction":"down"}"#,
+                window_then(12.0)
+            )
+            .firing
+        );
     }
 
     #[test]
@@ -277,7 +295,10 @@ mod tests {
         let values = [
             2.0, NAN, 4.0, 4.0, INF, 4.0, 5.0, 5.0, -INF, 7.0, 9.0, 12.0, NAN, INF,
         ];
-        let v = judge(r#"{"min_samples":8,"threshold":3}"#, TestSeries::from_values(&values));
+        let v = judge(
+            r#"{"min_samples":8,"threshold":3}"#,
+            TestSeries::from_values(&values),
+        );
         assert!(v.firing);
         assert!((v.score - 3.27395).abs() < 1e-5);
         assert_eq!(v.annotation("samples"), Some("8"));
