@@ -245,8 +245,8 @@ pub fn registry() -> Vec<Entry> {
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift])
             .proposed("l 7, keep_firing_for 48", r#"{"l":7}"#, keep48),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         season(e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
+        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         season(e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
         e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         season(e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY_PH),
@@ -257,6 +257,8 @@ pub fn registry() -> Vec<Entry> {
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift])
             .proposed("band 8, keep_firing_for 48", r#"{"band":8}"#, keep48),
         e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, yesterday(5), nab, &[LevelShift]),
+        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, with_baseline(2, WEEK - 5, 10), None, &[LevelShift])
+            .proposed("level shift vs last week, threshold 4σ of the difference", r#"{"mode":"absolute","threshold":10,"current":"mean"}"#, AlertRule::default()),
         e("exhaustion", run::<klaxon_plugin_exhaustion::Exhaustion>(), r#"{"limit":150}"#, Metric, windowed(HOUR), None, &[]),
         e("threshold", run::<klaxon_plugin_threshold::Threshold>(), r#"{"op":">","value":150}"#, Metric, windowed(1), None, &[]),
         e("null_rate", run::<klaxon_plugin_null_rate::NullRate>(), "{}", Metric, windowed(HOUR), None, &[NullBurst]).every(5),
