@@ -324,7 +324,10 @@ fn main() {
 /// cache, as deployed.
 fn rss_at_rest(dir: &Path) {
     let mut line = Vec::new();
-    for (name, extra) in [("bench config (no rules)", None), ("embedded default config", Some("--default-config"))] {
+    for (name, extra) in [
+        ("bench config (no rules)", None),
+        ("embedded default config", Some("--default-config")),
+    ] {
         let d = dir.join(format!("rest-{}", extra.unwrap_or("bench")));
         let d = d.to_string_lossy();
         let mut args = vec!["--data-dir", &d];

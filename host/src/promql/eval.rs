@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::Matchers;
 use promql_parser::parser::{
-    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset, SubqueryExpr,
-    VectorMatchCardinality, VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset,
+    SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 
 use super::functions;
@@ -563,13 +563,7 @@ impl<'a> Evaluator<'a> {
 
     /// `kind` over windows `(t - offset - range, t - offset]` for every step
     /// `t` of `grid`, per series in the selector's order.
-    fn slide(
-        &mut self,
-        vs: &VectorSelector,
-        range: i64,
-        grid: Grid,
-        kind: Sliding,
-    ) -> Vec<Row> {
+    fn slide(&mut self, vs: &VectorSelector, range: i64, grid: Grid, kind: Sliding) -> Vec<Row> {
         let offset = offset_ms(&vs.offset);
         let series = self.series(vs);
         let mut rows = Vec::with_capacity(series.len());

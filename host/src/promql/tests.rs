@@ -173,7 +173,11 @@ fn range_sliding_windows_equal_per_step_evaluation() {
 }
 
 /// Range results equal bit for bit (NaN equal to NaN), or the same error.
-fn assert_same_range(q: &str, got: Result<Vec<RangeSeries>, EvalError>, want: Result<Vec<RangeSeries>, EvalError>) {
+fn assert_same_range(
+    q: &str,
+    got: Result<Vec<RangeSeries>, EvalError>,
+    want: Result<Vec<RangeSeries>, EvalError>,
+) {
     match (got, want) {
         (Ok(got), Ok(want)) => {
             assert_eq!(got.len(), want.len(), "{q}: series count");
@@ -251,7 +255,12 @@ fn matrix_store() -> Store {
                 samples.push((t, (tot * share).floor()));
             }
             series.push((
-                labels(&[("__name__", "lat_bucket"), ("job", "srv"), ("model", m), ("le", le)]),
+                labels(&[
+                    ("__name__", "lat_bucket"),
+                    ("job", "srv"),
+                    ("model", m),
+                    ("le", le),
+                ]),
                 samples,
             ));
         }
@@ -280,7 +289,10 @@ fn matrix_store() -> Store {
                 (i as i64 * 15_000 + 3_000, v)
             })
             .collect();
-        series.push((labels(&[("__name__", "g"), ("job", "srv"), ("model", m)]), gauge));
+        series.push((
+            labels(&[("__name__", "g"), ("job", "srv"), ("model", m)]),
+            gauge,
+        ));
         series.push((
             labels(&[("__name__", "info"), ("model", m), ("team", "t1")]),
             vec![(0, 1.0), (3_600_000, 1.0), (7_000_000, 1.0)],
@@ -297,14 +309,24 @@ fn matrix_store() -> Store {
         }
     }
     // Same labels once the name is dropped: disjoint, then overlapping.
-    for (name, range) in [("x1", 0..200), ("x2", 240..480), ("y1", 0..300), ("y2", 200..480)] {
+    for (name, range) in [
+        ("x1", 0..200),
+        ("x2", 240..480),
+        ("y1", 0..300),
+        ("y2", 200..480),
+    ] {
         let samples = range.map(|i| (i as i64 * 15_000, i as f64)).collect();
         series.push((labels(&[("__name__", name), ("k", "a")]), samples));
     }
     // Groups whose first member (by labels) is missing at some steps.
     for (a, grp, range) in [("1", "x", 100..200), ("2", "y", 0..480), ("3", "x", 0..480)] {
-        let samples = range.map(|i| (i as i64 * 15_000, 0.1 * i as f64 + 1e-3)).collect();
-        series.push((labels(&[("__name__", "u"), ("a", a), ("grp", grp)]), samples));
+        let samples = range
+            .map(|i| (i as i64 * 15_000, 0.1 * i as f64 + 1e-3))
+            .collect();
+        series.push((
+            labels(&[("__name__", "u"), ("a", a), ("grp", grp)]),
+            samples,
+        ));
     }
     let s = Store::new(StoreConfig {
         retention: Duration::from_secs(10 * 365 * 86400),

@@ -62,7 +62,9 @@ pub(super) enum Stop {
 type M<T> = std::result::Result<T, Stop>;
 
 /// Aggregations computed here (without a parameter).
-const AGGREGATIONS: &[&str] = &["sum", "avg", "count", "group", "min", "max", "stddev", "stdvar"];
+const AGGREGATIONS: &[&str] = &[
+    "sum", "avg", "count", "group", "min", "max", "stddev", "stdvar",
+];
 
 impl Evaluator<'_> {
     /// The range query's series, sorted by labels, or `None` when the query
@@ -341,9 +343,9 @@ impl Evaluator<'_> {
         let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
         let mut row_group = Vec::with_capacity(input.rows.len());
         for (i, row) in input.rows.iter().enumerate() {
-            let key = self.labels.get(tag, &row.labels, |l| {
-                functions::group_key_of(l, modifier)
-            });
+            let key = self
+                .labels
+                .get(tag, &row.labels, |l| functions::group_key_of(l, modifier));
             let g = *index.entry(key.clone()).or_insert_with(|| {
                 groups.push((key, Vec::new()));
                 groups.len() - 1
@@ -360,9 +362,8 @@ impl Evaluator<'_> {
                 values.clear();
                 values.extend(members.iter().filter_map(|&i| input.rows[i].v[k]));
                 if !values.is_empty() {
-                    *slot = Some(
-                        functions::reduce(&op, 0.0, &mut values).map_err(|_| Stop::Query)?,
-                    );
+                    *slot =
+                        Some(functions::reduce(&op, 0.0, &mut values).map_err(|_| Stop::Query)?);
                 }
             }
             rows.push(Row { labels: key, v });
@@ -612,7 +613,12 @@ fn unique(rows: &[Row]) -> M<()> {
 /// Whether the groups (numbered in order of first appearance over all
 /// rows) also first appear in that order at every step, that is whether a
 /// grouping node's rows are in the per-step order.
-fn first_seen_ordered(rows: &[Row], row_group: &[Option<usize>], groups: usize, steps: usize) -> bool {
+fn first_seen_ordered(
+    rows: &[Row],
+    row_group: &[Option<usize>],
+    groups: usize,
+    steps: usize,
+) -> bool {
     let mut seen_at = vec![usize::MAX; groups];
     for k in 0..steps {
         let mut last: Option<usize> = None;
