@@ -111,6 +111,25 @@ impl Engine {
         self.range_with(src, query, (start_ms, end_ms, step_ms), false)
     }
 
+    /// How many nodes of `query` [`Engine::range`] evaluates step by step
+    /// inside the node-at-a-time path; `None` when the whole query falls
+    /// back to step by step.
+    #[cfg(test)]
+    pub(super) fn nodes_stepped(
+        &self,
+        src: &dyn Source,
+        query: &Query,
+        (start_ms, end_ms, step_ms): (i64, i64, i64),
+    ) -> Option<usize> {
+        let mut ev = Evaluator::new(self, src, query.expr(), start_ms, end_ms);
+        ev.grid = Some(Grid {
+            start: start_ms,
+            step: step_ms,
+            steps: usize::try_from((end_ms - start_ms) / step_ms + 1).unwrap_or(0),
+        });
+        ev.range_rows(query.expr()).map(|_| ev.stepped_nodes)
+    }
+
     fn range_with(
         &self,
         src: &dyn Source,
@@ -347,6 +366,8 @@ struct Evaluator<'a> {
     sliding: HashMap<usize, Arc<Vec<Row>>>,
     /// Vector-matching signatures, computed once per series per query.
     sigs: SigMemo,
+    /// Nodes the node-at-a-time path evaluated step by step.
+    stepped_nodes: usize,
     /// Grouping labels, computed once per series per query.
     labels: functions::LabelMemo,
     src: &'a dyn Source,
@@ -376,6 +397,7 @@ impl<'a> Evaluator<'a> {
             subquery_depth: 0,
             sliding: HashMap::default(),
             sigs: SigMemo::default(),
+            stepped_nodes: 0,
             labels: functions::LabelMemo::default(),
             src,
             query_start: start,

@@ -146,6 +146,7 @@ impl Evaluator<'_> {
     /// `e` evaluated by the per-step evaluator at every step, as rows.
     fn per_step(&mut self, e: &Expr) -> M<Mat> {
         let grid = self.grid_or_stop()?;
+        self.stepped_nodes += 1;
         let scalar = match e.value_type() {
             promql_parser::parser::value::ValueType::Scalar => true,
             promql_parser::parser::value::ValueType::Vector => false,
