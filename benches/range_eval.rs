@@ -7,7 +7,8 @@
 //! and step by step (`Engine::range_per_step`), and the answers are
 //! compared (exactly: NaN would count as different).
 //!
-//! Run: `cargo bench --bench range_eval` (`-- --runs N`, default 10).
+//! Run: `cargo bench --bench range_eval` (`-- --runs N`, default 10;
+//! `--query "p99 latency"` for one query).
 
 use std::time::Instant;
 
@@ -84,7 +85,14 @@ fn main() {
     println!("| query | by node (range 1h/15s median) | step by step | series | same answer |");
     println!("|---|---:|---:|---:|---|");
     let step_ms = STEP_S * 1000;
+    let only = args
+        .iter()
+        .position(|a| a == "--query")
+        .and_then(|i| args.get(i + 1));
     for (name, q) in QUERIES {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         let query = Query::parse(q).expect("query parses");
         let by_node = median_ms(runs, || {
             engine

@@ -202,6 +202,9 @@ fn assert_same_range(
     }
 }
 
+/// A series' label pairs and samples.
+type OwnedSeries = (Vec<(String, String)>, Vec<(i64, f64)>);
+
 /// Test data for the node-at-a-time path: histograms with a duplicate and a
 /// late bucket, counters with resets, gaps and staleness markers, gauges
 /// with NaN, series that collide once their name is dropped, and groups
@@ -214,7 +217,7 @@ fn matrix_store() -> Store {
             .wrapping_add(1442695040888963407);
         (seed >> 33) as f64 / (1u64 << 31) as f64
     };
-    let mut series: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> = Vec::new();
+    let mut series: Vec<OwnedSeries> = Vec::new();
     let labels = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         pairs
             .iter()
@@ -439,7 +442,11 @@ fn range_by_node_equals_per_step() {
         stepped("sum(topk(2, g))").is_some_and(|n| n >= 1),
         "topk is evaluated step by step"
     );
-    assert_eq!(stepped("rate({__name__=~\"y.\"}[1m])"), None, "colliding at some steps");
+    assert_eq!(
+        stepped("rate({__name__=~\"y.\"}[1m])"),
+        None,
+        "colliding at some steps"
+    );
     for (start, end, step) in [
         (600_000, 7_200_000, 15_000),
         (607_000, 7_207_000, 60_000),
