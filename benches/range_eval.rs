@@ -8,7 +8,8 @@
 //! compared (exactly: NaN would count as different).
 //!
 //! Run: `cargo bench --bench range_eval` (`-- --runs N`, default 10;
-//! `--query "p99 latency"` for one query).
+//! `--query "p99 latency"` for one query; `--tune-allocator` to set the
+//! allocator up as `klaxon serve` does).
 
 use std::time::Instant;
 
@@ -47,6 +48,10 @@ const QUERIES: [(&str, &str); 5] = [
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--tune-allocator") {
+        // As `klaxon serve` sets glibc's allocator up.
+        klaxon_host::server::tune_allocator();
+    }
     let runs: usize = args
         .iter()
         .position(|a| a == "--runs")
