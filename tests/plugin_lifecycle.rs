@@ -965,3 +965,131 @@ async fn uploads_and_rollbacks_survive_a_restart() {
     server.shutdown().await;
     live_after_restart(sha(&v2)).await;
 }
+
+/// The entry of `name` in `GET /api/v1/plugins`.
+async fn listed(client: &reqwest::Client, base: &str, name: &str) -> Value {
+    let list = get_json(client, &format!("{base}/api/v1/plugins")).await;
+    list["data"]
+        .as_array()
+        .expect("plugin list")
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_plugins_load_when_a_config_or_an_upload_first_uses_them() {
+    let (hook, _got) = start_receiver().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let path = data.path().join("klaxon.yml");
+    let rules = |extra: &str| {
+        format!(
+            r#"groups:
+  - name: ml
+    interval: 50ms
+    rules:
+      - alert: LatencyHigh
+        query: latency
+        window: 10m
+        detector: threshold
+        config: {{ op: ">", value: 1 }}
+{extra}route:
+  receiver: hook
+receivers:
+  - name: hook
+    webhook_configs: [{{ url: "{hook}/hook", allowed_networks: ["127.0.0.1/32"] }}]
+"#
+        )
+    };
+    let first = rules("");
+    std::fs::write(&path, &first).expect("write config");
+    let server = start(ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        config: Config::parse(&first, "klaxon.yml").expect("config"),
+        config_file: path.display().to_string(),
+        config_text: first.clone(),
+        config_path: Some(path.clone()),
+        data_dir: Some(data.path().to_path_buf()),
+    })
+    .await
+    .expect("klaxon starts");
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+
+    // Every stock plugin is listed; only those the config uses are loaded.
+    let list = get_json(&client, &format!("{base}/api/v1/plugins")).await;
+    let list = list["data"].as_array().expect("plugin list").clone();
+    for (name, bytes) in stock::STOCK {
+        let p = list
+            .iter()
+            .find(|p| p["name"] == *name)
+            .unwrap_or_else(|| panic!("stock plugin {name} not listed"));
+        assert_eq!(p["hash"], sha(bytes), "{p}");
+        assert_eq!(p["source"], "stock", "{p}");
+        let used = ["threshold", "webhook"].contains(name);
+        assert_eq!(p["loaded"], used, "{p}");
+    }
+    let zscore = listed(&client, &base, "zscore").await;
+    assert_eq!(zscore["kind"], "detector", "{zscore}");
+    assert!(zscore["stats"].is_null(), "{zscore}");
+
+    // A reload whose new rule uses zscore loads it; the rule evaluates.
+    let second = rules(
+        "      - alert: ScoreShift\n        query: score\n        window: 10m\n        detector: zscore\n        config: { threshold: 4 }\n",
+    );
+    std::fs::write(&path, &second).expect("write config");
+    let reloaded = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(
+        reloaded.status(),
+        200,
+        "{}",
+        reloaded.text().await.unwrap_or_default()
+    );
+    let zscore = listed(&client, &base, "zscore").await;
+    assert_eq!(zscore["loaded"], true, "{zscore}");
+    assert_eq!(zscore["hash"], sha(stock::bytes("zscore").expect("zscore")));
+    let pushed = push(
+        &client,
+        &base,
+        json!({"series": [{"metric": "score", "labels": {"model_name": "fraud"}, "value": 0.5}]}),
+    )
+    .await;
+    assert_eq!(pushed.status(), 204);
+    eventually(
+        Duration::from_secs(20),
+        "the zscore rule evaluated",
+        || async {
+            let rules = get_json(&client, &format!("{base}/api/v1/rules")).await;
+            let rule = rules["data"]["groups"][0]["rules"]
+                .as_array()?
+                .iter()
+                .find(|r| r["name"] == "ScoreShift")?
+                .clone();
+            (rule["health"] == "ok").then_some(())
+        },
+    )
+    .await;
+
+    // An upload of a stock plugin not loaded yet goes through the pipeline
+    // against the loaded stock version: the same bytes change nothing.
+    assert_eq!(listed(&client, &base, "ewma").await["loaded"], false);
+    let ewma = stock::bytes("ewma").expect("ewma");
+    let resp = client
+        .put(format!("{base}/api/v1/plugins/ewma"))
+        .body(ewma.to_vec())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(body["data"]["unchanged"], true, "{body}");
+    assert_eq!(body["data"]["previous"], sha(ewma), "{body}");
+    let ewma_listed = listed(&client, &base, "ewma").await;
+    assert_eq!(ewma_listed["loaded"], true, "{ewma_listed}");
+    server.shutdown().await;
+}

@@ -6,6 +6,7 @@
 //! route, notify and api; imports nothing from them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,14 +14,18 @@ use serde::{Deserialize, Serialize};
 use crate::store::Labels;
 
 /// One alert as routing sees it. Identity is the fingerprint of its labels.
+///
+/// Cheap to clone: labels, annotations and generator URL are shared, so
+/// the alert store and every routing group holding the alert hold one copy
+/// of its text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub labels: Labels,
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Arc<BTreeMap<String, String>>,
     pub starts_at: DateTime<Utc>,
     /// `None` while firing; the resolution time once resolved.
     pub ends_at: Option<DateTime<Utc>>,
-    pub generator_url: String,
+    pub generator_url: Arc<str>,
 }
 
 impl Alert {
@@ -107,13 +112,13 @@ impl Notification {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
-                    annotations: a.annotations.clone(),
+                    annotations: (*a.annotations).clone(),
                     starts_at: rfc3339(a.starts_at),
                     ends_at: match a.ends_at {
                         Some(t) if resolved => rfc3339(t),
                         _ => ZERO_TIME.into(),
                     },
-                    generator_url: a.generator_url.clone(),
+                    generator_url: a.generator_url.to_string(),
                     fingerprint: fingerprint_hex(a.fingerprint()),
                 }
             })
@@ -165,10 +170,13 @@ mod tests {
         let now = Utc::now();
         let mk = |model: &str, resolved: bool| Alert {
             labels: Labels::new([("alertname", "A"), ("model_name", model)]),
-            annotations: BTreeMap::from([("summary".to_string(), format!("{model} bad"))]),
+            annotations: Arc::new(BTreeMap::from([(
+                "summary".to_string(),
+                format!("{model} bad"),
+            )])),
             starts_at: now - chrono::Duration::seconds(60),
             ends_at: resolved.then(|| now - chrono::Duration::seconds(1)),
-            generator_url: String::new(),
+            generator_url: "".into(),
         };
         let n = Notification::build(
             "r",

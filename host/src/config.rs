@@ -1340,6 +1340,20 @@ impl Config {
         Ok(names)
     }
 
+    /// The name of every plugin the config uses (rules' detectors and
+    /// composites, receivers' notifiers), sorted, once each.
+    pub fn plugin_names(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for rule in self.groups.iter().flat_map(|g| g.rules.iter()) {
+            names.extend(rule.detector.iter().cloned());
+            names.extend(rule.composite.iter().cloned());
+        }
+        for receiver in &self.receivers {
+            names.extend(receiver.integrations().into_iter().map(|i| i.plugin));
+        }
+        names.into_iter().collect()
+    }
+
     /// Every rule and receiver integration that uses plugin `name`.
     pub fn plugin_users(&self, name: &str) -> Vec<PluginUse> {
         let mut users = Vec::new();

@@ -19,6 +19,7 @@
 //! - [`notify`]: per-integration delivery queues, retries with backoff, the delivery log.
 //! - [`api`]: the HTTP API (axum), its bearer tokens and scopes (`api::auth`) and TLS (`api::tls`).
 //! - [`duration`]: Prometheus-style durations for config and API.
+//! - [`memory`]: handing freed heap back to the OS (after plugin compiles and delivery bursts).
 //! - [`config`]: the YAML configuration, its validation and the embedded default.
 //! - [`ruletest`]: `klaxon test rules`, promtool-format rule unit tests.
 //! - [`server`]: assembles all of the above into a running host.
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod ingest;
+pub mod memory;
 pub mod notify;
 pub mod plugins;
 pub mod promql;

@@ -157,7 +157,14 @@ pub async fn load_plugins_managed(
         };
         let engine = Arc::new(PluginEngine::new(settings)?);
         let registry = Arc::new(PluginRegistry::new());
-        registry.load_stock(&engine, &config.plugins.limits)?;
+        // Stock plugins load when first asked for: those the config uses
+        // right below, others when an upload, a reload or the API needs them.
+        registry.offer_stock(engine.clone(), |name| config.plugins.limits_for(name));
+        for name in config.plugin_names() {
+            registry
+                .load_offered(&name)
+                .with_context(|| format!("loading stock plugin `{name}`"))?;
+        }
         let trust = TrustPolicy::new(config.plugins.require_signed, &config.plugins.trusted_keys)
             .context("plugins.trusted_keys")?;
         let manager = Arc::new(PluginManager::new(engine.clone(), registry.clone(), trust));
@@ -192,15 +199,7 @@ pub async fn load_plugins_managed(
                 }
             }
         }
-        // Stock plugins with overridden limits are reloaded with them.
-        for (name, limits) in &config.plugins.overrides {
-            if let Some(bytes) = crate::plugins::stock::bytes(name)
-                && registry.get(name).is_some_and(|p| p.source == crate::plugins::PluginSource::Stock)
-            {
-                let plugin = Plugin::load(&engine, Some(name), bytes, crate::plugins::PluginSource::Stock, limits.clone())?;
-                registry.insert(plugin);
-            }
-        }
+        // (Stock plugins are offered with their overridden limits.)
         Ok(manager)
     })
     .await
@@ -442,7 +441,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let manager = load_plugins_managed(&config, data_dir.clone(), plugins_dir.clone()).await?;
     let plugins = manager.registry().clone();
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
-    release_freed_memory();
+    crate::memory::release_freed_memory();
     // Serving from here on: new versions go live after a quick compile.
     manager.set_quick_compile(true);
     manager.set_persist_dir(plugins_dir.clone());
@@ -689,13 +688,16 @@ fn spawn_auto_rollback(state: Arc<AppState>) -> JoinHandle<()> {
                                 &r.to[..12.min(r.to.len())]
                             ),
                         )]
+                        .into_iter()
+                        .collect::<std::collections::BTreeMap<String, String>>()
                         .into(),
                         starts_at: now,
                         ends_at: Some(ends),
                         generator_url: format!(
                             "{}/api/v1/plugins/{}/versions",
                             live.config.global.external_url, r.name
-                        ),
+                        )
+                        .into(),
                     },
                     updated_at: now,
                     timeout: true,
@@ -765,20 +767,6 @@ pub fn tune_allocator() {
             libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD_BYTES);
             libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD_BYTES);
             libc::mallopt(libc::M_ARENA_MAX, arenas);
-        }
-    }
-}
-
-/// Hands the heap that compiling the plugins freed back to the OS. The
-/// compiler's working memory is tens of MiB, freed once the plugins are
-/// compiled, but glibc keeps freed heap pages resident until trimmed.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim only releases free memory of the allocator's
-        // arenas; it has no preconditions and touches no live allocation.
-        unsafe {
-            libc::malloc_trim(0);
         }
     }
 }

@@ -164,8 +164,63 @@ impl Entry {
 /// The silence set.
 pub struct Silences {
     entries: RwLock<HashMap<String, Entry>>,
+    /// Which silences may mute an alert, by its label pairs; changed only
+    /// while `entries` is write-locked.
+    index: RwLock<MatchIndex>,
     log: Option<parking_lot::Mutex<Log>>,
     retention: Duration,
+}
+
+/// Silence ids by one equality matcher each (label name → value → ids): an
+/// alert can be muted only by the silences filed under one of its own
+/// label pairs, or by those with no equality matcher to file them under
+/// (`unfiled`). With 1 000 silences each naming an alert, checking one
+/// alert looks at a handful instead of all of them.
+#[derive(Default)]
+struct MatchIndex {
+    filed: HashMap<String, HashMap<String, Vec<String>>>,
+    unfiled: Vec<String>,
+}
+
+impl MatchIndex {
+    fn build(entries: &HashMap<String, Entry>) -> Self {
+        let mut index = Self::default();
+        for entry in entries.values() {
+            index.add(&entry.silence);
+        }
+        index
+    }
+
+    /// The matcher a silence is filed under: its first `name="value"` with
+    /// a non-empty value (an empty one also matches a missing label).
+    fn key(silence: &Silence) -> Option<&SilenceMatcher> {
+        silence
+            .matchers
+            .iter()
+            .find(|m| !m.is_regex && m.is_equal && !m.value.is_empty())
+    }
+
+    fn add(&mut self, silence: &Silence) {
+        match Self::key(silence) {
+            Some(m) => self
+                .filed
+                .entry(m.name.clone())
+                .or_default()
+                .entry(m.value.clone())
+                .or_default()
+                .push(silence.id.clone()),
+            None => self.unfiled.push(silence.id.clone()),
+        }
+    }
+
+    /// The ids of the silences that may match `labels` (each once).
+    fn candidates<'a>(&'a self, labels: &'a Labels) -> impl Iterator<Item = &'a String> + 'a {
+        labels
+            .iter()
+            .filter_map(|(name, value)| self.filed.get(name)?.get(value))
+            .flatten()
+            .chain(&self.unfiled)
+    }
 }
 
 /// The append-only silence log.
@@ -184,6 +239,7 @@ impl Silences {
     pub fn in_memory(retention: Duration) -> Self {
         Self {
             entries: RwLock::new(HashMap::new()),
+            index: RwLock::new(MatchIndex::default()),
             log: None,
             retention,
         }
@@ -230,6 +286,7 @@ impl Silences {
                 file,
                 lines: entries.len(),
             })),
+            index: RwLock::new(MatchIndex::build(&entries)),
             entries: RwLock::new(entries),
             retention,
         })
@@ -280,6 +337,9 @@ impl Silences {
         }
         let entry = Entry::new(silence)?;
         let id = entry.silence.id.clone();
+        // Updates in place keep their matchers (`can_update`), so only a
+        // new id is filed.
+        self.index.write().add(&entry.silence);
         entries.insert(id.clone(), entry);
         self.persist(&entries, &[&id])?;
         tracing::info!(silence = %id, "silence set");
@@ -311,15 +371,27 @@ impl Silences {
 
     /// Ids of the active silences that mute `labels`, sorted.
     pub fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .entries
-            .read()
-            .values()
+        let entries = self.entries.read();
+        let index = self.index.read();
+        let mut ids: Vec<String> = index
+            .candidates(labels)
+            .filter_map(|id| entries.get(id))
             .filter(|e| e.silence.state(now) == SilenceState::Active && e.matches(labels))
             .map(|e| e.silence.id.clone())
             .collect();
         ids.sort();
         ids
+    }
+
+    /// Whether an active silence mutes `labels` (what routing asks for
+    /// every alert it flushes: no allocation).
+    pub fn is_muted(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
+        let entries = self.entries.read();
+        let index = self.index.read();
+        index
+            .candidates(labels)
+            .filter_map(|id| entries.get(id))
+            .any(|e| e.silence.state(now) == SilenceState::Active && e.matches(labels))
     }
 
     /// Drops silences expired longer than the retention ago; returns how many.
@@ -335,6 +407,7 @@ impl Silences {
         });
         let removed = before - entries.len();
         if removed > 0 {
+            *self.index.write() = MatchIndex::build(&entries);
             self.compact(&entries)?;
         }
         Ok(removed)
@@ -535,6 +608,70 @@ mod tests {
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::new(pairs.iter().copied())
+    }
+
+    #[test]
+    fn the_match_index_finds_what_a_scan_of_every_silence_finds() {
+        let s = Silences::in_memory(DEFAULT_RETENTION);
+        let now = t("2026-01-01T10:00:00Z");
+        let (start, end) = ("2026-01-01T09:00:00Z", "2026-01-01T11:00:00Z");
+        let shapes: &[&[(&str, &str, bool, bool)]] = &[
+            &[
+                ("alertname", "A", false, true),
+                ("model_name", "fraud", false, true),
+            ],
+            &[("model_name", "fraud", false, true)],
+            &[("alertname", "A.*", true, true)],
+            &[
+                ("alertname", "B", false, false),
+                ("model_name", "fraud", false, true),
+            ],
+            // An empty value also matches a missing label: never filed.
+            &[("team", "", false, true), ("alertname", "A", false, true)],
+            &[
+                ("severity", "page|critical", true, true),
+                ("alertname", "A", false, true),
+            ],
+        ];
+        let mut ids = Vec::new();
+        for matchers in shapes {
+            ids.push(s.set(post(matchers, start, end), now).expect("created"));
+        }
+        let alerts = [
+            labels(&[("alertname", "A"), ("model_name", "fraud")]),
+            labels(&[("alertname", "A"), ("model_name", "churn"), ("team", "ml")]),
+            labels(&[("alertname", "AB"), ("severity", "critical")]),
+            labels(&[("alertname", "B"), ("model_name", "fraud")]),
+            labels(&[("alertname", "A"), ("severity", "page")]),
+        ];
+        for l in &alerts {
+            let entries = s.entries.read();
+            let mut scanned: Vec<String> = entries
+                .values()
+                .filter(|e| e.silence.state(now) == SilenceState::Active && e.matches(l))
+                .map(|e| e.silence.id.clone())
+                .collect();
+            drop(entries);
+            scanned.sort();
+            assert_eq!(s.mutes(l, now), scanned, "{l:?}");
+            assert_eq!(s.is_muted(l, now), !scanned.is_empty(), "{l:?}");
+        }
+        // The first alert: 0 and 1 by value, 2 by regex, 3 (filed under
+        // its model, and `alertname!="B"`), 4 (it has no team); 5 needs a
+        // severity.
+        let first = s.mutes(&alerts[0], now);
+        let expected: std::collections::BTreeSet<&String> =
+            [&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]]
+                .into_iter()
+                .collect();
+        assert_eq!(
+            first.iter().collect::<std::collections::BTreeSet<_>>(),
+            expected
+        );
+        // Expired and gone after retention: the index forgets them too.
+        let later = t("2026-01-10T00:00:00Z");
+        assert_eq!(s.gc(later).expect("gc"), shapes.len());
+        assert!(!s.is_muted(&alerts[0], t("2026-01-01T10:30:00Z")));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Alerts posted here go through the same alert store, muting and routing
 //! as the alerts of Klaxon's own rules.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -41,19 +42,66 @@ impl IntoResponse for AmError {
     }
 }
 
-/// One alert of `POST /api/v2/alerts`.
+/// One alert of `POST /api/v2/alerts`, its strings borrowed from the body
+/// where they need no unescaping (a re-sent alert then allocates only what
+/// is stored).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PostableAlert {
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
+struct PostableAlert<'a> {
+    #[serde(borrow)]
+    labels: Pairs<'a>,
+    #[serde(default, borrow)]
+    annotations: Pairs<'a>,
     #[serde(default)]
     starts_at: Option<DateTime<Utc>>,
     #[serde(default)]
     ends_at: Option<DateTime<Utc>>,
     #[serde(default, rename = "generatorURL")]
     generator_url: Option<String>,
+}
+
+/// A JSON object of strings as (name, value) pairs in document order.
+#[derive(Debug, Default)]
+struct Pairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+/// A string borrowed from the input when it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Pairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Pairs<'a>, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((Text(k), Text(v))) = map.next_entry::<Text<'de>, Text<'de>>()? {
+                    pairs.push((k, v));
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Pairs<'a> {
+    /// Sorted by name, the last value of a repeated name kept (what a JSON
+    /// object decoded into a map holds).
+    fn into_sorted(self) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
+        let mut pairs = self.0;
+        pairs.reverse();
+        // Stable: among equal names the last given now comes first.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, first| later.0 == first.0);
+        pairs
+    }
 }
 
 /// Go's zero time (`0001-01-01T00:00:00Z`), which clients send for "unset".
@@ -70,9 +118,20 @@ pub async fn post_alerts(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<StatusCode, AmError> {
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let posted: Vec<PostableAlert> = serde_path_to_error::deserialize(de)
-        .map_err(|e| AmError::bad_request(format!("body: {} at {}", e.inner(), e.path())))?;
+    // The plain parser first: tracking the path costs on every field, and
+    // only an error needs it (the body is parsed again to name the place).
+    let posted: Vec<PostableAlert> = match serde_json::from_slice(&body) {
+        Ok(posted) => posted,
+        Err(plain) => {
+            let de = &mut serde_json::Deserializer::from_slice(&body);
+            return Err(
+                match serde_path_to_error::deserialize::<_, Vec<PostableAlert>>(de) {
+                    Err(e) => AmError::bad_request(format!("body: {} at {}", e.inner(), e.path())),
+                    Ok(_) => AmError::bad_request(format!("body: {plain}")),
+                },
+            );
+        }
+    };
     let now = Utc::now();
     let timeout = chrono::Duration::from_std(state.live.load().config.global.resolve_timeout)
         .unwrap_or(chrono::Duration::minutes(5));
@@ -102,7 +161,7 @@ pub async fn post_alerts(
 
 /// Alertmanager's defaults and `Alert.Validate`, naming the field.
 fn to_stored(
-    p: PostableAlert,
+    p: PostableAlert<'_>,
     now: DateTime<Utc>,
     timeout: chrono::Duration,
 ) -> Result<StoredAlert, String> {
@@ -119,30 +178,34 @@ fn to_stored(
     if ends_at < starts_at {
         return Err("endsAt: start time must be before end time".into());
     }
-    let mut pairs = Vec::with_capacity(p.labels.len());
-    for (name, value) in &p.labels {
+    let labels = p.labels.into_sorted();
+    let mut pairs = Vec::with_capacity(labels.len());
+    for (name, value) in &labels {
         if !is_label_name(name) {
             return Err(format!("labels: invalid name {name:?}"));
         }
         if !value.is_empty() {
-            pairs.push((name.as_str(), value.as_str()));
+            pairs.push((name.as_ref(), value.as_ref()));
         }
     }
     if pairs.is_empty() {
         return Err("labels: at least one label pair required".into());
     }
-    for name in p.annotations.keys() {
-        if !is_label_name(name) {
-            return Err(format!("annotations: invalid name {name:?}"));
-        }
+    let annotations = p.annotations.into_sorted();
+    if let Some((name, _)) = annotations.iter().find(|(name, _)| !is_label_name(name)) {
+        return Err(format!("annotations: invalid name {name:?}"));
     }
+    let annotations: BTreeMap<String, String> = annotations
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     Ok(StoredAlert {
         alert: Alert {
             labels: Labels::new(pairs),
-            annotations: p.annotations,
+            annotations: Arc::new(annotations),
             starts_at,
             ends_at: Some(ends_at),
-            generator_url: p.generator_url.unwrap_or_default(),
+            generator_url: p.generator_url.unwrap_or_default().into(),
         },
         updated_at: now,
         timeout: timed_out,
@@ -250,7 +313,7 @@ fn gettable(
     receivers: &[&str],
 ) -> Value {
     json!({
-        "annotations": alert.annotations,
+        "annotations": &*alert.annotations,
         "endsAt": alert.ends_at.map(rfc3339).unwrap_or_else(|| ZERO_TIME.to_string()),
         "fingerprint": fingerprint_hex(alert.fingerprint()),
         "receivers": receivers.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
@@ -261,7 +324,7 @@ fn gettable(
             "state": if status.is_muted() { "suppressed" } else { "active" },
         },
         "updatedAt": rfc3339(updated_at),
-        "generatorURL": alert.generator_url,
+        "generatorURL": &*alert.generator_url,
         "labels": labels_json(&alert.labels),
     })
 }
@@ -482,4 +545,42 @@ pub async fn receivers(State(state): State<Arc<AppState>>) -> Json<Value> {
             .map(|r| json!({"name": r.name}))
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posted_labels_are_read_like_a_map_with_escapes_and_repeats() {
+        let body = br#"[{"labels": {"b": "2", "a": "x\"y", "b": "3", "c": ""},
+                         "annotations": {"s": "one", "s": "two"}}]"#;
+        let posted: Vec<PostableAlert> = serde_json::from_slice(body).expect("parses");
+        let now = Utc::now();
+        let stored = posted
+            .into_iter()
+            .map(|p| to_stored(p, now, chrono::Duration::minutes(5)))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("valid");
+        let alert = &stored[0].alert;
+        // Sorted, the last repeat wins, an empty value is no label.
+        assert_eq!(alert.labels, Labels::new([("a", "x\"y"), ("b", "3")]));
+        assert_eq!(
+            *alert.annotations,
+            BTreeMap::from([("s".to_string(), "two".to_string())])
+        );
+        // A repeated name whose last value is empty: the label is absent.
+        let posted: Vec<PostableAlert> =
+            serde_json::from_slice(br#"[{"labels": {"a": "1", "z": "x", "z": ""}}]"#)
+                .expect("parses");
+        let p = posted.into_iter().next().expect("one alert");
+        let alert = to_stored(p, now, chrono::Duration::minutes(5)).expect("valid");
+        assert_eq!(alert.alert.labels, Labels::new([("a", "1")]));
+        // Names are checked in sorted order.
+        let posted: Vec<PostableAlert> =
+            serde_json::from_slice(br#"[{"labels": {"z-z": "1", "a-a": "2"}}]"#).expect("parses");
+        let p = posted.into_iter().next().expect("one alert");
+        let err = to_stored(p, now, chrono::Duration::minutes(5)).expect_err("invalid");
+        assert_eq!(err, "labels: invalid name \"a-a\"");
+    }
 }

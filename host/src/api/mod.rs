@@ -363,7 +363,7 @@ async fn runtime(State(state): State<Arc<AppState>>) -> Response {
         "series": state.store.series_count(),
         "samples": state.store.sample_count(),
         "ruleGroups": state.live.load().groups.len(),
-        "plugins": state.plugins.list().len(),
+        "plugins": state.plugins.list().len() + state.plugins.offered_count(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

@@ -53,20 +53,29 @@ fn version_json(p: &Plugin, live_hash: &str) -> Value {
     })
 }
 
-/// `GET /api/v1/plugins`: every plugin's live version with its health.
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /api/v1/plugins`: every plugin's live version with its health,
+/// and the stock plugins not loaded yet (`"loaded": false`: no config uses
+/// them so far; they load when something asks for them by name).
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let registry = state.manager.registry().clone();
+    // Listing a stock plugin not loaded yet probes it once (see
+    // `PluginRegistry::offered_stock`): off the async threads.
+    let offered = tokio::task::spawn_blocking(move || registry.offered_stock())
+        .await
+        .map_err(|e| ApiError::internal(format!("plugin listing panicked: {e}")))?;
     let registry = state.manager.registry();
-    let list: Vec<_> = registry
+    let mut list: Vec<(String, Value)> = registry
         .list()
         .iter()
         .map(|p| {
-            json!({
+            let entry = json!({
                 "name": p.info.name,
                 "kind": p.info.kind,
                 "version": p.info.version,
                 "hash": p.hash,
                 "source": p.source,
                 "description": p.info.description,
+                "loaded": true,
                 "loadedAt": p.loaded_at,
                 "fromCache": p.from_cache,
                 "tier": p.tier,
@@ -74,10 +83,36 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
                 "stats": p.stats(),
                 "versions": registry.versions(&p.info.name).map_or(0, |v| v.len()),
                 "lastLoadError": state.manager.last_failure(&p.info.name),
-            })
+            });
+            (p.info.name.clone(), entry)
         })
         .collect();
-    success(list)
+    for o in offered {
+        if list.iter().any(|(name, _)| *name == o.info.name) {
+            continue; // loaded since
+        }
+        let entry = json!({
+            "name": o.info.name,
+            "kind": o.info.kind,
+            "version": o.info.version,
+            "hash": o.hash,
+            "source": PluginSource::Stock,
+            "description": o.info.description,
+            "loaded": false,
+            "loadedAt": null,
+            "fromCache": null,
+            "tier": null,
+            "limits": o.limits,
+            "stats": null,
+            "versions": 0,
+            "lastLoadError": state.manager.last_failure(&o.info.name),
+        });
+        list.push((o.info.name, entry));
+    }
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(success(
+        list.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    ))
 }
 
 /// `PUT /api/v1/plugins/NAME`: loads the body as a new version of NAME.
@@ -134,8 +169,15 @@ pub async fn versions(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let registry = state.manager.registry();
-    let (Some(versions), Some(live)) = (registry.versions(&name), registry.get(&name)) else {
+    let registry = state.manager.registry().clone();
+    let asked = name.clone();
+    // A stock plugin not loaded yet loads now: off the async threads.
+    let found = tokio::task::spawn_blocking(move || {
+        (registry.versions(&asked), registry.get_loaded(&asked))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("plugin lookup panicked: {e}")))?;
+    let (Some(versions), Some(live)) = found else {
         return Err(not_found(&name));
     };
     let list: Vec<_> = versions
@@ -246,10 +288,12 @@ pub async fn component(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let plugin = state
-        .manager
-        .registry()
-        .get(&name)
+    let registry = state.manager.registry().clone();
+    let asked = name.clone();
+    // A stock plugin not loaded yet loads now: off the async threads.
+    let plugin = tokio::task::spawn_blocking(move || registry.get(&asked))
+        .await
+        .map_err(|e| ApiError::internal(format!("plugin lookup panicked: {e}")))?
         .ok_or_else(|| not_found(&name))?;
     Ok((
         [

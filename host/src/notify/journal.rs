@@ -34,6 +34,22 @@ enum Line {
     Done(u64),
 }
 
+/// An `enqueue` line written from borrowed parts (the same text as
+/// `Line::Enqueue`), so journaling copies no notification.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum EnqueueLine<'a> {
+    Enqueue(EntryRef<'a>),
+}
+
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    id: u64,
+    receiver: &'a str,
+    integration: usize,
+    notification: &'a Notification,
+}
+
 struct Inner {
     file: File,
     /// Pending entries, by id, as their journal lines.
@@ -112,12 +128,12 @@ impl Journal {
     ) -> std::io::Result<u64> {
         let mut inner = self.inner.lock();
         let id = inner.next_id;
-        let line = encode(&Line::Enqueue(Box::new(Entry {
+        let line = encode(&EnqueueLine::Enqueue(EntryRef {
             id,
-            receiver: receiver.to_string(),
+            receiver,
             integration,
-            notification: notification.clone(),
-        })))?;
+            notification,
+        }))?;
         inner.file.write_all(line.as_bytes())?;
         inner.next_id += 1;
         inner.lines += 1;
@@ -163,7 +179,7 @@ impl Journal {
     }
 }
 
-fn encode(line: &Line) -> std::io::Result<String> {
+fn encode(line: &impl Serialize) -> std::io::Result<String> {
     let mut s = serde_json::to_string(line).map_err(std::io::Error::other)?;
     s.push('\n');
     Ok(s)

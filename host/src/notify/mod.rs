@@ -439,7 +439,12 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
         }
         tokio::select! {
             biased;
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {
+                if running.is_empty() && queue.is_empty() {
+                    // A burst of deliveries is over: its heap is free.
+                    crate::memory::release_after_burst();
+                }
+            }
             received = rx.recv(), if open => match received {
                 Some(request) => {
                     seq += 1;

@@ -929,9 +929,41 @@ pub struct Swap {
 /// The plugins the host knows, by name, each with its live version (swapped
 /// atomically; callers take the live version per call, so a call in flight
 /// finishes on the version it started with) and earlier versions kept warm.
+///
+/// Stock plugins may be *offered* rather than loaded
+/// ([`PluginRegistry::offer_stock`]): an offered plugin is compiled and
+/// linked the first time anything asks for it by name (a rule or receiver
+/// of a loaded config, an upload replacing it, the API), so a config that
+/// uses three stock plugins keeps three in memory, not thirty.
 #[derive(Default)]
 pub struct PluginRegistry {
     plugins: RwLock<HashMap<String, Arc<Slot>>>,
+    /// Stock plugins offered and not loaded yet. Held while one loads, so
+    /// a plugin asked for by two threads at once loads once.
+    offers: parking_lot::Mutex<Option<StockOffers>>,
+}
+
+/// The stock plugins offered to a registry and not loaded yet.
+struct StockOffers {
+    engine: Arc<PluginEngine>,
+    waiting: HashMap<String, OfferedStock>,
+}
+
+/// One stock plugin offered and not loaded yet.
+struct OfferedStock {
+    bytes: &'static [u8],
+    limits: PluginLimits,
+    /// What `info()` said and the hash, once the API asked (see
+    /// [`PluginRegistry::offered_stock`]).
+    probed: Option<(PluginInfo, String)>,
+}
+
+/// A stock plugin offered and not loaded, as the API lists it.
+#[derive(Debug, Clone)]
+pub struct OfferedPlugin {
+    pub info: PluginInfo,
+    pub hash: String,
+    pub limits: PluginLimits,
 }
 
 impl PluginRegistry {
@@ -1021,10 +1053,7 @@ impl PluginRegistry {
     /// before the live one.
     pub fn activate(&self, name: &str, hash: Option<&str>) -> Result<Swap, PluginError> {
         let slot = self
-            .plugins
-            .read()
-            .get(name)
-            .cloned()
+            .slot(name)
             .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
         let versions = slot.versions.lock();
         let live = slot.live.load_full();
@@ -1092,22 +1121,151 @@ impl PluginRegistry {
         self.plugins.read().get(name)?.shadow.load_full()
     }
 
-    /// The kept versions of a plugin, oldest first.
+    /// The kept versions of a plugin, oldest first (an offered stock plugin
+    /// is loaded first).
     pub fn versions(&self, name: &str) -> Option<Vec<Arc<Plugin>>> {
-        let slot = self.plugins.read().get(name).cloned()?;
+        let slot = self.slot(name)?;
         let versions = slot.versions.lock().clone();
         Some(versions)
     }
 
-    /// Forgets a plugin and all its versions; returns the live one.
+    /// Forgets a plugin and all its versions; returns the live one. An
+    /// offered stock plugin is loaded first (the caller gets what it removed)
+    /// and is no longer offered.
     pub fn remove(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.slot(name)?;
         let slot = self.plugins.write().remove(name)?;
         Some(slot.live.load_full())
     }
 
-    /// The live version of a plugin.
+    /// The live version of a plugin; an offered stock plugin is loaded now
+    /// (blocks for its compile: call from a blocking thread when it may not
+    /// be loaded yet).
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.slot(name).map(|s| s.live.load_full())
+    }
+
+    /// The live version of a plugin if it is loaded; never loads.
+    pub fn get_loaded(&self, name: &str) -> Option<Arc<Plugin>> {
         self.plugins.read().get(name).map(|s| s.live.load_full())
+    }
+
+    /// A plugin's slot, loading an offered stock plugin on first use. A
+    /// stock plugin that fails to load (it never should) is logged and
+    /// stays offered.
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        if let Some(slot) = self.plugins.read().get(name) {
+            return Some(slot.clone());
+        }
+        match self.load_offered(name) {
+            Ok(_) => self.plugins.read().get(name).cloned(),
+            Err(e) => {
+                tracing::error!(plugin = %name, error = %e, "stock plugin failed to load");
+                None
+            }
+        }
+    }
+
+    /// Offers every stock plugin embedded in the binary, each to be loaded
+    /// with `limits(name)` the first time it is asked for. Plugins already
+    /// loaded under a stock name are not offered.
+    pub fn offer_stock(&self, engine: Arc<PluginEngine>, limits: impl Fn(&str) -> PluginLimits) {
+        let loaded = self.plugins.read();
+        let waiting = stock::STOCK
+            .iter()
+            .filter(|(name, _)| !loaded.contains_key(*name))
+            .map(|(name, bytes)| {
+                let offered = OfferedStock {
+                    bytes,
+                    limits: limits(name),
+                    probed: None,
+                };
+                (name.to_string(), offered)
+            })
+            .collect();
+        *self.offers.lock() = Some(StockOffers { engine, waiting });
+    }
+
+    /// Loads the offered stock plugin `name` now, if it is offered and not
+    /// loaded yet; returns whether it was loaded by this call.
+    pub fn load_offered(&self, name: &str) -> Result<bool, PluginError> {
+        let mut offers = self.offers.lock();
+        let Some(offers) = offers.as_mut() else {
+            return Ok(false);
+        };
+        // Loaded meanwhile (by the thread that held the lock), or an
+        // upload of that name went live: the offer is void.
+        if self.plugins.read().contains_key(name) {
+            offers.waiting.remove(name);
+            return Ok(false);
+        }
+        let Some(offered) = offers.waiting.get(name) else {
+            return Ok(false);
+        };
+        let plugin = Plugin::load_bytes(
+            &offers.engine,
+            Some(name),
+            bytes::Bytes::from_static(offered.bytes),
+            PluginSource::Stock,
+            offered.limits.clone(),
+        )?;
+        tracing::info!(plugin = name, kind = %plugin.info.kind, version = %plugin.info.version, hash = %short(&plugin.hash), from_cache = plugin.from_cache, "loaded stock plugin on first use");
+        offers.waiting.remove(name);
+        self.insert(plugin);
+        Ok(true)
+    }
+
+    /// How many stock plugins are offered and not loaded.
+    pub fn offered_count(&self) -> usize {
+        let offers = self.offers.lock();
+        let loaded = self.plugins.read();
+        offers.as_ref().map_or(0, |o| {
+            o.waiting
+                .keys()
+                .filter(|n| !loaded.contains_key(*n))
+                .count()
+        })
+    }
+
+    /// The stock plugins offered and not loaded, sorted by name, with what
+    /// their `info()` says. The first call per plugin probes it (a quick
+    /// compile, or the compile cache, and one `info()` call) and keeps only
+    /// the answer, so listing does not keep every stock plugin in memory.
+    pub fn offered_stock(&self) -> Vec<OfferedPlugin> {
+        let mut offers = self.offers.lock();
+        let Some(offers) = offers.as_mut() else {
+            return Vec::new();
+        };
+        let loaded = self.plugins.read().keys().cloned().collect::<Vec<_>>();
+        offers.waiting.retain(|name, _| !loaded.contains(name));
+        let mut out = Vec::new();
+        for (name, offered) in offers.waiting.iter_mut() {
+            if offered.probed.is_none() {
+                match Plugin::load_tiered(
+                    &offers.engine,
+                    Some(name),
+                    bytes::Bytes::from_static(offered.bytes),
+                    PluginSource::Stock,
+                    offered.limits.clone(),
+                    true,
+                ) {
+                    Ok(probe) => offered.probed = Some((probe.info.clone(), probe.hash.clone())),
+                    Err(e) => {
+                        tracing::error!(plugin = %name, error = %e, "stock plugin failed to load");
+                        continue;
+                    }
+                }
+            }
+            if let Some((info, hash)) = &offered.probed {
+                out.push(OfferedPlugin {
+                    info: info.clone(),
+                    hash: hash.clone(),
+                    limits: offered.limits.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        out
     }
 
     /// The live version of a plugin, checked to be of the given kind.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 
 use crate::alert::Alert;
 use crate::silence::Silences;
@@ -86,21 +87,29 @@ impl AlertStore {
     /// overlaps; returns them as stored, for the dispatcher.
     pub fn put(&self, incoming: Vec<StoredAlert>, now: DateTime<Utc>) -> Vec<Alert> {
         let mut out = Vec::with_capacity(incoming.len());
+        let inhibitor = self.inhibitor.load();
         for alert in incoming {
             let fp = alert.alert.fingerprint();
-            let merged = match self.alerts.get(&fp) {
-                Some(old)
-                    if (alert.end() > old.alert.starts_at && alert.end() < old.end())
+            // One lookup (one shard lock) per alert; the stored alert and
+            // the one handed on share their text (`Alert` clones are cheap).
+            let merged = match self.alerts.entry(fp) {
+                Entry::Occupied(mut slot) => {
+                    let old = slot.get();
+                    let merged = if (alert.end() > old.alert.starts_at && alert.end() < old.end())
                         || (alert.alert.starts_at > old.alert.starts_at
-                            && alert.alert.starts_at < old.end()) =>
-                {
-                    old.merge(alert, now)
+                            && alert.alert.starts_at < old.end())
+                    {
+                        old.merge(alert, now)
+                    } else {
+                        alert
+                    };
+                    slot.insert(merged.clone());
+                    merged.alert
                 }
-                _ => alert,
+                Entry::Vacant(slot) => slot.insert(alert).alert.clone(),
             };
-            self.inhibitor.load().observe(&merged.alert);
-            out.push(merged.alert.clone());
-            self.alerts.insert(fp, merged);
+            inhibitor.observe(&merged);
+            out.push(merged);
         }
         out
     }
@@ -168,14 +177,12 @@ impl Muter {
 
     /// True when inhibited or silenced at `now`.
     pub fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
-        self.inhibitor.mutes(labels, now).is_some() || !self.silences.mutes(labels, now).is_empty()
+        self.inhibitor.mutes(labels, now).is_some() || self.silences.is_muted(labels, now)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -186,10 +193,10 @@ mod tests {
         StoredAlert {
             alert: Alert {
                 labels: Labels::new([("alertname", "A")]),
-                annotations: BTreeMap::new(),
+                annotations: Default::default(),
                 starts_at: t(start),
                 ends_at: end.map(t),
-                generator_url: String::new(),
+                generator_url: "".into(),
             },
             updated_at: t(updated),
             timeout,

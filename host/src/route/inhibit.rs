@@ -184,18 +184,16 @@ impl Inhibitor {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn alert(pairs: &[(&str, &str)], resolved: bool) -> Alert {
         let now = Utc::now();
         Alert {
             labels: Labels::new(pairs.iter().copied()),
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             starts_at: now - chrono::Duration::minutes(5),
             ends_at: resolved.then(|| now - chrono::Duration::minutes(1)),
-            generator_url: String::new(),
+            generator_url: "".into(),
         }
     }
 

@@ -25,6 +25,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -185,7 +186,8 @@ pub fn route_group_key(route_key: &str, group_labels: &Labels) -> String {
 
 /// An aggregation group's identity: its route (node id) and group key. Two
 /// routes may form the same key (same matchers); their groups stay apart.
-type GroupId = (usize, String);
+/// The key is shared by the group, its schedule entries and its log entries.
+type GroupId = (usize, Arc<str>);
 
 /// What the notification log remembers of the last delivery.
 #[derive(Debug, Clone)]
@@ -243,13 +245,18 @@ pub struct Dispatcher {
     /// stale when a group's `next_flush` changes or it starts flushing; stale
     /// ones are skipped when they surface.
     schedule: BinaryHeap<Reverse<(Instant, GroupId)>>,
+    /// The groups an alert belongs to, by fingerprint: a re-sent alert
+    /// (Prometheus re-sends every firing alert each evaluation) walks no
+    /// tree and formats no key. Entries leave with the alert's resolution;
+    /// the cache lives as long as this dispatcher, i.e. one routing tree.
+    routes_of: HashMap<u64, Arc<[GroupId]>>,
 }
 
 /// Alertmanager's notification log: what each integration was last told
 /// about each group, keyed by (group key, receiver, integration index) so it
 /// outlives the dispatcher across a config reload.
 #[derive(Default)]
-pub struct NotificationLog(HashMap<(String, String, usize), LogEntry>);
+pub struct NotificationLog(HashMap<(Arc<str>, String, usize), LogEntry>);
 
 impl Dispatcher {
     /// A dispatcher with only a root route, delivering through `notify`.
@@ -266,6 +273,7 @@ impl Dispatcher {
             log: NotificationLog::default(),
             muter: None,
             schedule: BinaryHeap::new(),
+            routes_of: HashMap::new(),
         }
     }
 
@@ -333,29 +341,52 @@ impl Dispatcher {
         }
     }
 
+    /// The groups `alert` belongs to (cached by fingerprint).
+    fn groups_of(&mut self, alert: &Alert) -> Arc<[GroupId]> {
+        let fp = alert.fingerprint();
+        if let Some(ids) = self.routes_of.get(&fp) {
+            return ids.clone();
+        }
+        let ids: Arc<[GroupId]> = self
+            .routing
+            .tree
+            .match_labels(&alert.labels)
+            .into_iter()
+            .map(|route| {
+                let labels = self.routing.routes[route].group_labels(&alert.labels);
+                let key = route_group_key(&self.routing.tree.node(route).key, &labels);
+                (route, Arc::from(key))
+            })
+            .collect();
+        self.routes_of.insert(fp, ids.clone());
+        ids
+    }
+
     fn insert(&mut self, batch: Vec<Alert>, now: Instant) {
         let now_utc = Utc::now();
         for alert in batch {
-            let routes = self.routing.tree.match_labels(&alert.labels);
-            for route in routes {
+            let ids = self.groups_of(&alert);
+            for id in ids.iter() {
+                let route = id.0;
                 let settings = &self.routing.routes[route];
-                let labels = settings.group_labels(&alert.labels);
-                let key = route_group_key(&self.routing.tree.node(route).key, &labels);
                 let group_wait = settings.group_wait;
-                let id = (route, key);
                 let schedule = &mut self.schedule;
-                let group = self.groups.entry(id.clone()).or_insert_with(|| {
+                if !self.groups.contains_key(id) {
                     tracing::debug!(group = %id.1, receiver = %settings.receiver, "new alert group");
                     schedule.push(Reverse((now + group_wait, id.clone())));
-                    AggrGroup {
-                        id,
-                        labels,
+                    let group = AggrGroup {
+                        id: id.clone(),
+                        labels: settings.group_labels(&alert.labels),
                         alerts: HashMap::new(),
                         next_flush: now + group_wait,
                         has_flushed: false,
                         flushing: false,
-                    }
-                });
+                    };
+                    self.groups.insert(id.clone(), group);
+                }
+                let Some(group) = self.groups.get_mut(id) else {
+                    continue;
+                };
                 // An alert older than group_wait need not wait for company.
                 let age = (now_utc - alert.starts_at).to_std().unwrap_or_default();
                 if !group.has_flushed && age >= group_wait && group.next_flush > now {
@@ -410,7 +441,7 @@ impl Dispatcher {
             return;
         }
         let settings = &self.routing.routes[id.0];
-        let key = id.1.as_str();
+        let key = &*id.1;
         let now_utc = Utc::now();
         let muted = is_muted(settings, key, now_utc);
         let mut alerts: Vec<Alert> = group.alerts.values().cloned().collect();
@@ -462,7 +493,7 @@ impl Dispatcher {
             let entry = self
                 .log
                 .0
-                .get(&(key.to_string(), settings.receiver.clone(), idx));
+                .get(&(id.1.clone(), settings.receiver.clone(), idx));
             if !needs_update(
                 entry,
                 &firing,
@@ -554,6 +585,10 @@ impl Dispatcher {
                 let fp = sent.fingerprint();
                 if group.alerts.get(&fp) == Some(sent) {
                     group.alerts.remove(&fp);
+                    // Resolved and told: a return walks the tree again
+                    // (the entry is also rebuilt if another route's group
+                    // still holds the alert).
+                    self.routes_of.remove(&fp);
                 }
             }
         }

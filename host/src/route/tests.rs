@@ -28,7 +28,7 @@ fn alert(name: &str, model: &str, resolved: bool) -> Alert {
         annotations: Default::default(),
         starts_at: now,
         ends_at: resolved.then_some(now),
-        generator_url: String::new(),
+        generator_url: "".into(),
     }
 }
 
@@ -193,7 +193,7 @@ fn labelled(pairs: &[(&str, &str)]) -> Alert {
         annotations: Default::default(),
         starts_at: Utc::now(),
         ends_at: None,
-        generator_url: String::new(),
+        generator_url: "".into(),
     }
 }
 

@@ -337,13 +337,14 @@ impl Rule {
                         let a = rt.table.get(fp)?;
                         Some(Alert {
                             labels: a.labels.clone(),
-                            annotations: a.annotations.clone(),
+                            annotations: std::sync::Arc::new(a.annotations.clone()),
                             starts_at: a.fired_at.unwrap_or(a.active_at),
                             ends_at: if resolved { a.resolved_at } else { None },
                             generator_url: format!(
                                 "{}/api/v1/rules?group={}&rule={}",
                                 ctx.external_url, self.group, self.name
-                            ),
+                            )
+                            .into(),
                         })
                     })
                     .collect()
