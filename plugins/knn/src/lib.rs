@@ -1,10 +1,88 @@
-//! `knn`: shape novelty. Fires when the newest stretch of samples looks unlike any
-//! earlier stretch of the window: the distance from the newest lag vector to its
-//! nearest earlier neighbours, judged against the distances this series usually has.
-//! (Draft under measurement on NAB.)
+//! `knn`: shape novelty. Fires when the newest stretch of samples looks unlike every
+//! earlier stretch in the window — the distance from the newest lag vector to its `k`
+//! nearest earlier lag vectors is unusually large for this series — or when the newest
+//! sample leaves the window's range (a new extreme). Catches spikes, level shifts and
+//! changes of pattern (a periodic load that stops repeating, a noisy series gone
+//! flat) without a model of the series; made for the Numenta Anomaly Benchmark's kind
+//! of real metrics (see BENCHMARKS.md, NAB).
+//!
+//! The window is the memory of shapes (use a long one: a few days of samples); the
+//! usual distance is learned in the host-owned per-series state, and each evaluation
+//! judges only the samples newer than the last one it saw.
+//!
+//! # Config
+//!
+//! ```json
+//! { "dimension": 24, "neighbours": 3, "threshold": 3.0, "memory": 1000,
+//!   "min_samples": 50, "warmup": 50, "extreme": 0.05 }
+//! ```
+//!
+//! | field         | type    | default | meaning |
+//! |---------------|---------|---------|---------|
+//! | `dimension`   | integer | `24`    | `d`, samples per lag vector (the length of a "shape"), 1..=1024 |
+//! | `neighbours`  | integer | `3`     | `k`, nearest earlier lag vectors averaged, 1..=64 |
+//! | `threshold`   | number  | `3.0`   | fire when the novelty `z` exceeds it (finite, > 0) |
+//! | `memory`      | number  | `1000`  | samples the usual distance is averaged over (weight `1/memory`, ≥ 1) |
+//! | `min_samples` | integer | `50`    | earlier lag vectors (and, for `extreme`, earlier samples) in the window before a sample is judged (≥ 1) |
+//! | `warmup`      | integer | `50`    | distances learned before the first novelty verdict (≥ 2) |
+//! | `extreme`     | number or `null` | `0.05` | new-extreme tolerance: fire when the newest sample is more than `extreme × (max − min)` beyond the range of the window's earlier samples; `null` turns the rule off (finite, ≥ 0) |
+//!
+//! Unknown fields are an error. The defaults were chosen on the NAB corpus (one config
+//! for all 58 series, see BENCHMARKS.md); a `threshold` of 3 flags about one sample in
+//! 700 of a stationary series' distances, so give the rule a `keep_firing_for` of a
+//! few dozen samples: the novel stretch stays in the lag vector for `d` samples.
+//!
+//! # Formula
+//!
+//! `x₁..x_n`: the window's finite samples (NaN and ±Inf are skipped), `s` their
+//! population standard deviation. For each sample `j` newer than the state's
+//! last-seen timestamp (at most the newest 256 per evaluation):
+//!
+//! ```text
+//! v_j = (x_{j-d+1}, …, x_j)                      lag vector
+//! D_j = mean of the k smallest ‖v_j − v_i‖₂ over i = d … j−d
+//!       (earlier lag vectors not overlapping v_j; needs ≥ max(min_samples, k))
+//! u_j = ln(D_j / s + 0.01)                       (s = 0: u_j = ln 0.01)
+//! z_j = (u_j − μ) / σ                            novelty
+//! ```
+//!
+//! `μ`, `σ²` are the mean and variance of the earlier `u`: plain over the first
+//! `warmup` values, then exponentially weighted, `μ ← μ + w·(u* − μ)`,
+//! `σ² ← (1 − w)·(σ² + w·(u* − μ_old)²)` with `w = 1/memory`, learning
+//! `u* = min(u, μ + threshold·σ)` so that one novel stretch does not widen σ. σ = 0
+//! (distances never varied, e.g. a perfectly repeating series): `z = 0` when `u ≤ μ`,
+//! else `1e6`; `z` is clamped to ±1e6, never NaN. Distances are relative to `s`, so
+//! the detector is scale-free; the `0.01` floor keeps exact repeats (distance 0) from
+//! making `ln` infinite.
+//!
+//! New extreme (when `extreme` is set): with `lo`, `hi` the minimum and maximum of
+//! `x₁..x_{j-1}` (at least `min_samples` of them), sample `j` is a new extreme when
+//! `x_j > hi + extreme·(hi − lo)` or `x_j < lo − extreme·(hi − lo)`.
+//!
+//! The verdict fires when any judged sample has `z_j > threshold` or is a new
+//! extreme. An evaluation with no new sample repeats the previous verdict. Cost per
+//! judged sample: `O(n·d)` (a 1 152-sample window with `d = 24`: ~28 000
+//! multiply-adds); memory: the window plus a 51-byte state.
+//!
+//! # State
+//!
+//! Tag `N`, version 1, 51 bytes: last-seen timestamp, distances learned, `μ`, `σ²`,
+//! and the previous verdict's `z`, distance and new-extreme side. Unknown tag,
+//! version or length: start fresh.
+//!
+//! # Verdict
+//!
+//! - score: the largest `z_j` of the evaluation; summary like
+//!   `shape novelty z=4.2 (distance 12.3, usual 2.1); latest 130 above the window's range 80..120`;
+//! - annotations: `novelty` (z), `distance` (`D_j`), `usual_distance`
+//!   (`s·(e^μ − 0.01)`), `new_extreme` (`above`, `below` or `no`), `latest`,
+//!   `window_min`, `window_max` (of the earlier samples), `samples` (finite samples in
+//!   the window);
+//! - before `warmup` distances are learned: score 0, summary like
+//!   `learning: 12 of 50 distances`, firing only on a new extreme.
 
-use klaxon_anomaly_common::MAX_SCORE;
 use klaxon_anomaly_common::state::{StateReader, StateWriter};
+use klaxon_anomaly_common::{MAX_SCORE, bounded};
 use klaxon_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -15,58 +93,119 @@ pub struct Knn;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Lag vector length.
+    /// `d`, samples per lag vector.
     pub dimension: usize,
-    /// Nearest neighbours averaged.
+    /// `k`, nearest neighbours averaged.
     pub neighbours: usize,
-    /// Fire when the novelty score exceeds it.
+    /// Novelty above which the detector fires.
     pub threshold: f64,
-    /// Samples of memory of the usual distance.
-    pub history: f64,
-    /// Earlier lag vectors needed before a sample is judged.
+    /// Samples the usual distance is averaged over.
+    pub memory: f64,
+    /// Earlier lag vectors (and samples) needed before a sample is judged.
     pub min_samples: usize,
-    /// Distances learned before any verdict.
-    pub min_history: u64,
-    /// Relative floor of distances (fraction of the window's standard deviation).
-    pub floor: f64,
-    /// Log distances averaged before judging.
-    pub averaging: usize,
-    /// New-extreme tolerance (fraction of the earlier range); negative: off.
-    pub extreme: f64,
+    /// Distances learned before the first novelty verdict.
+    pub warmup: u64,
+    /// New-extreme tolerance; `None`: no new-extreme rule.
+    pub extreme: Option<f64>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            dimension: 6,
+            dimension: 24,
             neighbours: 3,
-            threshold: 4.0,
-            history: 1000.0,
+            threshold: 3.0,
+            memory: 1000.0,
             min_samples: 50,
-            min_history: 50,
-            floor: 0.01,
-            averaging: 1,
-            extreme: -1.0,
+            warmup: 50,
+            extreme: Some(0.05),
         }
     }
 }
 
-const TAG: u8 = b'K';
+const SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "knn",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "dimension": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 24, "description": "Samples per lag vector."},
+    "neighbours": {"type": "integer", "minimum": 1, "maximum": 64, "default": 3, "description": "Nearest earlier lag vectors averaged."},
+    "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 3.0, "description": "Fire when the novelty z exceeds this."},
+    "memory": {"type": "number", "minimum": 1, "default": 1000, "description": "Samples the usual distance is averaged over."},
+    "min_samples": {"type": "integer", "minimum": 1, "default": 50, "description": "Earlier lag vectors in the window before a sample is judged."},
+    "warmup": {"type": "integer", "minimum": 2, "default": 50, "description": "Distances learned before the first novelty verdict."},
+    "extreme": {"type": ["number", "null"], "minimum": 0, "default": 0.05, "description": "Fire when the newest sample leaves the window's range by more than this fraction of it; null: off."}
+  }
+}"#;
+
+/// Samples judged per evaluation at most (the newest): bounds the cost of a first
+/// evaluation over a long window.
+pub const MAX_NEW_SAMPLES: usize = 256;
+
+/// Floor added to relative distances before the logarithm.
+const FLOOR: f64 = 0.01;
+
+const TAG: u8 = b'N';
 const VERSION: u8 = 1;
 
-/// Per-series state.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Which side of the window's range a new extreme left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Extreme {
+    /// Within the range (or the rule is off).
+    #[default]
+    No,
+    /// Above the maximum.
+    Above,
+    /// Below the minimum.
+    Below,
+}
+
+impl Extreme {
+    fn code(self) -> u8 {
+        match self {
+            Extreme::No => 0,
+            Extreme::Above => 1,
+            Extreme::Below => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(Extreme::No),
+            1 => Some(Extreme::Above),
+            2 => Some(Extreme::Below),
+            _ => None,
+        }
+    }
+
+    /// The annotation value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Extreme::No => "no",
+            Extreme::Above => "above",
+            Extreme::Below => "below",
+        }
+    }
+}
+
+/// The per-series state.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Model {
     /// Timestamp of the newest sample consumed.
     pub last_seen_ms: Option<i64>,
     /// Distances learned.
     pub learned: u64,
-    /// Mean of log distances.
+    /// μ of the log distances.
     pub mean: f64,
-    /// Variance of log distances.
+    /// σ² of the log distances.
     pub variance: f64,
-    /// Recent log distances, newest last.
-    pub recent: Vec<f64>,
+    /// The previous verdict's novelty.
+    pub last_z: f64,
+    /// The previous verdict's distance.
+    pub last_distance: f64,
+    /// The previous verdict's new-extreme side.
+    pub last_extreme: Extreme,
 }
 
 impl Model {
@@ -74,111 +213,129 @@ impl Model {
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = StateReader::open(bytes, TAG, VERSION)?;
         let last_seen = r.i64()?;
-        let mut m = Self {
+        let model = Self {
             last_seen_ms: (last_seen != i64::MIN).then_some(last_seen),
             learned: r.u64()?,
             mean: r.f64()?,
             variance: r.f64()?,
-            recent: Vec::new(),
+            last_z: r.f64()?,
+            last_distance: r.f64()?,
+            last_extreme: Extreme::from_code(r.u8()?)?,
         };
-        let n = r.u8()?;
-        for _ in 0..n {
-            m.recent.push(r.f64()?);
-        }
         r.finish()?;
-        Some(m)
+        Some(model)
     }
 
     /// Encodes the state.
     pub fn encode(&self) -> Vec<u8> {
-        let w = StateWriter::new(TAG, VERSION)
+        StateWriter::new(TAG, VERSION)
             .i64(self.last_seen_ms.unwrap_or(i64::MIN))
             .u64(self.learned)
             .f64(self.mean)
-            .f64(self.variance);
-        let mut w = w.u8(self.recent.len() as u8);
-        for x in &self.recent {
-            w = w.f64(*x);
-        }
-        w.finish()
+            .f64(self.variance)
+            .f64(self.last_z)
+            .f64(self.last_distance)
+            .u8(self.last_extreme.code())
+            .finish()
     }
 
-    /// Scores log distance `u` then learns it; returns the score (None while learning).
-    fn judge(&mut self, cfg: &Config, u: f64) -> Option<f64> {
-        self.recent.push(u);
-        if self.recent.len() > cfg.averaging {
-            self.recent.remove(0);
-        }
-        if self.recent.len() < cfg.averaging {
-            return None;
-        }
-        let u = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
-        let ready = self.learned >= cfg.min_history;
-        let sigma = self.variance.sqrt();
-        let z = if ready {
-            Some(if sigma > 0.0 {
-                ((u - self.mean) / sigma).clamp(-MAX_SCORE, MAX_SCORE)
-            } else if u > self.mean {
-                MAX_SCORE
-            } else {
-                0.0
-            })
-        } else {
-            None
-        };
-        let cleaned = if ready {
-            u.min(self.mean + cfg.threshold * sigma)
-        } else {
-            u
-        };
-        if ready {
-            let a = 1.0 / cfg.history;
-            let d = cleaned - self.mean;
-            self.mean += a * d;
-            self.variance = (1.0 - a) * (self.variance + a * d * d);
-        } else {
+    /// Whether the usual distance is learned.
+    pub fn warm(&self, cfg: &Config) -> bool {
+        self.learned >= cfg.warmup
+    }
+
+    /// Judges log distance `u` against the usual ones, then learns it. `None` while
+    /// warming up.
+    pub fn judge(&mut self, cfg: &Config, u: f64) -> Option<f64> {
+        if !self.warm(cfg) {
             self.learned += 1;
             let n = self.learned as f64;
-            let d = cleaned - self.mean;
-            self.mean += d / n;
-            // running population variance
-            self.variance += (d * (cleaned - self.mean) - self.variance) / n;
+            let delta = u - self.mean;
+            self.mean += delta / n;
+            // Running population variance (Welford, divided as it goes).
+            self.variance += (delta * (u - self.mean) - self.variance) / n;
+            return None;
         }
-        z
+        let sigma = self.variance.sqrt();
+        let z = if sigma > 0.0 {
+            bounded((u - self.mean) / sigma)
+        } else if u > self.mean {
+            MAX_SCORE
+        } else {
+            0.0
+        };
+        let cleaned = u.min(self.mean + cfg.threshold * sigma);
+        let w = 1.0 / cfg.memory;
+        let delta = cleaned - self.mean;
+        self.mean += w * delta;
+        self.variance = (1.0 - w) * (self.variance + w * delta * delta);
+        if !(self.mean.is_finite() && self.variance.is_finite()) {
+            // Nothing sensible survives an overflow: relearn.
+            self.learned = 0;
+            self.mean = 0.0;
+            self.variance = 0.0;
+        }
+        Some(z)
     }
 }
 
-/// Mean distance from the lag vector ending at `j` to its `k` nearest earlier,
-/// non-overlapping lag vectors; `None` with fewer than `min` candidates.
-pub fn novelty(xs: &[f64], j: usize, d: usize, k: usize, min: usize) -> Option<f64> {
-    if j + 2 < 2 * d {
+/// Mean Euclidean distance from the lag vector ending at `j` (`xs[j+1-d..=j]`) to its
+/// `k` nearest earlier lag vectors that do not overlap it; `None` with fewer than
+/// `max(min, k)` of them.
+pub fn novelty_distance(xs: &[f64], j: usize, d: usize, k: usize, min: usize) -> Option<f64> {
+    if d == 0 || k == 0 || j >= xs.len() || j + 1 < 2 * d {
         return None;
     }
-    let last = j + 1 - d; // candidates end at d-1 ..= j-d
-    let candidates = (last + 1).saturating_sub(d - 1);
+    // Candidates end at i = d-1 ..= j-d.
+    let candidates = j + 2 - 2 * d;
     if candidates < min.max(k) {
         return None;
     }
     let target = &xs[j + 1 - d..=j];
+    // The k smallest squared distances so far, ascending.
     let mut best: Vec<f64> = Vec::with_capacity(k + 1);
-    for i in (d - 1)..last {
-        let v = &xs[i + 1 - d..=i];
-        let mut s = 0.0;
-        let bound = best.last().copied().filter(|_| best.len() == k);
-        for (a, b) in v.iter().zip(target) {
-            s += (a - b) * (a - b);
-            if bound.is_some_and(|w| s >= w) {
+    for i in (d - 1)..=(j - d) {
+        let bound = if best.len() == k {
+            best.last().copied()
+        } else {
+            None
+        };
+        let mut sum = 0.0;
+        let mut pruned = false;
+        for (a, b) in xs[i + 1 - d..=i].iter().zip(target) {
+            sum += (a - b) * (a - b);
+            if bound.is_some_and(|w| sum >= w) {
+                pruned = true;
                 break;
             }
         }
-        if bound.is_some_and(|w| s >= w) {
+        if pruned {
             continue;
         }
-        let at = best.partition_point(|&w| w <= s);
-        best.insert(at, s);
+        let at = best.partition_point(|&w| w <= sum);
+        best.insert(at, sum);
         best.truncate(k);
     }
     Some(best.iter().map(|s| s.sqrt()).sum::<f64>() / best.len() as f64)
+}
+
+/// Whether `xs[j]` leaves the range of `xs[..j]` by more than `tolerance` of it.
+pub fn new_extreme(xs: &[f64], j: usize, tolerance: f64, min: usize) -> (Extreme, f64, f64) {
+    let earlier = &xs[..j.min(xs.len())];
+    let lo = earlier.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = earlier.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if earlier.len() < min.max(1) || j >= xs.len() {
+        return (Extreme::No, lo, hi);
+    }
+    let margin = tolerance * (hi - lo);
+    let side = if xs[j] > hi + margin {
+        Extreme::Above
+    } else if xs[j] < lo - margin {
+        Extreme::Below
+    } else {
+        Extreme::No
+    };
+    (side, lo, hi)
 }
 
 impl Detector for Knn {
@@ -188,16 +345,50 @@ impl Detector for Knn {
         Info::new(
             "knn",
             env!("CARGO_PKG_VERSION"),
-            "Shape novelty: distance of the newest lag vector to its nearest earlier neighbours.",
+            "Shape novelty: fires when the newest lag vector is unusually far from its k \
+             nearest earlier lag vectors in the window, or the newest sample leaves the \
+             window's range.",
         )
+        .schema(SCHEMA)
     }
 
     fn check_config(cfg: &Config) -> Result<(), String> {
-        if cfg.dimension < 1 {
-            return Err("dimension: must be at least 1".into());
+        if !(1..=1024).contains(&cfg.dimension) {
+            return Err(format!(
+                "dimension: must be in 1..=1024, got {}",
+                cfg.dimension
+            ));
         }
-        if cfg.neighbours < 1 {
-            return Err("neighbours: must be at least 1".into());
+        if !(1..=64).contains(&cfg.neighbours) {
+            return Err(format!(
+                "neighbours: must be in 1..=64, got {}",
+                cfg.neighbours
+            ));
+        }
+        if !(cfg.threshold.is_finite() && cfg.threshold > 0.0) {
+            return Err(format!(
+                "threshold: must be a finite number above 0, got {}",
+                cfg.threshold
+            ));
+        }
+        if !(cfg.memory.is_finite() && cfg.memory >= 1.0) {
+            return Err(format!(
+                "memory: must be a finite number ≥ 1, got {}",
+                cfg.memory
+            ));
+        }
+        if cfg.min_samples < 1 {
+            return Err("min_samples: must be at least 1, got 0".to_owned());
+        }
+        if cfg.warmup < 2 {
+            return Err(format!("warmup: must be at least 2, got {}", cfg.warmup));
+        }
+        if let Some(e) = cfg.extreme
+            && !(e.is_finite() && e >= 0.0)
+        {
+            return Err(format!(
+                "extreme: must be a finite number ≥ 0 or null, got {e}"
+            ));
         }
         Ok(())
     }
@@ -212,50 +403,113 @@ impl Detector for Knn {
             }
         }
         let scale = stats::stddev(&xs).unwrap_or(0.0);
-        let from = match model.last_seen_ms {
+        let first_new = match model.last_seen_ms {
             Some(t) => ts.partition_point(|&x| x <= t),
             None => 0,
         };
-        let mut best: Option<(f64, f64)> = None;
-        let mut extreme = false;
+        let from = first_new.max(xs.len().saturating_sub(MAX_NEW_SAMPLES));
+        let mut judged: Option<(f64, f64)> = None;
+        let mut extreme = Extreme::No;
+        let mut range = (f64::NAN, f64::NAN);
         for j in from..xs.len() {
-            if cfg.extreme >= 0.0 && j >= cfg.min_samples {
-                let (lo, hi) = xs[..j]
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
-                let tol = cfg.extreme * (hi - lo);
-                if xs[j] > hi + tol || xs[j] < lo - tol {
-                    extreme = true;
+            if let Some(tolerance) = cfg.extreme {
+                let (side, lo, hi) = new_extreme(&xs, j, tolerance, cfg.min_samples);
+                range = (lo, hi);
+                if side != Extreme::No {
+                    extreme = side;
                 }
             }
-            let Some(dist) = novelty(&xs, j, cfg.dimension, cfg.neighbours, cfg.min_samples)
+            let Some(distance) =
+                novelty_distance(&xs, j, cfg.dimension, cfg.neighbours, cfg.min_samples)
             else {
                 continue;
             };
             let u = if scale > 0.0 {
-                (dist / scale + cfg.floor).ln()
-            } else if dist > 0.0 {
-                MAX_SCORE.ln()
+                (distance / scale + FLOOR).ln()
             } else {
-                cfg.floor.ln()
+                FLOOR.ln()
             };
             if let Some(z) = model.judge(cfg, u)
-                && best.is_none_or(|(b, _)| z > b)
+                && judged.is_none_or(|(best, _)| z > best)
             {
-                best = Some((z, dist));
+                judged = Some((z, distance));
             }
         }
+        let new_samples = from < xs.len();
         if let Some(&t) = ts.last() {
-            model.last_seen_ms = Some(model.last_seen_ms.map_or(t, |s| s.max(t)));
+            model.last_seen_ms = Some(model.last_seen_ms.map_or(t, |seen| seen.max(t)));
         }
+        if new_samples {
+            let (z, distance) = judged.unwrap_or((0.0, 0.0));
+            model.last_z = z;
+            model.last_distance = distance;
+            model.last_extreme = extreme;
+        }
+        let latest = xs.last().copied();
         let state = model.encode();
-        match best {
-            Some((z, dist)) => Verdict::new(extreme || z > cfg.threshold, z, format!("novelty z={z:.2}"))
-                .annotate("distance", format_value(dist))
-                .with_state(state),
-            None => Verdict::ok(0.0, "learning").with_state(state),
+        verdict(cfg, &model, scale, latest, range, xs.len()).with_state(state)
+    }
+}
+
+fn verdict(
+    cfg: &Config,
+    m: &Model,
+    scale: f64,
+    latest: Option<f64>,
+    (lo, hi): (f64, f64),
+    samples: usize,
+) -> Verdict {
+    let extreme = m.last_extreme;
+    let warm = m.warm(cfg);
+    let z = if warm { m.last_z } else { 0.0 };
+    let firing = extreme != Extreme::No || z > cfg.threshold;
+    let usual = bounded((scale * (m.mean.exp() - FLOOR)).max(0.0));
+    let mut summary = String::new();
+    if warm {
+        summary.push_str("shape novelty z=");
+        summary.push_str(&format!("{z:.2}"));
+        summary.push_str(" (distance ");
+        push_value(&mut summary, m.last_distance);
+        summary.push_str(", usual ");
+        push_value(&mut summary, usual);
+        summary.push(')');
+    } else {
+        summary.push_str(&format!(
+            "learning: {} of {} distances",
+            m.learned.min(cfg.warmup),
+            cfg.warmup
+        ));
+    }
+    if let Some(x) = latest {
+        summary.push_str("; latest ");
+        push_value(&mut summary, x);
+        if lo.is_finite() && hi.is_finite() {
+            summary.push_str(match extreme {
+                Extreme::Above => " above",
+                Extreme::Below => " below",
+                Extreme::No => " within",
+            });
+            summary.push_str(" the window's range ");
+            push_value(&mut summary, lo);
+            summary.push_str("..");
+            push_value(&mut summary, hi);
         }
     }
+    let mut v = Verdict::new(firing, z, summary)
+        .annotate("novelty", format_value(z))
+        .annotate("distance", format_value(m.last_distance))
+        .annotate("usual_distance", format_value(usual))
+        .annotate("new_extreme", extreme.name())
+        .annotate("samples", samples.to_string());
+    if let Some(x) = latest {
+        v = v.annotate("latest", format_value(x));
+    }
+    if lo.is_finite() && hi.is_finite() {
+        v = v
+            .annotate("window_min", format_value(lo))
+            .annotate("window_max", format_value(hi));
+    }
+    v
 }
 
 klaxon_sdk::export_detector!(Knn);
