@@ -34,15 +34,15 @@
 //!
 //! # Formula
 //!
-//! `x₁..x_n`: the window's finite samples (NaN and ±Inf are skipped), `s` their
-//! population standard deviation. For each sample `j` newer than the state's
-//! last-seen timestamp (at most the newest 256 per evaluation):
+//! `x₁..x_n`: the window's finite samples (NaN and ±Inf are skipped). For each sample
+//! `j` newer than the state's last-seen timestamp (at most the newest 256 per
+//! evaluation), with `s_j` the population standard deviation of `x₁..x_j`:
 //!
 //! ```text
 //! v_j = (x_{j-d+1}, …, x_j)                      lag vector
 //! D_j = mean of the k smallest ‖v_j − v_i‖₂ over i = d … j−d
 //!       (earlier lag vectors not overlapping v_j; needs ≥ max(min_samples, k))
-//! u_j = ln(D_j / s + 0.01)                       (s = 0: u_j = ln 0.01)
+//! u_j = ln(D_j / s_j + 0.01)                     (s_j = 0: u_j = ln 0.01)
 //! z_j = (u_j − μ) / σ                            novelty
 //! ```
 //!
@@ -51,9 +51,10 @@
 //! `σ² ← (1 − w)·(σ² + w·(u* − μ_old)²)` with `w = 1/memory`, learning
 //! `u* = min(u, μ + threshold·σ)` so that one novel stretch does not widen σ. σ = 0
 //! (distances never varied, e.g. a perfectly repeating series): `z = 0` when `u ≤ μ`,
-//! else `1e6`; `z` is clamped to ±1e6, never NaN. Distances are relative to `s`, so
+//! else `1e6`; `z` is clamped to ±1e6, never NaN. Distances are relative to `s_j`, so
 //! the detector is scale-free; the `0.01` floor keeps exact repeats (distance 0) from
-//! making `ln` infinite.
+//! making `ln` infinite. Only samples up to `j` enter its judgement, so evaluating
+//! every sample as it arrives gives the same verdicts as one evaluation of them all.
 //!
 //! New extreme (when `extreme` is set): with `lo`, `hi` the minimum and maximum of
 //! `x₁..x_{j-1}` (at least `min_samples` of them), sample `j` is a new extreme when
@@ -75,7 +76,7 @@
 //! - score: the largest `z_j` of the evaluation; summary like
 //!   `shape novelty z=4.2 (distance 12.3, usual 2.1); latest 130 above the window's range 80..120`;
 //! - annotations: `novelty` (z), `distance` (`D_j`), `usual_distance`
-//!   (`s·(e^μ − 0.01)`), `new_extreme` (`above`, `below` or `no`), `latest`,
+//!   (`s_n·(e^μ − 0.01)`), `new_extreme` (`above`, `below` or `no`), `latest`,
 //!   `window_min`, `window_max` (of the earlier samples), `samples` (finite samples in
 //!   the window);
 //! - before `warmup` distances are learned: score 0, summary like
@@ -402,7 +403,6 @@ impl Detector for Knn {
                 xs.push(x);
             }
         }
-        let scale = stats::stddev(&xs).unwrap_or(0.0);
         let first_new = match model.last_seen_ms {
             Some(t) => ts.partition_point(|&x| x <= t),
             None => 0,
@@ -411,7 +411,21 @@ impl Detector for Knn {
         let mut judged: Option<(f64, f64)> = None;
         let mut extreme = Extreme::No;
         let mut range = (f64::NAN, f64::NAN);
-        for j in from..xs.len() {
+        // Population σ of x₁..x_j, accumulated as j advances (Welford).
+        let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
+        let mut scale = 0.0;
+        for (j, &x) in xs.iter().enumerate() {
+            count += 1.0;
+            let delta = x - mean;
+            mean += delta / count;
+            m2 += delta * (x - mean);
+            if j < from {
+                continue;
+            }
+            scale = (m2.max(0.0) / count).sqrt();
+            if !scale.is_finite() {
+                scale = 0.0;
+            }
             if let Some(tolerance) = cfg.extreme {
                 let (side, lo, hi) = new_extreme(&xs, j, tolerance, cfg.min_samples);
                 range = (lo, hi);
@@ -436,6 +450,10 @@ impl Detector for Knn {
             }
         }
         let new_samples = from < xs.len();
+        if count > 0.0 {
+            scale = (m2.max(0.0) / count).sqrt();
+        }
+        let scale = if scale.is_finite() { scale } else { 0.0 };
         if let Some(&t) = ts.last() {
             model.last_seen_ms = Some(model.last_seen_ms.map_or(t, |seen| seen.max(t)));
         }
@@ -513,3 +531,250 @@ fn verdict(
 }
 
 klaxon_sdk::export_detector!(Knn);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use klaxon_anomaly_common::fixtures::{replay, river_stream};
+    use klaxon_sdk::testing::{self, TestSeries};
+
+    fn run(config: &str, values: &[f64]) -> Output {
+        testing::run_detector::<Knn>(config, &[TestSeries::from_values(values)])
+            .expect("evaluate")
+            .remove(0)
+    }
+
+    /// A repeating pattern with a little deterministic jitter.
+    fn periodic(n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                let phase = (i % 12) as f64;
+                10.0 + phase.min(12.0 - phase) + ((i * 37) % 11) as f64 * 0.01
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hand_computed_distance() {
+        // d = 2, k = 1, xs = 0 1 0 1 5 1: the lag vector ending at j = 5 is (5, 1);
+        // earlier non-overlapping ones end at i = 1, 2, 3: (0,1), (1,0), (0,1).
+        // Distances: √(25+0) = 5, √(16+1) = √17, 5 → nearest √17.
+        let xs = [0.0, 1.0, 0.0, 1.0, 5.0, 1.0];
+        let d = novelty_distance(&xs, 5, 2, 1, 1).unwrap();
+        assert!((d - 17f64.sqrt()).abs() < 1e-12, "{d}");
+        // k = 2: mean of √17 and 5.
+        let d2 = novelty_distance(&xs, 5, 2, 2, 1).unwrap();
+        assert!((d2 - (17f64.sqrt() + 5.0) / 2.0).abs() < 1e-12, "{d2}");
+        // Too few candidates.
+        assert_eq!(novelty_distance(&xs, 5, 2, 1, 4), None);
+        assert_eq!(novelty_distance(&xs, 2, 2, 1, 1), None);
+    }
+
+    #[test]
+    fn hand_computed_new_extreme() {
+        let xs = [1.0, 3.0, 2.0, 3.05, 3.2, 0.85];
+        // Range of the first 3: 1..3, margin 0.05·2 = 0.1.
+        assert_eq!(new_extreme(&xs, 3, 0.05, 3).0, Extreme::No);
+        assert_eq!(new_extreme(&xs, 4, 0.05, 3).0, Extreme::Above);
+        // Range of the first 5: 1..3.2, margin 0.11: 0.85 < 0.89.
+        assert_eq!(new_extreme(&xs, 5, 0.05, 3), (Extreme::Below, 1.0, 3.2));
+        // Not enough earlier samples.
+        assert_eq!(new_extreme(&xs, 4, 0.05, 5).0, Extreme::No);
+    }
+
+    #[test]
+    fn learned_recursion_matches_hand_computation() {
+        let cfg = Config {
+            warmup: 2,
+            memory: 4.0,
+            threshold: 3.0,
+            ..Config::default()
+        };
+        let mut m = Model::default();
+        assert_eq!(m.judge(&cfg, 1.0), None);
+        assert_eq!(m.judge(&cfg, 3.0), None);
+        // Warm: μ = 2, σ² = 1 (population).
+        assert_eq!((m.mean, m.variance), (2.0, 1.0));
+        // u = 2.5: z = 0.5; learned as is (below μ + 3σ = 5): μ = 2 + 0.25·0.5 = 2.125,
+        // σ² = 0.75·(1 + 0.25·0.25) = 0.796875.
+        assert_eq!(m.judge(&cfg, 2.5), Some(0.5));
+        assert_eq!((m.mean, m.variance), (2.125, 0.796875));
+        // u = 100: z large, learned as μ + 3σ only.
+        let sigma = 0.796875f64.sqrt();
+        let z = m.judge(&cfg, 100.0).unwrap();
+        assert!((z - (100.0 - 2.125) / sigma).abs() < 1e-9);
+        assert!((m.mean - (2.125 + 0.25 * 3.0 * sigma)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_repeating_pattern_is_quiet_and_a_break_in_it_fires() {
+        let config = r#"{"dimension":12,"extreme":null}"#;
+        let mut xs = periodic(400);
+        let v = run(config, &xs).verdict;
+        assert!(!v.firing, "{}", v.summary);
+        assert!(v.summary.starts_with("shape novelty z="), "{}", v.summary);
+        // The pattern stops: the series stays at its mid level, inside its range.
+        xs.extend(std::iter::repeat_n(13.0, 6));
+        let out = run(config, &xs);
+        assert!(out.verdict.firing, "{}", out.verdict.summary);
+        assert!(out.verdict.score > 3.0);
+        assert_eq!(out.verdict.annotation("new_extreme"), Some("no"));
+        assert_eq!(out.verdict.annotation("samples"), Some("406"));
+    }
+
+    #[test]
+    fn a_spike_fires_on_the_new_extreme_rule_alone() {
+        let mut xs = periodic(300);
+        xs.push(40.0);
+        let v = run(r#"{"threshold":1000}"#, &xs).verdict;
+        assert!(v.firing, "{}", v.summary);
+        assert_eq!(v.annotation("new_extreme"), Some("above"));
+        assert_eq!(v.annotation("window_max"), Some("16.1"));
+        assert!(
+            v.summary.contains("latest 40 above the window's range 10"),
+            "{}",
+            v.summary
+        );
+        let v = run(r#"{"threshold":1000,"extreme":null}"#, &xs).verdict;
+        assert!(!v.firing, "{}", v.summary);
+    }
+
+    #[test]
+    fn a_level_shift_fires_and_is_learned() {
+        // N(0,1) then N(3,1) from sample 300: the new level is a new shape at first,
+        // and after a window's worth of it no longer novel.
+        let xs = river_stream();
+        let config = r#"{"dimension":8,"extreme":null}"#;
+        assert!(!run(config, &xs[..300]).verdict.firing);
+        let fired = (300..330).any(|n| run(config, &xs[..n]).verdict.firing);
+        assert!(fired, "the shift is never novel");
+        let late: Vec<f64> = xs[300..].to_vec();
+        assert!(!run(config, &late).verdict.firing);
+    }
+
+    #[test]
+    fn incremental_evaluation_equals_one_shot() {
+        let mut xs = periodic(200);
+        xs[50] = f64::NAN;
+        xs[120] = f64::INFINITY;
+        xs[199] = 14.5;
+        let one_shot = run("{}", &xs);
+        for step in [1, 7] {
+            assert_eq!(replay::<Knn>("{}", &xs, 200, step), one_shot, "step {step}");
+        }
+    }
+
+    #[test]
+    fn no_new_sample_repeats_the_verdict() {
+        let mut xs = periodic(300);
+        xs.push(40.0);
+        let first = run("{}", &xs);
+        assert!(first.verdict.firing);
+        let again = testing::run_detector::<Knn>(
+            "{}",
+            &[TestSeries::from_values(&xs).state(first.state.clone().unwrap())],
+        )
+        .unwrap()
+        .remove(0);
+        assert!(again.verdict.firing, "{}", again.verdict.summary);
+        assert_eq!(again.verdict.score, first.verdict.score);
+        assert_eq!(again.state, first.state);
+    }
+
+    #[test]
+    fn a_fresh_state_judges_at_most_the_newest_samples() {
+        let xs = periodic(2000);
+        let out = run(r#"{"warmup":1000}"#, &xs);
+        let m = Model::decode(out.state.as_deref().unwrap()).unwrap();
+        // Samples 0..1744 are not judged; the newest 256 all are (still warming up).
+        assert_eq!(m.learned, MAX_NEW_SAMPLES as u64);
+    }
+
+    #[test]
+    fn empty_constant_and_nan_windows_never_give_nan() {
+        for values in [
+            vec![],
+            vec![f64::NAN; 300],
+            vec![5.0; 300],
+            [f64::MAX, -f64::MAX].repeat(150),
+            [1e-300, 0.0].repeat(150),
+        ] {
+            let v = run("{}", &values).verdict;
+            assert!(v.score.is_finite(), "{values:?}");
+            assert!(
+                v.annotations.iter().all(|(_, a)| a != "NaN" && a != "inf"),
+                "{:?}",
+                v.annotations
+            );
+        }
+        let v = run("{}", &[5.0; 300]).verdict;
+        assert_eq!((v.firing, v.score), (false, 0.0), "{}", v.summary);
+        let v = run("{}", &[]).verdict;
+        assert!(!v.firing);
+        assert!(v.summary.starts_with("learning: 0 of 50"), "{}", v.summary);
+        // A constant series that moves is a new extreme.
+        let mut values = vec![5.0; 300];
+        values.push(6.0);
+        let v = run("{}", &values).verdict;
+        assert!(v.firing, "{}", v.summary);
+        assert_eq!(v.annotation("new_extreme"), Some("above"));
+    }
+
+    #[test]
+    fn foreign_state_starts_fresh() {
+        let xs = periodic(120);
+        let s = || TestSeries::from_values(&xs);
+        let fresh = testing::run_detector::<Knn>("{}", &[s()])
+            .unwrap()
+            .remove(0);
+        for junk in [vec![], vec![b'N', 2], vec![b'H', 1, 0], {
+            let mut long = fresh.state.clone().unwrap();
+            long.push(0);
+            long
+        }] {
+            let out = testing::run_detector::<Knn>("{}", &[s().state(junk)])
+                .unwrap()
+                .remove(0);
+            assert_eq!(out, fresh);
+        }
+        assert_eq!(fresh.state.unwrap().len(), 51);
+    }
+
+    #[test]
+    fn config_checks() {
+        let check = testing::check_detector_config::<Knn>;
+        assert!(check("{}").is_ok());
+        assert!(check(r#"{"extreme":null}"#).is_ok());
+        for (config, field) in [
+            (r#"{"dimension":0}"#, "dimension:"),
+            (r#"{"dimension":2000}"#, "dimension:"),
+            (r#"{"neighbours":0}"#, "neighbours:"),
+            (r#"{"threshold":0}"#, "threshold:"),
+            (r#"{"memory":0.5}"#, "memory:"),
+            (r#"{"min_samples":0}"#, "min_samples:"),
+            (r#"{"warmup":1}"#, "warmup:"),
+            (r#"{"extreme":-1}"#, "extreme:"),
+            (r#"{"dimension":-1}"#, "dimension:"),
+        ] {
+            let err = check(config).unwrap_err();
+            assert!(err.starts_with(field), "{config}: {err}");
+        }
+        assert!(
+            check(r#"{"k":1}"#)
+                .unwrap_err()
+                .contains("unknown field `k`")
+        );
+    }
+
+    #[test]
+    fn schema_is_json_with_the_defaults() {
+        let info = testing::info::<Knn>();
+        let schema: serde_json::Value = serde_json::from_str(&info.config_schema).unwrap();
+        let d = Config::default();
+        assert_eq!(schema["properties"]["dimension"]["default"], d.dimension);
+        assert_eq!(schema["properties"]["neighbours"]["default"], d.neighbours);
+        assert_eq!(schema["properties"]["threshold"]["default"], d.threshold);
+        assert_eq!(schema["properties"]["warmup"]["default"], d.warmup);
+        assert_eq!(schema["properties"]["extreme"]["default"], 0.05);
+    }
+}
