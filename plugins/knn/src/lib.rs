@@ -60,8 +60,11 @@
 //! `x₁..x_{j-1}` (at least `min_samples` of them), sample `j` is a new extreme when
 //! `x_j > hi + extreme·(hi − lo)` or `x_j < lo − extreme·(hi − lo)`.
 //!
-//! The verdict fires when any judged sample has `z_j > threshold` or is a new
-//! extreme. An evaluation with no new sample repeats the previous verdict. Cost per
+//! The verdict is about the newest sample `n`: it fires when `z_n > threshold` or
+//! `x_n` is a new extreme. The other samples that arrived since the last evaluation
+//! are learned on the way (a spike among the last `d` samples is still in the newest
+//! lag vector); a first evaluation learns from the window's history. An evaluation
+//! with no new sample repeats the previous verdict. Cost per
 //! judged sample: `O(n·d)` (a 1 152-sample window with `d = 24`: ~28 000
 //! multiply-adds); memory: the window plus a 51-byte state.
 //!
@@ -73,7 +76,7 @@
 //!
 //! # Verdict
 //!
-//! - score: the largest `z_j` of the evaluation; summary like
+//! - score: `z_n`; summary like
 //!   `shape novelty z=4.2 (distance 12.3, usual 2.1); latest 130 above the window's range 80..120`;
 //! - annotations: `novelty` (z), `distance` (`D_j`), `usual_distance`
 //!   (`s_n·(e^μ − 0.01)`), `new_extreme` (`above`, `below` or `no`), `latest`,
@@ -408,12 +411,10 @@ impl Detector for Knn {
             None => 0,
         };
         let from = first_new.max(xs.len().saturating_sub(MAX_NEW_SAMPLES));
-        let mut judged: Option<(f64, f64)> = None;
-        let mut extreme = Extreme::No;
-        let mut range = (f64::NAN, f64::NAN);
+        // (z, distance) of the newest sample, once warm.
+        let mut newest: Option<(f64, f64)> = None;
         // Population σ of x₁..x_j, accumulated as j advances (Welford).
         let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
-        let mut scale = 0.0;
         for (j, &x) in xs.iter().enumerate() {
             count += 1.0;
             let delta = x - mean;
@@ -422,43 +423,49 @@ impl Detector for Knn {
             if j < from {
                 continue;
             }
-            scale = (m2.max(0.0) / count).sqrt();
-            if !scale.is_finite() {
-                scale = 0.0;
-            }
-            if let Some(tolerance) = cfg.extreme {
-                let (side, lo, hi) = new_extreme(&xs, j, tolerance, cfg.min_samples);
-                range = (lo, hi);
-                if side != Extreme::No {
-                    extreme = side;
-                }
-            }
             let Some(distance) =
                 novelty_distance(&xs, j, cfg.dimension, cfg.neighbours, cfg.min_samples)
             else {
                 continue;
             };
-            let u = if scale > 0.0 {
+            let scale = (m2.max(0.0) / count).sqrt();
+            let u = if scale > 0.0 && scale.is_finite() {
                 (distance / scale + FLOOR).ln()
             } else {
                 FLOOR.ln()
             };
-            if let Some(z) = model.judge(cfg, u)
-                && judged.is_none_or(|(best, _)| z > best)
-            {
-                judged = Some((z, distance));
+            let z = model.judge(cfg, u);
+            if j + 1 == xs.len() {
+                newest = z.map(|z| (z, distance));
             }
         }
+        let (extreme, lo, hi) = match xs.len() {
+            0 => (Extreme::No, f64::NAN, f64::NAN),
+            n => new_extreme(
+                &xs,
+                n - 1,
+                cfg.extreme.unwrap_or(f64::INFINITY),
+                cfg.min_samples,
+            ),
+        };
+        let extreme = if cfg.extreme.is_some() {
+            extreme
+        } else {
+            Extreme::No
+        };
+        let range = (lo, hi);
         let new_samples = from < xs.len();
-        if count > 0.0 {
-            scale = (m2.max(0.0) / count).sqrt();
-        }
+        let scale = if count > 0.0 {
+            (m2.max(0.0) / count).sqrt()
+        } else {
+            0.0
+        };
         let scale = if scale.is_finite() { scale } else { 0.0 };
         if let Some(&t) = ts.last() {
             model.last_seen_ms = Some(model.last_seen_ms.map_or(t, |seen| seen.max(t)));
         }
         if new_samples {
-            let (z, distance) = judged.unwrap_or((0.0, 0.0));
+            let (z, distance) = newest.unwrap_or((0.0, 0.0));
             model.last_z = z;
             model.last_distance = distance;
             model.last_extreme = extreme;
@@ -662,6 +669,22 @@ mod tests {
         for step in [1, 7] {
             assert_eq!(replay::<Knn>("{}", &xs, 200, step), one_shot, "step {step}");
         }
+    }
+
+    #[test]
+    fn the_verdict_is_about_the_newest_sample() {
+        // An old spike in the history of a first evaluation is learned, not paged.
+        let mut xs = periodic(300);
+        xs[200] = 40.0;
+        let v = run("{}", &xs).verdict;
+        assert!(!v.firing, "{}", v.summary);
+        // A spike among the last d samples is still in the newest lag vector.
+        let mut xs = periodic(300);
+        xs.push(40.0);
+        xs.extend(periodic(312)[301..].iter().copied());
+        let v = run(r#"{"extreme":null}"#, &xs).verdict;
+        assert!(v.firing, "{}", v.summary);
+        assert_eq!(v.annotation("new_extreme"), Some("no"));
     }
 
     #[test]
