@@ -271,10 +271,13 @@ pub fn combinations() -> Vec<Combination> {
     const MAD: &str = "mad (threshold 7, keep_firing_for 48)";
     const HW: &str = "holt_winters (band 8, keep_firing_for 48)";
     const EWMA: &str = "ewma (l 7, keep_firing_for 48)";
+    const KNN: &str = "knn (keep_firing_for 24)";
     let own = AlertRule::default();
     vec![
         Combination { name: "any(zscore, holt_winters)", children: &[Z, HW], k: 1, rule: own },
         Combination { name: "2 of (zscore, mad, holt_winters)", children: &[Z, MAD, HW], k: 2, rule: own },
         Combination { name: "2 of (zscore, mad, holt_winters, ewma)", children: &[Z, MAD, HW, EWMA], k: 2, rule: own },
+        Combination { name: "any(knn, zscore)", children: &[KNN, Z], k: 1, rule: own },
+        Combination { name: "2 of (knn, zscore, holt_winters)", children: &[KNN, Z, HW], k: 2, rule: own },
     ]
 }
