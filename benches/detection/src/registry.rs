@@ -241,8 +241,8 @@ pub fn registry() -> Vec<Entry> {
         e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
         e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift])
             .proposed("threshold 0.15", r#"{"threshold":0.15}"#, AlertRule::default()),
-        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(4 * HOUR), nab_long, &[Spike, LevelShift]),
-        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(4 * HOUR), nab_long, &[Spike, LevelShift])
+        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift]),
+        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift])
             .proposed("keep_firing_for 24", "{}", AlertRule { keep_firing_for: 24, ..AlertRule::default() }),
         e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]),
     ]
