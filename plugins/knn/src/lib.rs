@@ -2,13 +2,15 @@
 //! earlier stretch in the window — the distance from the newest lag vector to its `k`
 //! nearest earlier lag vectors is unusually large for this series — or when the newest
 //! sample leaves the window's range (a new extreme). Catches spikes, level shifts and
-//! changes of pattern (a periodic load that stops repeating, a noisy series gone
-//! flat) without a model of the series; made for the Numenta Anomaly Benchmark's kind
-//! of real metrics (see BENCHMARKS.md, NAB).
+//! changes of pattern (a periodic load that stops repeating) without a model of the
+//! series; made for the Numenta Anomaly Benchmark's kind of real metrics (see
+//! BENCHMARKS.md, NAB). A series that goes quiet (less noise, same level) is *not* a
+//! novel shape: its lag vectors are close to every noisy one.
 //!
-//! The window is the memory of shapes (use a long one: a few days of samples); the
-//! usual distance is learned in the host-owned per-series state, and each evaluation
-//! judges only the samples newer than the last one it saw.
+//! The window is the memory of shapes: make it cover the series' longest cycle (a day
+//! for a daily pattern) and ~1 000 samples or more. The usual distance is learned in
+//! the host-owned per-series state, and each evaluation learns only from the samples
+//! newer than the last one it saw.
 //!
 //! # Config
 //!
@@ -28,9 +30,9 @@
 //! | `extreme`     | number or `null` | `0.05` | new-extreme tolerance: fire when the newest sample is more than `extreme × (max − min)` beyond the range of the window's earlier samples; `null` turns the rule off (finite, ≥ 0) |
 //!
 //! Unknown fields are an error. The defaults were chosen on the NAB corpus (one config
-//! for all 58 series, see BENCHMARKS.md); a `threshold` of 3 flags about one sample in
-//! 700 of a stationary series' distances, so give the rule a `keep_firing_for` of a
-//! few dozen samples: the novel stretch stays in the lag vector for `d` samples.
+//! for all 58 series, see BENCHMARKS.md). A novel stretch stays in the lag vector for
+//! `d` samples and the verdict may flap meanwhile, so give the rule a
+//! `keep_firing_for` of about `d` samples (NAB: 24 records).
 //!
 //! # Formula
 //!
@@ -84,6 +86,18 @@
 //!   the window);
 //! - before `warmup` distances are learned: score 0, summary like
 //!   `learning: 12 of 50 distances`, firing only on a new extreme.
+//!
+//! # Measured
+//!
+//! NAB v1.1 (58 series, one sample per evaluation, the last 1 152 records as the
+//! window, defaults): standard score 63.4, 64.7 with `keep_firing_for: 24` (reward
+//! low FP 54.5, low FN 70.1), against the published KNN-CAD 58.0 and CAD OSE 69.9;
+//! without the new-extreme rule at most ~50. Klaxon's synthetic streams (1-minute
+//! samples with a daily and weekly cycle, a 1-day window): every level shift and 90 %
+//! of spikes found, median 1–2 evaluations after the fault, but 10.5 false pages a
+//! week (6 with `keep_firing_for: 24`), mostly new extremes of the day at the
+//! weekly ramps: where the cycle is longer than the window, raise `extreme` or turn
+//! it off.
 
 use klaxon_anomaly_common::state::{StateReader, StateWriter};
 use klaxon_anomaly_common::{MAX_SCORE, bounded};
