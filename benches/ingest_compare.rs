@@ -231,7 +231,11 @@ fn remote_write_bodies(families: &[Family], start_s: i64, points: usize) -> Vec<
 
 fn main() {
     if std::env::args().any(|a| a == "--serve-klaxon") {
-        serve_klaxon();
+        if std::env::args().any(|a| a == "--default-config") {
+            harness::serve_klaxon(klaxon_host::config::DEFAULT_CONFIG);
+        } else {
+            serve_klaxon();
+        }
         return;
     }
     klaxon_host::server::install_tls_provider();
@@ -274,9 +278,10 @@ fn main() {
         rw_bytes as f64 / 1e6,
         rw_bodies.len()
     );
-    println!("\n| format | server | samples/s | counted back | RSS after |");
-    println!("|---|---|---|---|---|");
     let dir = tempfile::tempdir().expect("tempdir");
+    rss_at_rest(dir.path());
+    println!("\n| format | server | samples/s | counted back | RSS before | RSS after |");
+    println!("|---|---|---|---|---|---|");
     let runs: [(&str, &[Body], &str); 2] = [
         ("text import", &text_bodies, "/api/v1/import/prometheus"),
         ("remote write", &rw_bodies, "/api/v1/write"),
@@ -292,6 +297,7 @@ fn main() {
             &dir.path().join(format!("v-{}", format.replace(' ', "-"))),
         ));
         for t in &targets {
+            let before = rss_mib(t.proc.0.id());
             // Remote write in order on one connection: Prometheus's head
             // refuses samples older than what it already has.
             let connections = if format == "remote write" { 1 } else { 2 };
@@ -302,7 +308,7 @@ fn main() {
             }
             let counted = count(&t.base, end_s, &families);
             println!(
-                "| {format} | {} | {:.2} M | {} of {total} | {:.0} MiB |",
+                "| {format} | {} | {:.2} M | {} of {total} | {before:.0} MiB | {:.0} MiB |",
                 t.name,
                 total as f64 / elapsed.as_secs_f64() / 1e6,
                 counted,
@@ -310,6 +316,28 @@ fn main() {
             );
         }
     }
+}
+
+/// Klaxon's resident memory at rest, before any sample: with the bench's
+/// config (no rules) and with the embedded default config (its rules and
+/// receivers), each started twice so the plugins come from the compile
+/// cache, as deployed.
+fn rss_at_rest(dir: &Path) {
+    let mut line = Vec::new();
+    for (name, extra) in [
+        ("bench config (no rules)", None),
+        ("embedded default config", Some("--default-config")),
+    ] {
+        let d = dir.join(format!("rest-{}", extra.unwrap_or("bench")));
+        let d = d.to_string_lossy();
+        let mut args = vec!["--data-dir", &d];
+        args.extend(extra);
+        drop(harness::spawn_klaxon_with(&args));
+        let (proc, _) = harness::spawn_klaxon_with(&args);
+        std::thread::sleep(Duration::from_secs(2));
+        line.push(format!("{:.0} MiB with the {name}", rss_mib(proc.0.id())));
+    }
+    println!("Klaxon at rest: {}", line.join(", "));
 }
 
 /// Klaxon with no rules, keeping 7 h.

@@ -3,8 +3,13 @@
 //! (1 000 ML-serving series × 6 h at 15 s), range over the last hour at a
 //! 15 s step. For profiling the evaluator (`perf record` on this binary)
 //! and tracking it between changes; `query_compare` is the side-by-side.
+//! Each query runs both ways, node at a time (what `Engine::range` does)
+//! and step by step (`Engine::range_per_step`), and the answers are
+//! compared (exactly: NaN would count as different).
 //!
-//! Run: `cargo bench --bench range_eval` (`-- --runs N`, default 10).
+//! Run: `cargo bench --bench range_eval` (`-- --runs N`, default 10;
+//! `--query "p99 latency"` for one query; `--tune-allocator` to set the
+//! allocator up as `klaxon serve` does).
 
 use std::time::Instant;
 
@@ -43,6 +48,10 @@ const QUERIES: [(&str, &str); 5] = [
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--tune-allocator") {
+        // As `klaxon serve` sets glibc's allocator up.
+        klaxon_host::server::tune_allocator();
+    }
     let runs: usize = args
         .iter()
         .position(|a| a == "--runs")
@@ -78,21 +87,47 @@ fn main() {
     let end_ms = now_s * 1000 - 7_000;
     let start_ms = end_ms - 3_600_000;
     let engine = Engine::default();
-    println!("| query | range 1h/15s median | series |");
-    println!("|---|---:|---:|");
+    println!("| query | by node (range 1h/15s median) | step by step | series | same answer |");
+    println!("|---|---:|---:|---:|---|");
+    let step_ms = STEP_S * 1000;
+    let only = args
+        .iter()
+        .position(|a| a == "--query")
+        .and_then(|i| args.get(i + 1));
     for (name, q) in QUERIES {
-        let query = Query::parse(q).expect("query parses");
-        let mut times = Vec::with_capacity(runs);
-        let mut series = 0;
-        for _ in 0..runs {
-            let t = Instant::now();
-            let out = engine
-                .range(&store, &query, start_ms, end_ms, STEP_S * 1000)
-                .expect("evaluates");
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-            series = out.len();
+        if only.is_some_and(|o| o != name) {
+            continue;
         }
-        times.sort_by(f64::total_cmp);
-        println!("| {name} | {:.2} ms | {series} |", times[times.len() / 2]);
+        let query = Query::parse(q).expect("query parses");
+        let by_node = median_ms(runs, || {
+            engine
+                .range(&store, &query, start_ms, end_ms, step_ms)
+                .expect("evaluates")
+        });
+        let per_step = median_ms(runs, || {
+            engine
+                .range_per_step(&store, &query, start_ms, end_ms, step_ms)
+                .expect("evaluates")
+        });
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms | {} | {} |",
+            by_node.0,
+            per_step.0,
+            by_node.1.len(),
+            if by_node.1 == per_step.1 { "yes" } else { "NO" }
+        );
     }
+}
+
+/// The median time of `runs` calls of `f`, and its last answer.
+fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = f();
+    for _ in 0..runs {
+        let t = Instant::now();
+        last = f();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], last)
 }

@@ -2,8 +2,9 @@
 //! config, input, synthetic rule shape, NAB feed, the faults it is meant for).
 //!
 //! Configs are each detector's documented defaults, plus the fields a rule must set
-//! (e.g. `threshold`'s `op` and `value`). Time is in evaluation intervals (1 min in
-//! the synthetic runs); NAB windows are in records.
+//! (e.g. `threshold`'s `op` and `value`). Synthetic windows, baselines and evaluation
+//! intervals are in minutes (each rule has its own interval, 1 min unless set with
+//! [`Entry::every`]); NAB windows are in records.
 
 use klaxon_sdk::Detector;
 use klaxon_sdk::testing::run_detector_at;
@@ -66,16 +67,16 @@ impl Fault {
 /// What a rule's query returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
-    /// One seasonal metric, one sample per interval (latency, request rate...).
+    /// One seasonal metric, one sample a minute (latency, request rate...).
     Metric,
-    /// Raw prediction scores, 10 samples per interval.
+    /// Raw prediction scores, 10 samples a minute.
     Scores,
 }
 
-/// How the synthetic rule feeds the detector (times in intervals).
+/// How the synthetic rule feeds the detector (times in minutes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feed {
-    /// Every interval, the window `(t - window, t]` and optionally the baseline
+    /// Every evaluation, the window `(t - window, t]` and optionally the baseline
     /// `(t - offset - length, t - offset]`.
     Windowed {
         /// Window length.
@@ -83,8 +84,8 @@ pub enum Feed {
         /// Baseline (offset, length).
         baseline: Option<(i64, i64)>,
     },
-    /// Every interval, only the samples that arrived since the last evaluation; the
-    /// detector's state carries the rest.
+    /// Every evaluation, only the samples that arrived since the last one (the
+    /// rule's interval); the detector's state carries the rest.
     Streaming,
 }
 
@@ -116,6 +117,8 @@ pub struct Entry {
     pub meant_for: &'static [Fault],
     /// `for` and `keep_firing_for` of the rule, in evaluations (default 0 and 0).
     pub rule: AlertRule,
+    /// The rule's evaluation interval in the synthetic runs, in minutes (default 1).
+    pub interval: i64,
     /// Empty for the documented defaults; otherwise what a proposed variant changes.
     pub variant: &'static str,
 }
@@ -137,6 +140,12 @@ impl Entry {
     /// The same entry with another rule shape (`judge_absent`, `for`...).
     pub fn rule(mut self, rule: AlertRule) -> Self {
         self.rule = rule;
+        self
+    }
+
+    /// The same entry evaluated every `minutes` in the synthetic runs.
+    pub fn every(mut self, minutes: i64) -> Self {
+        self.interval = minutes;
         self
     }
 
@@ -168,10 +177,17 @@ const fn with_baseline(window: i64, offset: i64, length: i64) -> Feed {
     }
 }
 
-/// Minutes per hour, day, week (evaluation intervals are 1 min).
+/// Minutes per hour, day, week.
 const HOUR: i64 = 60;
 const DAY: i64 = 24 * HOUR;
 const WEEK: i64 = 7 * DAY;
+
+/// Evaluation interval of the distribution-drift rules (1 h window against the same
+/// hour yesterday), in minutes: drift checks are usually run every 10-30 min.
+const DRIFT_EVERY: i64 = 30;
+
+/// Evaluation interval of the streaming detectors on seasonal residuals, in minutes.
+const SEASON_EVERY: i64 = 30;
 
 /// NAB window of the windowed anomaly detectors, in records (≈ 1 day at NAB's
 /// usual 5 min spacing). One value for the whole corpus.
@@ -192,6 +208,7 @@ pub fn registry() -> Vec<Entry> {
         nab,
         meant_for,
         rule: AlertRule::default(),
+        interval: 1,
         variant: "",
     };
     // Proposed rule shape for the anomaly detectors on NAB-like data: pages merged
@@ -206,6 +223,17 @@ pub fn registry() -> Vec<Entry> {
     // The seasonal docs' rule: 4 past weeks ± 5 min through a baseline.
     let four_weeks = with_baseline(10, WEEK - 5, 3 * WEEK + 10);
     let absent_rule = AlertRule { judge_absent: true, ..AlertRule::default() };
+    // Streaming detectors on seasonal data: residuals against last week
+    // (`season_seconds: 604800`), evaluated every 30 min like other drift checks; the
+    // window holds the new samples, the baseline one week back (and the 5 min
+    // lookback) for each of them. The change detectors hold a detection for one
+    // interval; page_hinkley's δ and λ are in the metric's units (σ of the residual
+    // ≈ 4.2 here: δ ≈ σ/2, λ ≈ 25σ).
+    let last_week = with_baseline(SEASON_EVERY, WEEK, SEASON_EVERY + 5);
+    const WEEKLY: &str = r#"{"season_seconds":604800}"#;
+    const WEEKLY_HELD: &str = r#"{"season_seconds":604800,"hold_seconds":1800}"#;
+    const WEEKLY_PH: &str = r#"{"season_seconds":604800,"delta":2,"threshold":100,"hold_seconds":1800}"#;
+    let season = |e: Entry, config| e.proposed("seasonal data: residual vs last week", config, AlertRule::default()).every(SEASON_EVERY);
     vec![
         // name, native call, config, input, synthetic rule, NAB feed, meant for
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab, &[Spike, LevelShift]),
@@ -217,34 +245,32 @@ pub fn registry() -> Vec<Entry> {
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift])
             .proposed("l 7, keep_firing_for 48", r#"{"l":7}"#, keep48),
-        e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
-            .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
+        season(e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
         e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
-        e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, with_baseline(1, DAY - HOUR, 2 * HOUR), None, &[LevelShift, Drift])
-            .proposed("baseline: the 2 h around this time yesterday", "{}", AlertRule::default()),
+        season(e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
         e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        season(e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY_PH),
         e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
+        season(e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY_HELD),
         e("seasonal", run::<klaxon_plugin_seasonal::Seasonal>(), "{}", Metric, four_weeks, nab_long, &[Spike, LevelShift]),
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift]),
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift])
             .proposed("band 8, keep_firing_for 48", r#"{"band":8}"#, keep48),
         e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, yesterday(5), nab, &[LevelShift]),
+        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, with_baseline(2, WEEK - 5, 10), None, &[LevelShift])
+            .proposed("level shift vs last week, threshold 4σ of the difference", r#"{"mode":"absolute","threshold":10,"current":"mean"}"#, AlertRule::default()),
         e("exhaustion", run::<klaxon_plugin_exhaustion::Exhaustion>(), r#"{"limit":150}"#, Metric, windowed(HOUR), None, &[]),
         e("threshold", run::<klaxon_plugin_threshold::Threshold>(), r#"{"op":">","value":150}"#, Metric, windowed(1), None, &[]),
-        e("null_rate", run::<klaxon_plugin_null_rate::NullRate>(), "{}", Metric, windowed(30), None, &[NullBurst]),
+        e("null_rate", run::<klaxon_plugin_null_rate::NullRate>(), "{}", Metric, windowed(HOUR), None, &[NullBurst]).every(5),
         e("freshness", run::<klaxon_plugin_freshness::Freshness>(), r#"{"max_age":"90s"}"#, Metric, windowed(2 * HOUR), None, &[Stale]),
-        e("absent", run::<klaxon_plugin_absent::Absent>(), "{}", Metric, windowed(5), None, &[Stale]).rule(absent_rule),
-        e("psi", run::<klaxon_plugin_psi::Psi>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
-        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
-        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift])
-            .proposed("alpha 1e-4", r#"{"alpha":0.0001}"#, AlertRule::default()),
-        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]),
-        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift])
-            .proposed("threshold 0.15", r#"{"threshold":0.15}"#, AlertRule::default()),
+        e("absent", run::<klaxon_plugin_absent::Absent>(), "{}", Metric, windowed(2), None, &[Stale]).rule(absent_rule),
+        e("psi", run::<klaxon_plugin_psi::Psi>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift]),
         e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift])
             .proposed("keep_firing_for 24", "{}", AlertRule { keep_firing_for: 24, ..AlertRule::default() }),
-        e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]),
     ]
 }
 

@@ -231,7 +231,11 @@ mod tests {
     #[test]
     fn state_is_carried_and_onsets_counted() {
         let zscore: EvalFn = klaxon_sdk::testing::run_detector_at::<klaxon_plugin_zscore::ZScore>;
-        let mut rule = RuleRun::new(zscore, r#"{"min_samples":2}"#, AlertRule::default());
+        let mut rule = RuleRun::new(
+            zscore,
+            r#"{"min_samples":2,"threshold":3}"#,
+            AlertRule::default(),
+        );
         let calm: Vec<Sample> = (0..10).map(|i| (i, (i % 2) as f64)).collect();
         let mut spiked = calm.clone();
         spiked.push((10, 50.0));

@@ -1,13 +1,14 @@
-//! The evaluator: walks a parsed expression at one instant (a range query is
-//! the instant evaluation repeated at every step), reading each selector's
-//! samples from the [`Source`] once per query.
+//! The evaluator: walks a parsed expression at one instant, reading each
+//! selector's samples from the [`Source`] once per query. A range query is
+//! evaluated a node at a time over all its steps where `matrix` covers the
+//! nodes, and otherwise as the instant evaluation repeated at every step.
 //!
-//! In a range query, `sum_over_time`, `avg_over_time` and `count_over_time`
-//! of a plain range selector are computed for every step at once, sliding
-//! one window along each series (O(samples + steps) instead of O(samples ×
-//! steps)), with Kahan-compensated sums; series with non-finite or very
-//! large values take the per-window path, whose summation order is
-//! Prometheus's.
+//! In a range query, `sum_over_time`, `avg_over_time`, `count_over_time`,
+//! `rate`, `increase` and `delta` of a plain range selector are computed
+//! for every step at once, sliding one window along each series
+//! (O(samples + steps) instead of O(samples × steps)), with
+//! Kahan-compensated sums; series with non-finite or very large values take
+//! the per-window path, whose summation order is Prometheus's.
 
 /// Fx-hashed maps: keys here are label sets, whose hash is already their
 /// fingerprint, and small integers; SipHash on top only costs time.
@@ -18,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::Matchers;
 use promql_parser::parser::{
-    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, Offset, SubqueryExpr,
-    VectorMatchCardinality, VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset,
+    SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 
 use super::functions;
@@ -27,6 +28,8 @@ use super::{
     DEFAULT_LOOKBACK, EvalError, Query, RangeSeries, Sample, Source, SourceSeries, Value, is_stale,
 };
 use crate::store::{Labels, METRIC_NAME, Matcher};
+
+mod matrix;
 
 type Result<T> = std::result::Result<T, EvalError>;
 
@@ -92,6 +95,48 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<Vec<RangeSeries>> {
+        self.range_with(src, query, (start_ms, end_ms, step_ms), true)
+    }
+
+    /// [`Engine::range`] evaluated step by step only (no node-at-a-time
+    /// path): the reference that path is tested and measured against.
+    pub fn range_per_step(
+        &self,
+        src: &dyn Source,
+        query: &Query,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<RangeSeries>> {
+        self.range_with(src, query, (start_ms, end_ms, step_ms), false)
+    }
+
+    /// How many nodes of `query` [`Engine::range`] evaluates step by step
+    /// inside the node-at-a-time path; `None` when the whole query falls
+    /// back to step by step.
+    #[cfg(test)]
+    pub(super) fn nodes_stepped(
+        &self,
+        src: &dyn Source,
+        query: &Query,
+        (start_ms, end_ms, step_ms): (i64, i64, i64),
+    ) -> Option<usize> {
+        let mut ev = Evaluator::new(self, src, query.expr(), start_ms, end_ms);
+        ev.grid = Some(Grid {
+            start: start_ms,
+            step: step_ms,
+            steps: usize::try_from((end_ms - start_ms) / step_ms + 1).unwrap_or(0),
+        });
+        ev.range_rows(query.expr()).map(|_| ev.stepped_nodes)
+    }
+
+    fn range_with(
+        &self,
+        src: &dyn Source,
+        query: &Query,
+        (start_ms, end_ms, step_ms): (i64, i64, i64),
+        by_node: bool,
+    ) -> Result<Vec<RangeSeries>> {
         if step_ms <= 0 {
             return err("zero or negative query resolution step widths are not accepted");
         }
@@ -112,8 +157,14 @@ impl Engine {
         ev.grid = Some(Grid {
             start: start_ms,
             step: step_ms,
-            steps: ((end_ms - start_ms) / step_ms + 1) as usize,
+            steps: usize::try_from((end_ms - start_ms) / step_ms + 1).unwrap_or(0),
         });
+        if by_node
+            && end_ms >= start_ms
+            && let Some(series) = ev.range_rows(query.expr())
+        {
+            return Ok(series);
+        }
         let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::default();
         let mut t = start_ms;
         while t <= end_ms {
@@ -148,13 +199,12 @@ impl Engine {
 #[allow(clippy::too_many_arguments)]
 fn slide_rate(
     s: &SourceSeries,
-    labels: Labels,
     range: i64,
     offset: i64,
     grid: Grid,
     counter: bool,
     per_second: bool,
-    out: &mut [Vec<Sample>],
+    out: &mut [Option<f64>],
 ) {
     let mut ts = Vec::with_capacity(s.timestamps.len());
     let mut vs = Vec::with_capacity(s.values.len());
@@ -212,12 +262,50 @@ fn slide_rate(
                 None => continue,
             }
         };
-        step.push(Sample {
-            labels: labels.clone(),
-            t,
-            v,
-        });
+        *step = Some(v);
     }
+}
+
+/// The sliding kind and range selector of `c` when it is `sum_over_time`,
+/// `avg_over_time`, `count_over_time`, `rate`, `increase` or `delta` of a
+/// plain range selector (no `@`).
+fn sliding_call(c: &promql_parser::parser::Call) -> Option<(Sliding, &MatrixSelector)> {
+    let kind = match c.func.name {
+        "sum_over_time" => Sliding::Sum,
+        "avg_over_time" => Sliding::Avg,
+        "count_over_time" => Sliding::Count,
+        "rate" => Sliding::Rate {
+            counter: true,
+            per_second: true,
+        },
+        "increase" => Sliding::Rate {
+            counter: true,
+            per_second: false,
+        },
+        "delta" => Sliding::Rate {
+            counter: false,
+            per_second: false,
+        },
+        _ => return None,
+    };
+    let [arg] = c.args.args.as_slice() else {
+        return None;
+    };
+    let Expr::MatrixSelector(m) = unparen(arg) else {
+        return None;
+    };
+    if m.vs.at.is_some() {
+        return None;
+    }
+    Some((kind, m))
+}
+
+/// One series' value at every step of a range query's grid (`None`: no
+/// sample at that step).
+#[derive(Debug, Clone)]
+struct Row {
+    labels: Labels,
+    v: Vec<Option<f64>>,
 }
 
 /// The range functions computed by sliding a window.
@@ -275,9 +363,11 @@ struct Evaluator<'a> {
     subquery_depth: usize,
     /// Per sliding call (by address in the expression tree): its result at
     /// every step of the grid.
-    sliding: HashMap<usize, Arc<Vec<Vec<Sample>>>>,
+    sliding: HashMap<usize, Arc<Vec<Row>>>,
     /// Vector-matching signatures, computed once per series per query.
     sigs: SigMemo,
+    /// Nodes the node-at-a-time path evaluated step by step.
+    stepped_nodes: usize,
     /// Grouping labels, computed once per series per query.
     labels: functions::LabelMemo,
     src: &'a dyn Source,
@@ -307,6 +397,7 @@ impl<'a> Evaluator<'a> {
             subquery_depth: 0,
             sliding: HashMap::default(),
             sigs: SigMemo::default(),
+            stepped_nodes: 0,
             labels: functions::LabelMemo::default(),
             src,
             query_start: start,
@@ -459,140 +550,135 @@ impl<'a> Evaluator<'a> {
             return None;
         }
         let k = grid.index(t)?;
-        let kind = match c.func.name {
-            "sum_over_time" => Sliding::Sum,
-            "avg_over_time" => Sliding::Avg,
-            "count_over_time" => Sliding::Count,
-            "rate" => Sliding::Rate {
-                counter: true,
-                per_second: true,
-            },
-            "increase" => Sliding::Rate {
-                counter: true,
-                per_second: false,
-            },
-            "delta" => Sliding::Rate {
-                counter: false,
-                per_second: false,
-            },
-            _ => return None,
-        };
-        let [arg] = c.args.args.as_slice() else {
-            return None;
-        };
-        let Expr::MatrixSelector(m) = unparen(arg) else {
-            return None;
-        };
-        if m.vs.at.is_some() {
-            return None;
-        }
-        let id = c as *const promql_parser::parser::Call as usize;
-        let all = match self.sliding.get(&id) {
-            Some(all) => all.clone(),
-            None => {
-                let all = Arc::new(self.slide(&m.vs, ms(m.range), grid, kind));
-                self.sliding.insert(id, all.clone());
-                all
-            }
-        };
-        all.get(k).cloned()
+        let (kind, m) = sliding_call(c)?;
+        let rows = self.sliding_rows(c, &m.vs, ms(m.range), grid, kind);
+        Some(
+            rows.iter()
+                .filter_map(|r| {
+                    r.v[k].map(|v| Sample {
+                        labels: r.labels.clone(),
+                        t,
+                        v,
+                    })
+                })
+                .collect(),
+        )
     }
 
-    /// `kind` over windows `(t - offset - range, t - offset]` for every step
-    /// `t` of `grid`, per series in the selector's order.
-    fn slide(
+    /// The rows of sliding call `c` (computed once per query).
+    fn sliding_rows(
         &mut self,
+        c: &promql_parser::parser::Call,
         vs: &VectorSelector,
         range: i64,
         grid: Grid,
         kind: Sliding,
-    ) -> Vec<Vec<Sample>> {
+    ) -> Arc<Vec<Row>> {
+        let id = c as *const promql_parser::parser::Call as usize;
+        if let Some(rows) = self.sliding.get(&id) {
+            return rows.clone();
+        }
+        let rows = Arc::new(self.slide(vs, range, grid, kind));
+        self.sliding.insert(id, rows.clone());
+        rows
+    }
+
+    /// `kind` over windows `(t - offset - range, t - offset]` for every step
+    /// `t` of `grid`, per series in the selector's order.
+    fn slide(&mut self, vs: &VectorSelector, range: i64, grid: Grid, kind: Sliding) -> Vec<Row> {
         let offset = offset_ms(&vs.offset);
         let series = self.series(vs);
-        let mut out: Vec<Vec<Sample>> = vec![Vec::new(); grid.steps];
-        let step_t = |k: usize| grid.start + k as i64 * grid.step;
+        let mut rows = Vec::with_capacity(series.len());
         for s in series.iter() {
-            let labels = drop_name(&s.labels);
-            if let Sliding::Rate {
-                counter,
-                per_second,
-            } = kind
-            {
-                slide_rate(
-                    s, labels, range, offset, grid, counter, per_second, &mut out,
-                );
-                continue;
-            }
-            let (ts, vs_) = (&s.timestamps, &s.values);
-            let well_conditioned = vs_
-                .iter()
-                .all(|v| is_stale(*v) || (v.is_finite() && v.abs() <= SLIDING_MAX_ABS));
-            if !well_conditioned {
-                // Per window, in Prometheus's order.
-                for (k, step) in out.iter_mut().enumerate() {
-                    let end = step_t(k) - offset;
-                    let lo = ts.partition_point(|&x| x <= end - range);
-                    let hi = ts.partition_point(|&x| x <= end);
-                    let window: Vec<f64> = vs_[lo..hi]
-                        .iter()
-                        .copied()
-                        .filter(|v| !is_stale(*v))
-                        .collect();
-                    if window.is_empty() {
-                        continue;
-                    }
-                    let v = match kind {
-                        Sliding::Count => window.len() as f64,
-                        Sliding::Sum => functions::kahan_sum(window.iter().copied()),
-                        Sliding::Avg | Sliding::Rate { .. } => {
-                            functions::kahan_mean(window.iter().copied())
-                        }
-                    };
-                    step.push(Sample {
-                        labels: labels.clone(),
-                        t: step_t(k),
-                        v,
-                    });
-                }
-                continue;
-            }
-            let (mut lo, mut hi) = (0usize, 0usize);
-            let (mut sum, mut c, mut n) = (0.0f64, 0.0f64, 0usize);
-            for (k, step) in out.iter_mut().enumerate() {
-                let end = step_t(k) - offset;
-                let start = end - range;
-                while hi < ts.len() && ts[hi] <= end {
-                    if !is_stale(vs_[hi]) {
-                        (sum, c) = functions::kahan_inc(vs_[hi], sum, c);
-                        n += 1;
-                    }
-                    hi += 1;
-                }
-                while lo < hi && ts[lo] <= start {
-                    if !is_stale(vs_[lo]) {
-                        (sum, c) = functions::kahan_inc(-vs_[lo], sum, c);
-                        n -= 1;
-                    }
-                    lo += 1;
-                }
-                if n == 0 {
-                    // Nothing in the window: restart the sum exactly.
-                    (sum, c) = (0.0, 0.0);
-                    continue;
-                }
-                let v = match kind {
-                    Sliding::Count => n as f64,
-                    Sliding::Sum => sum + c,
-                    Sliding::Avg | Sliding::Rate { .. } => (sum + c) / n as f64,
-                };
-                step.push(Sample {
-                    labels: labels.clone(),
-                    t: step_t(k),
-                    v,
+            let mut out: Vec<Option<f64>> = vec![None; grid.steps];
+            self.slide_series(s, range, offset, grid, kind, &mut out);
+            if out.iter().any(Option::is_some) {
+                rows.push(Row {
+                    labels: drop_name(&s.labels),
+                    v: out,
                 });
             }
         }
-        out
+        rows
+    }
+
+    /// `kind` of one series at every step of `grid`, into `out`.
+    fn slide_series(
+        &self,
+        s: &SourceSeries,
+        range: i64,
+        offset: i64,
+        grid: Grid,
+        kind: Sliding,
+        out: &mut [Option<f64>],
+    ) {
+        let step_t = |k: usize| grid.start + k as i64 * grid.step;
+        if let Sliding::Rate {
+            counter,
+            per_second,
+        } = kind
+        {
+            slide_rate(s, range, offset, grid, counter, per_second, out);
+            return;
+        }
+        let (ts, vs_) = (&s.timestamps, &s.values);
+        let well_conditioned = vs_
+            .iter()
+            .all(|v| is_stale(*v) || (v.is_finite() && v.abs() <= SLIDING_MAX_ABS));
+        if !well_conditioned {
+            // Per window, in Prometheus's order.
+            for (k, step) in out.iter_mut().enumerate() {
+                let end = step_t(k) - offset;
+                let lo = ts.partition_point(|&x| x <= end - range);
+                let hi = ts.partition_point(|&x| x <= end);
+                let window: Vec<f64> = vs_[lo..hi]
+                    .iter()
+                    .copied()
+                    .filter(|v| !is_stale(*v))
+                    .collect();
+                if window.is_empty() {
+                    continue;
+                }
+                *step = Some(match kind {
+                    Sliding::Count => window.len() as f64,
+                    Sliding::Sum => functions::kahan_sum(window.iter().copied()),
+                    Sliding::Avg | Sliding::Rate { .. } => {
+                        functions::kahan_mean(window.iter().copied())
+                    }
+                });
+            }
+            return;
+        }
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let (mut sum, mut c, mut n) = (0.0f64, 0.0f64, 0usize);
+        for (k, step) in out.iter_mut().enumerate() {
+            let end = step_t(k) - offset;
+            let start = end - range;
+            while hi < ts.len() && ts[hi] <= end {
+                if !is_stale(vs_[hi]) {
+                    (sum, c) = functions::kahan_inc(vs_[hi], sum, c);
+                    n += 1;
+                }
+                hi += 1;
+            }
+            while lo < hi && ts[lo] <= start {
+                if !is_stale(vs_[lo]) {
+                    (sum, c) = functions::kahan_inc(-vs_[lo], sum, c);
+                    n -= 1;
+                }
+                lo += 1;
+            }
+            if n == 0 {
+                // Nothing in the window: restart the sum exactly.
+                (sum, c) = (0.0, 0.0);
+                continue;
+            }
+            *step = Some(match kind {
+                Sliding::Count => n as f64,
+                Sliding::Sum => sum + c,
+                Sliding::Avg | Sliding::Rate { .. } => (sum + c) / n as f64,
+            });
+        }
     }
 
     fn instant_selector(&mut self, vs: &VectorSelector, t: i64) -> Vec<Sample> {

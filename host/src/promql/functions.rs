@@ -440,41 +440,10 @@ pub(super) fn call(
     };
     let values = |s: &[(i64, f64)]| s.iter().map(|p| p.1).collect::<Vec<f64>>();
     let w = window.unwrap_or(Window { start: t, end: t });
+    if let Some(f) = simple_fn(name) {
+        return simple(f, args);
+    }
     match name {
-        "abs" => simple(f64::abs, args),
-        "ceil" => simple(f64::ceil, args),
-        "floor" => simple(f64::floor, args),
-        "exp" => simple(f64::exp, args),
-        "ln" => simple(f64::ln, args),
-        "log2" => simple(f64::log2, args),
-        "log10" => simple(f64::log10, args),
-        "sqrt" => simple(f64::sqrt, args),
-        "sin" => simple(f64::sin, args),
-        "cos" => simple(f64::cos, args),
-        "tan" => simple(f64::tan, args),
-        "asin" => simple(f64::asin, args),
-        "acos" => simple(f64::acos, args),
-        "atan" => simple(f64::atan, args),
-        "sinh" => simple(f64::sinh, args),
-        "cosh" => simple(f64::cosh, args),
-        "tanh" => simple(f64::tanh, args),
-        "asinh" => simple(f64::asinh, args),
-        "acosh" => simple(f64::acosh, args),
-        "atanh" => simple(f64::atanh, args),
-        "deg" => simple(f64::to_degrees, args),
-        "rad" => simple(f64::to_radians, args),
-        "sgn" => simple(
-            |v| {
-                if v > 0.0 {
-                    1.0
-                } else if v < 0.0 {
-                    -1.0
-                } else {
-                    v
-                }
-            },
-            args,
-        ),
         "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
         "round" => {
@@ -697,6 +666,44 @@ pub(super) fn call(
     }
 }
 
+/// The function of one float applied sample by sample for `name`, if it is one.
+pub(super) fn simple_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sqrt" => f64::sqrt,
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        "deg" => f64::to_degrees,
+        "rad" => f64::to_radians,
+        "sgn" => |v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        },
+        _ => return None,
+    })
+}
+
 /// Go's `math.Min`: NaN if either is NaN.
 fn go_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
@@ -852,7 +859,7 @@ fn histogram_quantile(mut args: Vec<Value>, t: i64, memo: &mut LabelMemo) -> Res
     Ok(Value::Vector(out))
 }
 
-fn parse_le(s: &str) -> Option<f64> {
+pub(super) fn parse_le(s: &str) -> Option<f64> {
     match s.trim() {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
@@ -862,7 +869,7 @@ fn parse_le(s: &str) -> Option<f64> {
 }
 
 /// Prometheus's `BucketQuantile` over `(upper bound, cumulative count)`.
-fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
+pub(super) fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -925,6 +932,30 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// Aggregation `op` (`sum`, `avg`, `count`, `group`, `min`, `max`,
+/// `stdvar`, `stddev`, `quantile` with `q`) of one group's values, in the
+/// order given (which the compensated sums depend on), at least one.
+pub(super) fn reduce(op: &str, q: f64, vs: &mut [f64]) -> Result<f64> {
+    Ok(match op {
+        "sum" => kahan_sum(vs.iter().copied()),
+        "avg" => kahan_mean(vs.iter().copied()),
+        "count" => vs.len() as f64,
+        "group" => 1.0,
+        "min" => vs
+            .iter()
+            .skip(1)
+            .fold(vs[0], |m, &x| if m > x || m.is_nan() { x } else { m }),
+        "max" => vs
+            .iter()
+            .skip(1)
+            .fold(vs[0], |m, &x| if m < x || m.is_nan() { x } else { m }),
+        "stdvar" => variance(vs.iter().copied()),
+        "stddev" => variance(vs.iter().copied()).sqrt(),
+        "quantile" => quantile(q, vs),
+        other => return err(format!("aggregation `{other}` is not supported by Klaxon")),
+    })
+}
+
 /// Go's `almost.Equal`.
 fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
@@ -974,7 +1005,7 @@ impl LabelMemo {
 }
 
 /// The labels an aggregation groups `l` by.
-fn group_key_of(l: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+pub(super) fn group_key_of(l: &Labels, modifier: Option<&LabelModifier>) -> Labels {
     match modifier {
         Some(LabelModifier::Include(by)) => {
             Labels::new(l.iter().filter(|(n, _)| by.labels.iter().any(|b| b == n)))
@@ -988,7 +1019,7 @@ fn group_key_of(l: &Labels, modifier: Option<&LabelModifier>) -> Labels {
 }
 
 /// `LabelMemo` tag of histogram_quantile's "all labels but `le`".
-const TAG_WITHOUT_LE: usize = 1;
+pub(super) const TAG_WITHOUT_LE: usize = 1;
 
 pub(super) fn aggregate(
     op: &str,
@@ -1109,24 +1140,7 @@ pub(super) fn aggregate(
         let Some(mut vs) = groups.remove(&key) else {
             continue;
         };
-        let v = match op {
-            "sum" => kahan_sum(vs.iter().copied()),
-            "avg" => kahan_mean(vs.iter().copied()),
-            "count" => vs.len() as f64,
-            "group" => 1.0,
-            "min" => vs
-                .iter()
-                .skip(1)
-                .fold(vs[0], |m, &x| if m > x || m.is_nan() { x } else { m }),
-            "max" => vs
-                .iter()
-                .skip(1)
-                .fold(vs[0], |m, &x| if m < x || m.is_nan() { x } else { m }),
-            "stdvar" => variance(vs.iter().copied()),
-            "stddev" => variance(vs.iter().copied()).sqrt(),
-            "quantile" => quantile(q, &mut vs),
-            other => return err(format!("aggregation `{other}` is not supported by Klaxon")),
-        };
+        let v = reduce(op, q, &mut vs)?;
         out.push(Sample { labels: key, t, v });
     }
     Ok(Value::Vector(out))

@@ -87,7 +87,15 @@ impl Samples {
             let skip = samples.partition_point(|&(t, _)| t <= horizon);
             stats.samples_too_old += skip;
             stats.samples_appended += samples.len() - skip;
-            match &samples[skip..] {
+            let fresh = &samples[skip..];
+            let (len, need) = (self.ring.len(), self.ring.len() + fresh.len());
+            if need > self.ring.capacity() {
+                // Grow by a quarter rather than double: a series fed a few
+                // samples at a time (remote write) otherwise ends up to half
+                // empty, and its window is most of the store's memory.
+                self.ring.reserve_exact(fresh.len().max(len / 4).max(4));
+            }
+            match fresh {
                 [] => {}
                 &[sample] => self.ring.push_back(sample),
                 fresh => self.ring.extend(fresh.iter().copied()),

@@ -19,6 +19,16 @@
 //!   judge_absent: true
 //! ```
 //!
+//! # Choosing the window
+//!
+//! The rule fires once its whole window is empty, so the time to detect a dead feed
+//! is the window: keep it short, about twice the interval the series is pushed or
+//! scraped at (never shorter than that interval, or it fires between two healthy
+//! pushes). For a batch pipeline writing every few minutes, `window: 10m` as above;
+//! for a per-minute feed, `window: 2m` with the group evaluated every minute. The
+//! latter, measured in the detection-quality harness (BENCHMARKS.md): every hour-long
+//! gap detected at the second evaluation, no false alert in 4 weeks.
+//!
 //! # Config
 //!
 //! None: `{}` (unknown fields are an error).

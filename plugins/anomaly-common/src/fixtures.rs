@@ -6,6 +6,8 @@
 //! - [`replay`]: evaluates a stream the way the host does, window after overlapping
 //!   window with the state handed back, to check streaming detectors against a
 //!   one-shot evaluation.
+//! - [`seasonal_with_last_season`]: a strongly seasonal series and its baseline one
+//!   season back, for the streaming detectors' `season_seconds`.
 
 use klaxon_sdk::Detector;
 use klaxon_sdk::testing::{self, TestSeries};
@@ -45,4 +47,53 @@ pub fn replay<D: Detector>(config: &str, values: &[f64], window: usize, step: us
         last = Some(out);
     }
     last.expect("replay needs at least one sample")
+}
+
+/// Season of [`seasonal_with_last_season`], in seconds (samples are 1 s apart).
+pub const SEASON_SECONDS: i64 = 60;
+
+/// Deterministic uniform noise in [-1, 1) (a SplitMix64 hash of `i`).
+fn noise(i: u64) -> f64 {
+    let mut x = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+}
+
+/// `n` samples 1 s apart, `50 + 20·sin(2πi/60)` plus uniform noise in [-1, 1), plus
+/// `shift` from sample `shift_at` on; the baseline holds the same cycle with other
+/// noise, exactly one season ([`SEASON_SECONDS`]) before each window sample. The
+/// residual's σ is ≈ 0.82; the cycle swings ±20, so a detector reading the raw values
+/// sees mostly the cycle.
+pub fn seasonal_with_last_season(n: usize, shift_at: usize, shift: f64) -> TestSeries {
+    let t0 = 1_767_571_200_000i64;
+    let cycle = |i: usize| 50.0 + 20.0 * (std::f64::consts::TAU * i as f64 / 60.0).sin();
+    let timestamps: Vec<i64> = (0..n).map(|i| t0 + i as i64 * 1000).collect();
+    let values = (0..n)
+        .map(|i| cycle(i) + noise(i as u64) + if i >= shift_at { shift } else { 0.0 })
+        .collect();
+    let mut s = TestSeries::new(&[("__name__", "test")], timestamps.clone(), values);
+    s.baseline_timestamps_ms = timestamps
+        .iter()
+        .map(|t| t - SEASON_SECONDS * 1000)
+        .collect();
+    s.baseline_values = (0..n)
+        .map(|i| cycle(i) + noise(1_000_000 + i as u64))
+        .collect();
+    s
+}
+
+/// A streaming detector with `config` (which sets `season_seconds: 60`) on
+/// [`seasonal_with_last_season`]: the verdict after 300 in-control samples, and after
+/// 10 more shifted by `shift`; each judged at its newest sample's time.
+pub fn season_before_and_after<D: Detector>(config: &str, shift: f64) -> (Output, Output) {
+    let judge = |n: usize| {
+        let s = seasonal_with_last_season(n, 300, shift);
+        let at = *s.timestamps_ms.last().expect("samples");
+        testing::run_detector_at::<D>(config, &[s], at)
+            .expect("evaluate")
+            .remove(0)
+    };
+    (judge(300), judge(310))
 }

@@ -7,6 +7,8 @@
 //! - [`Reference`] and [`Warmup`]: the in-control mean and standard deviation a
 //!   control chart (EWMA, CUSUM) measures against, from the rule's baseline window
 //!   or learned from a series' first samples;
+//! - [`season`]: seasonal differencing of a streaming detector's samples against the
+//!   same time one season back, from the rule's baseline window;
 //! - [`scaled`] and [`bounded`]: ratios and scores that are never NaN or infinite;
 //! - `fixtures` (native only): test helpers the detector crates share, such as the
 //!   reference stream their river-computed vectors were made from.
@@ -15,6 +17,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fixtures;
+pub mod season;
 pub mod state;
 
 use klaxon_sdk::{Window, stats};

@@ -26,6 +26,18 @@
 //!
 //! Unknown fields are an error.
 //!
+//! # Choosing the window
+//!
+//! A few nulls happen anyway (a feed with 0.2 % NaN has one in 30 samples now and
+//! then, two now and then in a 30-sample window: 6.7 % > 5 %). Give the window enough
+//! samples that noise stays under `max_increase`: measured in the detection-quality
+//! harness (BENCHMARKS.md) on a per-minute metric with 0.2 % background NaN, a 30-minute
+//! window paged 2.5 times a week at the defaults; a 1-hour window evaluated every
+//! 5 minutes (group `interval: 5m`) caught every 30-minute burst of 60 % nulls within
+//! 2 evaluations with no false alert in 4 weeks. With a `baseline` window the
+//! background share is subtracted, so noise rather than the usual rate is what the
+//! window length must absorb.
+//!
 //! # Formula
 //!
 //! `rate = nulls / samples` over the window (staleness markers left out of both);

@@ -19,6 +19,20 @@
 //! Unknown fields are an error. The approval-rate check is
 //! `{ mode: absolute, threshold: 0.06 }` with `baseline: { offset: 1d, window: 7d }`.
 //!
+//! # Choosing the threshold
+//!
+//! The default (±50 %) is for "traffic halved or doubled"; for a level shift of a
+//! noisy metric, compare a short window's mean with the same time last season and set
+//! an absolute threshold about 4 standard deviations of that difference: with noise σ,
+//! a window of `n` samples and a baseline of `m`, `4·σ·sqrt(1/n + 1/m)`. Measured in
+//! the detection-quality harness (BENCHMARKS.md: a weekly-seasonal metric, one sample
+//! a minute, σ = 3, evaluated every minute): `window: 2m`, `baseline: { offset:
+//! 6d23h55m, window: 10m }`, `{ mode: absolute, threshold: 10, current: mean }`
+//! (4.3 σ of the difference, set from that formula, not tuned) flags every 5-8 σ
+//! shift within 2 evaluations with at most one false alert in 4 weeks. A relative
+//! threshold suits a metric whose noise grows with its level; here it does not (the
+//! same noise is 2.5 % of the daytime level and 4.4 % of the weekend night's).
+//!
 //! # Formula
 //!
 //! - baseline: the mean of the rule's baseline window's finite samples (set the
