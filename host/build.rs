@@ -41,6 +41,7 @@ const STOCK: &[(&str, &str)] = &[
     ("null_rate", "klaxon-plugin-null-rate"),
     ("freshness", "klaxon-plugin-freshness"),
     ("absent", "klaxon-plugin-absent"),
+    ("knn", "klaxon-plugin-knn"),
 ];
 
 /// Plugins only tests use.

@@ -4,7 +4,7 @@
 //! notification carrying the detector's statistic in its annotations, and recovery
 //! resolves it with exactly one resolved notification.
 //!
-//! All nine rules run in one host, one rule per metric, so the whole file takes as
+//! All ten rules run in one host, one rule per metric, so the whole file takes as
 //! long as its slowest detector. The change detectors (`page_hinkley`, `adwin`)
 //! signal an event: their fault is a level change, their recovery is the series
 //! staying at its new level until the detection's `hold_seconds` pass.
@@ -110,6 +110,15 @@ const RULES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "change",
     ),
     (
+        "KnnNovelty",
+        "m_knn",
+        "knn",
+        "10m",
+        "",
+        "{ dimension: 4, min_samples: 10, warmup: 10 }",
+        "novelty",
+    ),
+    (
         "DiskFillsUp",
         "m_exhaustion",
         "exhaustion",
@@ -184,6 +193,7 @@ async fn each_anomaly_detector_fires_on_its_fault_and_resolves() {
             samples(t0, 2_000, 100, |i| 0.9 + 0.005 * wiggle(i)),
         ),
         series("m_exhaustion", samples(t0, 2_000, 30, |_| 0.5)),
+        series("m_knn", samples(t0, 5_000, 60, level)),
     ];
     let resp = push(&client, &base, json!({ "series": history })).await;
     assert_eq!(resp.status(), 204);
@@ -217,6 +227,7 @@ async fn each_anomaly_detector_fires_on_its_fault_and_resolves() {
             "m_exhaustion",
             samples(tf, 500, 10, |i| 0.55 + 0.05 * i as f64),
         ),
+        series("m_knn", vec![json!([tf, 20.0])]),
     ];
     let resp = push(&client, &base, json!({ "series": fault })).await;
     assert_eq!(resp.status(), 204);
@@ -272,6 +283,12 @@ async fn each_anomaly_detector_fires_on_its_fault_and_resolves() {
     assert!(annotation("HoltWintersBand", "residual") > 15.0);
     assert!((annotation("ApprovalRateMoved", "change") + 0.08).abs() < 0.01);
     assert!(annotation("DiskFillsUp", "predicted") >= 1.0);
+    assert_eq!(annotation("KnnNovelty", "latest"), 20.0);
+    assert!(annotation("KnnNovelty", "window_max") < 11.0);
+    assert_eq!(
+        firing["KnnNovelty"][0].1["annotations"]["new_extreme"],
+        "above"
+    );
 
     // Recovery. Window detectors see a normal latest value; the control charts see
     // enough in-control samples to drain; the change detectors stay at their new
@@ -287,6 +304,8 @@ async fn each_anomaly_detector_fires_on_its_fault_and_resolves() {
         series("m_hw", vec![json!([tr, 100.0 + 0.5 * 61.0 + wiggle(61)])]),
         series("m_roc", vec![json!([tr, 0.9])]),
         series("m_exhaustion", samples(tr, 100, 30, |_| 0.3)),
+        // Past the spike: the newest lag vector is an everyday shape again.
+        series("m_knn", samples(tr, 10, 10, level)),
     ];
     let resp = push(&client, &base, json!({ "series": recovery })).await;
     assert_eq!(resp.status(), 204);

@@ -403,6 +403,11 @@ fn run_nab(
             nulls,
             windows,
         };
+        if let Ok(path) = std::env::var("KLAXON_NAB_DUMP") {
+            let names: Vec<&str> = corpus.files.iter().map(|f| f.name.as_str()).collect();
+            let dump = serde_json::json!({"files": names, "onsets": onsets});
+            std::fs::write(&path, dump.to_string()).with_context(|| format!("writing {path}"))?;
+        }
         ctx.row(&entry.label(), entry.config, &feed_text, "onset", &onsets)?;
         // The other mapping (every firing record = 1), on request.
         if firing_mapping {

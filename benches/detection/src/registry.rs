@@ -268,6 +268,9 @@ pub fn registry() -> Vec<Entry> {
         e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift]),
+        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift])
+            .proposed("keep_firing_for 24", "{}", AlertRule { keep_firing_for: 24, ..AlertRule::default() }),
     ]
 }
 
@@ -294,10 +297,13 @@ pub fn combinations() -> Vec<Combination> {
     const MAD: &str = "mad (threshold 7, keep_firing_for 48)";
     const HW: &str = "holt_winters (band 8, keep_firing_for 48)";
     const EWMA: &str = "ewma (l 7, keep_firing_for 48)";
+    const KNN: &str = "knn (keep_firing_for 24)";
     let own = AlertRule::default();
     vec![
         Combination { name: "any(zscore, holt_winters)", children: &[Z, HW], k: 1, rule: own },
         Combination { name: "2 of (zscore, mad, holt_winters)", children: &[Z, MAD, HW], k: 2, rule: own },
         Combination { name: "2 of (zscore, mad, holt_winters, ewma)", children: &[Z, MAD, HW, EWMA], k: 2, rule: own },
+        Combination { name: "any(knn, zscore)", children: &[KNN, Z], k: 1, rule: own },
+        Combination { name: "2 of (knn, zscore, holt_winters)", children: &[KNN, Z, HW], k: 2, rule: own },
     ]
 }
