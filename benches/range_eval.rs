@@ -50,7 +50,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--tune-allocator") {
         // As `klaxon serve` sets glibc's allocator up.
-        klaxon_host::server::tune_allocator();
+        klaxon_host::memory::tune_allocator();
     }
     let runs: usize = args
         .iter()
