@@ -514,3 +514,68 @@ fn range_by_node_equals_per_step_with_delayed_name_removal() {
         }
     }
 }
+
+/// Without delayed name removal (Prometheus's default) functions drop the
+/// name at once; with it they only mark it, so `label_replace` and
+/// `by (__name__)` still see it, and it is removed when the query ends.
+#[test]
+fn delayed_name_removal_marks_the_name_until_the_query_ends() {
+    let samples: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64)).collect();
+    let s = store(&[
+        (&[("__name__", "a_total"), ("env", "1")], &samples),
+        (&[("__name__", "b_total"), ("env", "1")], &samples),
+        (&[("__name__", "a_total"), ("env", "2")], &samples),
+    ]);
+    let delayed = Engine {
+        delayed_name_removal: true,
+        ..Engine::default()
+    };
+    let eval = |engine: &Engine, q: &str| {
+        let query = Query::parse(q).expect("parses");
+        engine.instant(&s, &query, 600_000)
+    };
+    let labels_of = |v: Value| -> Vec<String> {
+        let Value::Vector(v) = v else {
+            panic!("not a vector: {v:?}")
+        };
+        let mut out: Vec<String> = v.iter().map(|s| s.labels.to_string()).collect();
+        out.sort();
+        out
+    };
+
+    let q = r#"label_replace(rate({env="1"}[5m]), "n", "$1", "__name__", "(.+)")"#;
+    assert_eq!(
+        labels_of(eval(&delayed, q).expect("evaluates")),
+        vec![r#"{env="1", n="a_total"}"#, r#"{env="1", n="b_total"}"#]
+    );
+    // Immediate removal: both rates are `{env="1"}`, a collision.
+    assert!(eval(&Engine::default(), q).is_err());
+
+    let q = r#"label_replace(rate(a_total{env="1"}[5m]), "__name__", "r_$1", "__name__", "(.+)")"#;
+    assert_eq!(
+        labels_of(eval(&delayed, q).expect("evaluates")),
+        vec![r#"r_a_total{env="1"}"#]
+    );
+    assert_eq!(
+        labels_of(eval(&Engine::default(), q).expect("evaluates")),
+        vec![r#"{env="1"}"#]
+    );
+
+    // Grouped by the marked names, then both removed: a collision.
+    assert!(eval(&delayed, r#"sum by (__name__) (rate({env="1"}[5m]))"#).is_err());
+    // A group keeps its name only if no member's name was marked.
+    assert_eq!(
+        labels_of(
+            eval(
+                &delayed,
+                r#"sum by (__name__) (a_total{env="1"} or rate(a_total{env="2"}[5m]))"#
+            )
+            .expect("evaluates")
+        ),
+        vec!["{}"]
+    );
+    assert_eq!(
+        labels_of(eval(&delayed, r#"sum by (__name__) (a_total{env="1"})"#).expect("evaluates")),
+        vec!["a_total"]
+    );
+}
