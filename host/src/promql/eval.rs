@@ -9,6 +9,12 @@
 //! (O(samples + steps) instead of O(samples × steps)), with
 //! Kahan-compensated sums; series with non-finite or very large values take
 //! the per-window path, whose summation order is Prometheus's.
+//!
+//! With [`Engine::delayed_name_removal`] (Prometheus 3's
+//! `promql-delayed-name-removal`), name-dropping functions and operators
+//! move `__name__` to [`MARKED_NAME`] instead of removing it; `label_replace`,
+//! `label_join`, `by (__name__)` and `on (__name__)` still read it, and the
+//! end of the query removes it and then checks for duplicate label sets.
 
 /// Fx-hashed maps: keys here are label sets, whose hash is already their
 /// fingerprint, and small integers; SipHash on top only costs time.
