@@ -354,7 +354,11 @@ fn run_eval(store: &Store, histograms: &[Labels], command: &str, block: &[&str])
         return Outcome::Skip("native-histogram function");
     }
 
-    let engine = Engine::default();
+    // Prometheus's test engine runs with `promql-delayed-name-removal`.
+    let engine = Engine {
+        delayed_name_removal: true,
+        ..Engine::default()
+    };
     let query = match Query::parse(query_text) {
         Ok(q) => q,
         Err(e) => {

@@ -9,6 +9,12 @@
 //! (O(samples + steps) instead of O(samples × steps)), with
 //! Kahan-compensated sums; series with non-finite or very large values take
 //! the per-window path, whose summation order is Prometheus's.
+//!
+//! With [`Engine::delayed_name_removal`] (Prometheus 3's
+//! `promql-delayed-name-removal`), name-dropping functions and operators
+//! move `__name__` to [`MARKED_NAME`] instead of removing it; `label_replace`,
+//! `label_join`, `by (__name__)` and `on (__name__)` still read it, and the
+//! end of the query removes it and then checks for duplicate label sets.
 
 /// Fx-hashed maps: keys here are label sets, whose hash is already their
 /// fingerprint, and small integers; SipHash on top only costs time.
@@ -45,6 +51,11 @@ pub struct Engine {
     /// Step of subqueries that give none (`x[1h:]`): the rule group's
     /// evaluation interval in Prometheus; 1m by default.
     pub default_subquery_step_ms: i64,
+    /// Prometheus 3's `promql-delayed-name-removal`: functions and
+    /// operators only mark `__name__` for removal (`label_replace`,
+    /// `label_join` and `by (__name__)` still see it) and marked names are
+    /// removed when the query ends. Off by default, as in Prometheus.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for Engine {
@@ -52,6 +63,7 @@ impl Default for Engine {
         Engine {
             lookback_ms: ms(DEFAULT_LOOKBACK),
             default_subquery_step_ms: 60_000,
+            delayed_name_removal: false,
         }
     }
 }
@@ -80,7 +92,27 @@ impl Engine {
     pub fn instant(&self, src: &dyn Source, query: &Query, t_ms: i64) -> Result<Value> {
         let mut ev = Evaluator::new(self, src, query.expr(), t_ms, t_ms);
         let v = ev.eval(query.expr(), t_ms)?;
-        Ok(v)
+        if !self.delayed_name_removal {
+            return Ok(v);
+        }
+        match v {
+            Value::Vector(mut v) => {
+                for s in &mut v {
+                    s.labels = remove_marked_name(&s.labels);
+                }
+                check_unique(&v)?;
+                Ok(Value::Vector(v))
+            }
+            Value::Matrix(m) => {
+                let n = m.len();
+                let m = finish_series(m)?;
+                if m.len() != n {
+                    return err(SAME_LABELSET);
+                }
+                Ok(Value::Matrix(m))
+            }
+            other => Ok(other),
+        }
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` and
@@ -163,7 +195,7 @@ impl Engine {
             && end_ms >= start_ms
             && let Some(series) = ev.range_rows(query.expr())
         {
-            return Ok(series);
+            return self.finish_range(series);
         }
         let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::default();
         let mut t = start_ms;
@@ -189,8 +221,42 @@ impl Engine {
             .map(|(labels, samples)| RangeSeries { labels, samples })
             .collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(series)
+        self.finish_range(series)
     }
+
+    /// A range query's series with marked names removed (delayed name
+    /// removal); series left with one label set are merged.
+    fn finish_range(&self, series: Vec<RangeSeries>) -> Result<Vec<RangeSeries>> {
+        if self.delayed_name_removal {
+            finish_series(series)
+        } else {
+            Ok(series)
+        }
+    }
+}
+
+/// `series` with their marked names removed, sorted by labels; series that
+/// end up with one label set are merged, an error where two of them have a
+/// sample at one time (as Prometheus's end-of-query cleanup does).
+fn finish_series(mut series: Vec<RangeSeries>) -> Result<Vec<RangeSeries>> {
+    for s in &mut series {
+        s.labels = remove_marked_name(&s.labels);
+    }
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut out: Vec<RangeSeries> = Vec::with_capacity(series.len());
+    for s in series {
+        match out.last_mut() {
+            Some(prev) if prev.labels == s.labels => {
+                prev.samples.extend(s.samples);
+                prev.samples.sort_by_key(|p| p.0);
+                if prev.samples.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return err(SAME_LABELSET);
+                }
+            }
+            _ => out.push(s),
+        }
+    }
+    Ok(out)
 }
 
 /// `rate`/`increase`/`delta` of one series at every step of `grid`: two
@@ -398,7 +464,7 @@ impl<'a> Evaluator<'a> {
             sliding: HashMap::default(),
             sigs: SigMemo::default(),
             stepped_nodes: 0,
-            labels: functions::LabelMemo::default(),
+            labels: functions::LabelMemo::new(engine.delayed_name_removal),
             src,
             query_start: start,
             query_end: end,
@@ -486,7 +552,7 @@ impl<'a> Evaluator<'a> {
                 Value::Vector(mut v) => {
                     for s in &mut v {
                         s.v = -s.v;
-                        s.labels = drop_name(&s.labels);
+                        s.labels = drop_name(&s.labels, self.engine.delayed_name_removal);
                         s.t = t;
                     }
                     check_unique(&v)?;
@@ -594,7 +660,7 @@ impl<'a> Evaluator<'a> {
             self.slide_series(s, range, offset, grid, kind, &mut out);
             if out.iter().any(Option::is_some) {
                 rows.push(Row {
-                    labels: drop_name(&s.labels),
+                    labels: drop_name(&s.labels, self.engine.delayed_name_removal),
                     v: out,
                 });
             }
@@ -811,6 +877,7 @@ impl<'a> Evaluator<'a> {
         let rhs = self.eval(&b.rhs, t)?;
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let comparison = b.op.is_comparison_operator();
+        let delayed = self.engine.delayed_name_removal;
         match (lhs, rhs) {
             (Value::Scalar(l), Value::Scalar(r)) => {
                 let (v, keep) = scalar_binop(&op, l, r)?;
@@ -823,10 +890,10 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Scalar(v))
             }
             (Value::Vector(v), Value::Scalar(s)) => {
-                vector_scalar(&op, v, s, false, comparison, return_bool, t)
+                vector_scalar(&op, v, s, false, comparison, return_bool, t, delayed)
             }
             (Value::Scalar(s), Value::Vector(v)) => {
-                vector_scalar(&op, v, s, true, comparison, return_bool, t)
+                vector_scalar(&op, v, s, true, comparison, return_bool, t, delayed)
             }
             (Value::Vector(l), Value::Vector(r)) => {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
@@ -848,6 +915,7 @@ impl<'a> Evaluator<'a> {
                     return_bool,
                     t,
                     &mut self.sigs,
+                    delayed,
                 )
             }
             (l, r) => err(format!(
@@ -917,12 +985,48 @@ pub(super) fn base_matchers(vs: &VectorSelector) -> Vec<Matcher> {
     ms
 }
 
-/// The label set without `__name__`.
-pub(super) fn drop_name(l: &Labels) -> Labels {
+/// Where a metric name marked for removal is kept until the query ends
+/// (delayed name removal): not a valid label name, so no selector, matcher
+/// or label function can name it.
+pub(super) const MARKED_NAME: &str = "__name__ (marked for removal)";
+
+/// The error of a vector with two elements of one label set.
+const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+/// The label set without `__name__`; with delayed name removal, with the
+/// name marked for removal instead (kept under [`MARKED_NAME`]).
+pub(super) fn drop_name(l: &Labels, delayed: bool) -> Labels {
     if l.get(METRIC_NAME).is_none() {
         return l.clone();
     }
+    if delayed {
+        return Labels::new(l.iter().map(|(n, v)| {
+            if n == METRIC_NAME {
+                (MARKED_NAME, v)
+            } else {
+                (n, v)
+            }
+        }));
+    }
     Labels::new(l.iter().filter(|(n, _)| *n != METRIC_NAME))
+}
+
+/// The metric name, whether marked for removal or not.
+pub(super) fn name_of(l: &Labels) -> Option<&str> {
+    l.get(METRIC_NAME).or_else(|| l.get(MARKED_NAME))
+}
+
+/// Whether label `n` is the metric name (marked for removal or not).
+pub(super) fn is_name(n: &str) -> bool {
+    n == METRIC_NAME || n == MARKED_NAME
+}
+
+/// The label set with a name marked for removal removed.
+fn remove_marked_name(l: &Labels) -> Labels {
+    if l.get(MARKED_NAME).is_none() {
+        return l.clone();
+    }
+    Labels::new(l.iter().filter(|(n, _)| *n != MARKED_NAME))
 }
 
 /// Prometheus refuses a vector with two elements of the same label set.
@@ -933,7 +1037,7 @@ pub(super) fn check_unique(v: &[Sample]) -> Result<()> {
     let mut seen = HashSet::with_capacity_and_hasher(v.len(), Default::default());
     for s in v {
         if !seen.insert(&s.labels) {
-            return err("vector cannot contain metrics with the same labelset");
+            return err(SAME_LABELSET);
         }
     }
     Ok(())
@@ -960,6 +1064,7 @@ pub(super) fn scalar_binop(op: &str, l: f64, r: f64) -> Result<(f64, bool)> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_scalar(
     op: &str,
     v: Vec<Sample>,
@@ -968,6 +1073,7 @@ fn vector_scalar(
     comparison: bool,
     return_bool: bool,
     t: i64,
+    delayed: bool,
 ) -> Result<Value> {
     let mut out = Vec::with_capacity(v.len());
     for mut sample in v {
@@ -988,7 +1094,7 @@ fn vector_scalar(
             sample.v = value;
             sample.t = t;
             if !comparison || return_bool {
-                sample.labels = drop_name(&sample.labels);
+                sample.labels = drop_name(&sample.labels, delayed);
             }
             out.push(sample);
         }
@@ -1056,17 +1162,24 @@ fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Vec<(String, Strin
             names.dedup();
             names
                 .into_iter()
-                .map(|n| (n.clone(), l.get(n).unwrap_or_default().to_owned()))
+                .map(|n| {
+                    let v = if n == METRIC_NAME {
+                        name_of(l)
+                    } else {
+                        l.get(n)
+                    };
+                    (n.clone(), v.unwrap_or_default().to_owned())
+                })
                 .collect()
         }
         Some(LabelModifier::Exclude(ign)) => l
             .iter()
-            .filter(|(n, _)| *n != METRIC_NAME && !ign.labels.iter().any(|x| x == n))
+            .filter(|(n, _)| !is_name(n) && !ign.labels.iter().any(|x| x == n))
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect(),
         None => l
             .iter()
-            .filter(|(n, _)| *n != METRIC_NAME)
+            .filter(|(n, _)| !is_name(n))
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect(),
     }
@@ -1115,6 +1228,7 @@ fn vector_vector(
     return_bool: bool,
     t: i64,
     memo: &mut SigMemo,
+    delayed: bool,
 ) -> Result<Value> {
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
@@ -1172,12 +1286,13 @@ fn vector_vector(
             &ls.labels,
             &rs.labels,
             !comparison,
+            delayed,
             one_to_one,
             matching,
             include,
         );
         if return_bool {
-            labels = drop_name(&labels);
+            labels = drop_name(&labels, delayed);
         }
         if !one_to_one && !matched.entry(sig).or_default().insert(labels.clone()) {
             return err("multiple matches for labels: grouping labels must ensure unique matches");
@@ -1197,29 +1312,52 @@ fn fmt_sig(sig: &[(String, String)]) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
-fn result_labels(
+/// The labels of a vector-matching result: the "many" side's, the name
+/// dropped (or marked, `delayed`) for arithmetic, reduced to the matching
+/// labels for one-to-one matching, plus the `group_left`/`group_right`
+/// labels from the "one" side.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn result_labels(
     many: &Labels,
     one: &Labels,
     drop_metric_name: bool,
+    delayed: bool,
     one_to_one: bool,
     matching: Option<&LabelModifier>,
     include: &[String],
 ) -> Labels {
+    // A marked name still counts as `__name__` for `on`/`ignoring`/`group_x`.
+    fn plain(n: &str) -> &str {
+        if n == MARKED_NAME { METRIC_NAME } else { n }
+    }
     let mut pairs: Vec<(String, String)> = many
         .iter()
-        .filter(|(n, _)| !(drop_metric_name && *n == METRIC_NAME))
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .filter_map(|(n, v)| {
+            if n == METRIC_NAME && drop_metric_name {
+                return delayed.then(|| (MARKED_NAME.to_owned(), v.to_owned()));
+            }
+            Some((n.to_owned(), v.to_owned()))
+        })
         .collect();
     if one_to_one {
         match matching {
-            Some(LabelModifier::Include(on)) => pairs.retain(|(n, _)| on.labels.contains(n)),
-            Some(LabelModifier::Exclude(ign)) => pairs.retain(|(n, _)| !ign.labels.contains(n)),
+            Some(LabelModifier::Include(on)) => {
+                pairs.retain(|(n, _)| on.labels.iter().any(|x| x == plain(n)))
+            }
+            Some(LabelModifier::Exclude(ign)) => {
+                pairs.retain(|(n, _)| !ign.labels.iter().any(|x| x == plain(n)))
+            }
             None => {}
         }
     }
     for name in include {
-        pairs.retain(|(n, _)| n != name);
-        if let Some(v) = one.get(name) {
+        pairs.retain(|(n, _)| plain(n) != name);
+        let v = if name == METRIC_NAME {
+            name_of(one)
+        } else {
+            one.get(name)
+        };
+        if let Some(v) = v {
             pairs.push((name.clone(), v.to_owned()));
         }
     }

@@ -5,12 +5,13 @@
 /// Fx-hashed maps: keys here are label sets, whose hash is already their
 /// fingerprint, and small integers; SipHash on top only costs time.
 type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 use chrono::{Datelike, TimeZone, Timelike, Utc};
 use promql_parser::parser::{Expr, LabelModifier};
 use regex::Regex;
 
-use super::eval::{Window, base_matchers, drop_name, err, unparen};
+use super::eval::{MARKED_NAME, Window, base_matchers, drop_name, err, is_name, name_of, unparen};
 use super::{EvalError, RangeSeries, Sample, Value};
 use crate::store::{Labels, METRIC_NAME, MatchOp, is_label_name};
 
@@ -408,12 +409,13 @@ pub(super) fn call(
     t: i64,
     memo: &mut LabelMemo,
 ) -> Result<Value> {
+    let delayed = memo.delayed_name_removal;
     let simple = |f: fn(f64) -> f64, args: Vec<Value>| -> Result<Value> {
         let v = take_vector(args.into_iter().next().unwrap_or(Value::Vector(vec![])))?;
         Ok(Value::Vector(
             v.into_iter()
                 .map(|s| Sample {
-                    labels: drop_name(&s.labels),
+                    labels: drop_name(&s.labels, delayed),
                     t,
                     v: f(s.v),
                 })
@@ -429,7 +431,7 @@ pub(super) fn call(
                         labels: if keep_name {
                             s.labels.clone()
                         } else {
-                            drop_name(&s.labels)
+                            drop_name(&s.labels, delayed)
                         },
                         t,
                         v,
@@ -456,7 +458,7 @@ pub(super) fn call(
             Ok(Value::Vector(
                 v.into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(&s.labels),
+                        labels: drop_name(&s.labels, delayed),
                         t,
                         v: (s.v * inv + 0.5).floor() / inv,
                     })
@@ -484,7 +486,7 @@ pub(super) fn call(
                             x = go_max(lo, x);
                         }
                         Sample {
-                            labels: drop_name(&s.labels),
+                            labels: drop_name(&s.labels, delayed),
                             t,
                             v: x,
                         }
@@ -497,7 +499,7 @@ pub(super) fn call(
             Ok(Value::Vector(
                 v.into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(&s.labels),
+                        labels: drop_name(&s.labels, delayed),
                         t,
                         v: s.t as f64 / 1000.0,
                     })
@@ -654,7 +656,7 @@ pub(super) fn call(
                 v.into_iter()
                     .filter_map(|s| {
                         date_part(name, s.v).map(|v| Sample {
-                            labels: drop_name(&s.labels),
+                            labels: drop_name(&s.labels, delayed),
                             t,
                             v,
                         })
@@ -766,15 +768,23 @@ fn label_replace(mut args: Vec<Value>, t: i64) -> Result<Value> {
     let v = take_vector(args.swap_remove(0))?;
     let mut out = Vec::with_capacity(v.len());
     for s in v {
-        let value = s.labels.get(&src).unwrap_or_default().to_owned();
+        // A name marked for removal can still be read.
+        let value = if src == METRIC_NAME {
+            name_of(&s.labels)
+        } else {
+            s.labels.get(&src)
+        }
+        .unwrap_or_default()
+        .to_owned();
         let labels = match re.captures(&value) {
             Some(caps) => {
                 let mut res = String::new();
                 caps.expand(&replacement, &mut res);
+                // Writing `__name__` replaces a name marked for removal.
                 let mut pairs: Vec<(String, String)> = s
                     .labels
                     .iter()
-                    .filter(|(n, _)| *n != dst)
+                    .filter(|(n, _)| *n != dst && !(dst == METRIC_NAME && *n == MARKED_NAME))
                     .map(|(n, v)| (n.to_owned(), v.to_owned()))
                     .collect();
                 if !res.is_empty() {
@@ -804,13 +814,20 @@ fn label_join(mut args: Vec<Value>, t: i64) -> Result<Value> {
             .map(|s| {
                 let joined: Vec<&str> = srcs
                     .iter()
-                    .map(|n| s.labels.get(n).unwrap_or_default())
+                    .map(|n| {
+                        if n == METRIC_NAME {
+                            name_of(&s.labels)
+                        } else {
+                            s.labels.get(n)
+                        }
+                        .unwrap_or_default()
+                    })
                     .collect();
                 let joined = joined.join(&sep);
                 let mut pairs: Vec<(String, String)> = s
                     .labels
                     .iter()
-                    .filter(|(n, _)| *n != dst)
+                    .filter(|(n, _)| *n != dst && !(dst == METRIC_NAME && *n == MARKED_NAME))
                     .map(|(n, v)| (n.to_owned(), v.to_owned()))
                     .collect();
                 if !joined.is_empty() {
@@ -827,6 +844,7 @@ fn label_join(mut args: Vec<Value>, t: i64) -> Result<Value> {
 }
 
 fn histogram_quantile(mut args: Vec<Value>, t: i64, memo: &mut LabelMemo) -> Result<Value> {
+    let delayed = memo.delayed_name_removal;
     let q = scalar_arg(&args[0])?;
     let v = take_vector(args.swap_remove(1))?;
     let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::default();
@@ -850,7 +868,7 @@ fn histogram_quantile(mut args: Vec<Value>, t: i64, memo: &mut LabelMemo) -> Res
     for key in order {
         if let Some(mut buckets) = groups.remove(&key) {
             out.push(Sample {
-                labels: drop_name(&key),
+                labels: drop_name(&key, delayed),
                 t,
                 v: bucket_quantile(q, &mut buckets),
             });
@@ -987,9 +1005,20 @@ fn format_value(v: f64) -> String {
 /// Derived label sets by (transformation, input), kept for a whole query: a
 /// range query groups the same series at every step.
 #[derive(Default)]
-pub(super) struct LabelMemo(HashMap<(usize, Labels), Labels>);
+pub(super) struct LabelMemo {
+    map: HashMap<(usize, Labels), Labels>,
+    /// The engine's `delayed_name_removal`, for the functions.
+    pub(super) delayed_name_removal: bool,
+}
 
 impl LabelMemo {
+    pub(super) fn new(delayed_name_removal: bool) -> LabelMemo {
+        LabelMemo {
+            map: HashMap::default(),
+            delayed_name_removal,
+        }
+    }
+
     /// `f(l)` for transformation `tag`, computed once per label set.
     pub(super) fn get(
         &mut self,
@@ -997,7 +1026,7 @@ impl LabelMemo {
         l: &Labels,
         f: impl FnOnce(&Labels) -> Labels,
     ) -> Labels {
-        self.0
+        self.map
             .entry((tag, l.clone()))
             .or_insert_with(|| f(l))
             .clone()
@@ -1007,15 +1036,34 @@ impl LabelMemo {
 /// The labels an aggregation groups `l` by.
 pub(super) fn group_key_of(l: &Labels, modifier: Option<&LabelModifier>) -> Labels {
     match modifier {
-        Some(LabelModifier::Include(by)) => {
-            Labels::new(l.iter().filter(|(n, _)| by.labels.iter().any(|b| b == n)))
-        }
+        // A name marked for removal still groups as `__name__`.
+        Some(LabelModifier::Include(by)) => Labels::new(l.iter().filter_map(|(n, v)| {
+            let n = if n == MARKED_NAME { METRIC_NAME } else { n };
+            by.labels.iter().any(|b| b == n).then_some((n, v))
+        })),
         Some(LabelModifier::Exclude(without)) => Labels::new(
             l.iter()
-                .filter(|(n, _)| *n != METRIC_NAME && !without.labels.iter().any(|b| b == n)),
+                .filter(|(n, _)| !is_name(n) && !without.labels.iter().any(|b| b == n)),
         ),
         None => Labels::empty(),
     }
+}
+
+/// Whether `l`'s group (by `modifier`) keeps a name marked for removal: a
+/// group's name is removed at the end of the query if any member's was
+/// marked.
+pub(super) fn group_marked(l: &Labels, modifier: Option<&LabelModifier>) -> bool {
+    match modifier {
+        Some(LabelModifier::Include(by)) => {
+            l.get(MARKED_NAME).is_some() && by.labels.iter().any(|b| b == METRIC_NAME)
+        }
+        _ => false,
+    }
+}
+
+/// `key` with its name marked for removal when `marked`.
+fn mark_if(key: Labels, marked: bool) -> Labels {
+    if marked { drop_name(&key, true) } else { key }
 }
 
 /// `LabelMemo` tag of histogram_quantile's "all labels but `le`".
@@ -1041,9 +1089,11 @@ pub(super) fn aggregate(
             return err(format!("invalid label name {label:?}"));
         }
         let mut counts: HashMap<Labels, f64> = HashMap::default();
+        let mut marked: HashSet<Labels> = HashSet::default();
         let mut order = Vec::new();
         for s in &input {
             let base = group_key(&s.labels);
+            let is_marked = group_marked(&s.labels, modifier);
             let mut pairs: Vec<(String, String)> = base
                 .iter()
                 .filter(|(n, _)| *n != label)
@@ -1051,6 +1101,9 @@ pub(super) fn aggregate(
                 .collect();
             pairs.push((label.clone(), format_value(s.v)));
             let key = Labels::new(pairs);
+            if is_marked {
+                marked.insert(key.clone());
+            }
             let c = counts.entry(key.clone()).or_insert_with(|| {
                 order.push(key);
                 0.0
@@ -1062,7 +1115,12 @@ pub(super) fn aggregate(
                 .into_iter()
                 .map(|labels| {
                     let v = counts.get(&labels).copied().unwrap_or(0.0);
-                    Sample { labels, t, v }
+                    let is_marked = marked.contains(&labels);
+                    Sample {
+                        labels: mark_if(labels, is_marked),
+                        t,
+                        v,
+                    }
                 })
                 .collect(),
         ));
@@ -1124,9 +1182,13 @@ pub(super) fn aggregate(
         _ => 0.0,
     };
     let mut groups: HashMap<Labels, Vec<f64>> = HashMap::default();
+    let mut marked: HashSet<Labels> = HashSet::default();
     let mut order = Vec::new();
     for s in input {
         let key = group_key(&s.labels);
+        if group_marked(&s.labels, modifier) {
+            marked.insert(key.clone());
+        }
         groups
             .entry(key.clone())
             .or_insert_with(|| {
@@ -1141,7 +1203,12 @@ pub(super) fn aggregate(
             continue;
         };
         let v = reduce(op, q, &mut vs)?;
-        out.push(Sample { labels: key, t, v });
+        let is_marked = marked.contains(&key);
+        out.push(Sample {
+            labels: mark_if(key, is_marked),
+            t,
+            v,
+        });
     }
     Ok(Value::Vector(out))
 }

@@ -461,3 +461,121 @@ fn range_by_node_equals_per_step() {
         }
     }
 }
+
+/// With delayed name removal (Prometheus's `promql-delayed-name-removal`),
+/// the node-at-a-time path still equals step-by-step evaluation, including
+/// names marked for removal that label functions and `by (__name__)` see,
+/// and series merged once their marked names are removed.
+#[test]
+fn range_by_node_equals_per_step_with_delayed_name_removal() {
+    let s = matrix_store();
+    let engine = Engine {
+        delayed_name_removal: true,
+        ..Engine::default()
+    };
+    let queries = [
+        r#"histogram_quantile(0.99, sum by (le, model) (rate(lat_bucket{job="srv"}[5m])))"#,
+        "histogram_quantile(0.5, rate(lat_bucket[2m]))",
+        "-g",
+        "abs(-g)",
+        "g * 2",
+        "g > bool 0.5",
+        "g > 0.5",
+        "rate(errs_total[5m]) / rate(reqs_total[5m])",
+        "g + on(model) group_left(team) info",
+        "sum by (__name__) (rate(reqs_total[1m]))",
+        "sum by (__name__, model) (rate(reqs_total[1m]) or errs_total)",
+        "max by (__name__) (-g or g)",
+        "rate({__name__=~\"x.\"}[1m])",
+        "rate({__name__=~\"y.\"}[1m])",
+        "-{__name__=~\"x.\"}",
+        "sum(rate({__name__=~\"x.\"}[1m]))",
+        "-a_total or -b_total",
+        "label_replace(rate(reqs_total[1m]), \"__name__\", \"r_$1\", \"__name__\", \"(.+)\")",
+        "label_replace(rate(reqs_total[1m]), \"n\", \"$1\", \"__name__\", \"(.+)\")",
+        "label_join(-g, \"n\", \"-\", \"__name__\", \"model\")",
+        "topk by (__name__) (1, -g)",
+        "count_values by (__name__) (\"v\", round(g))",
+    ];
+    for (start, end, step) in [(600_000, 7_200_000, 15_000), (0, 1_000_000, 7_000)] {
+        for q in queries {
+            let query = Query::parse(q).expect("parses");
+            let got = engine.range(&s, &query, start, end, step);
+            let want = engine.range_per_step(&s, &query, start, end, step);
+            if let Ok(series) = &want {
+                assert!(
+                    series
+                        .iter()
+                        .all(|r| r.labels.get(super::eval::MARKED_NAME).is_none()),
+                    "{q}: marked names are removed"
+                );
+            }
+            assert_same_range(q, got, want);
+        }
+    }
+}
+
+/// Without delayed name removal (Prometheus's default) functions drop the
+/// name at once; with it they only mark it, so `label_replace` and
+/// `by (__name__)` still see it, and it is removed when the query ends.
+#[test]
+fn delayed_name_removal_marks_the_name_until_the_query_ends() {
+    let samples: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64)).collect();
+    let s = store(&[
+        (&[("__name__", "a_total"), ("env", "1")], &samples),
+        (&[("__name__", "b_total"), ("env", "1")], &samples),
+        (&[("__name__", "a_total"), ("env", "2")], &samples),
+    ]);
+    let delayed = Engine {
+        delayed_name_removal: true,
+        ..Engine::default()
+    };
+    let eval = |engine: &Engine, q: &str| {
+        let query = Query::parse(q).expect("parses");
+        engine.instant(&s, &query, 600_000)
+    };
+    let labels_of = |v: Value| -> Vec<String> {
+        let Value::Vector(v) = v else {
+            panic!("not a vector: {v:?}")
+        };
+        let mut out: Vec<String> = v.iter().map(|s| s.labels.to_string()).collect();
+        out.sort();
+        out
+    };
+
+    let q = r#"label_replace(rate({env="1"}[5m]), "n", "$1", "__name__", "(.+)")"#;
+    assert_eq!(
+        labels_of(eval(&delayed, q).expect("evaluates")),
+        vec![r#"{env="1", n="a_total"}"#, r#"{env="1", n="b_total"}"#]
+    );
+    // Immediate removal: both rates are `{env="1"}`, a collision.
+    assert!(eval(&Engine::default(), q).is_err());
+
+    let q = r#"label_replace(rate(a_total{env="1"}[5m]), "__name__", "r_$1", "__name__", "(.+)")"#;
+    assert_eq!(
+        labels_of(eval(&delayed, q).expect("evaluates")),
+        vec![r#"r_a_total{env="1"}"#]
+    );
+    assert_eq!(
+        labels_of(eval(&Engine::default(), q).expect("evaluates")),
+        vec![r#"{env="1"}"#]
+    );
+
+    // Grouped by the marked names, then both removed: a collision.
+    assert!(eval(&delayed, r#"sum by (__name__) (rate({env="1"}[5m]))"#).is_err());
+    // A group keeps its name only if no member's name was marked.
+    assert_eq!(
+        labels_of(
+            eval(
+                &delayed,
+                r#"sum by (__name__) (a_total{env="1"} or rate(a_total{env="2"}[5m]))"#
+            )
+            .expect("evaluates")
+        ),
+        vec!["{}"]
+    );
+    assert_eq!(
+        labels_of(eval(&delayed, r#"sum by (__name__) (a_total{env="1"})"#).expect("evaluates")),
+        vec!["a_total"]
+    );
+}

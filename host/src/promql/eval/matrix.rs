@@ -116,6 +116,7 @@ impl Evaluator<'_> {
 
     fn mat_node(&mut self, e: &Expr) -> M<Mat> {
         let grid = self.grid_or_stop()?;
+        let delayed = self.engine.delayed_name_removal;
         match e {
             Expr::NumberLiteral(n) => Ok(Mat::Scalar(vec![n.val; grid.steps])),
             Expr::Paren(p) => self.mat(&p.expr),
@@ -126,7 +127,7 @@ impl Evaluator<'_> {
                 }
                 Mat::Vector(mut r) => {
                     for row in &mut r.rows {
-                        row.labels = drop_name(&row.labels);
+                        row.labels = drop_name(&row.labels, delayed);
                         row.v.iter_mut().flatten().for_each(|x| *x = -*x);
                     }
                     unique(&r.rows)?;
@@ -232,6 +233,7 @@ impl Evaluator<'_> {
     }
 
     fn call_rows(&mut self, c: &Call, grid: Grid) -> M<Mat> {
+        let delayed = self.engine.delayed_name_removal;
         if let Some((kind, m)) = sliding_call(c) {
             let rows = self.sliding_rows(c, &m.vs, ms(m.range), grid, kind);
             unique(&rows)?;
@@ -248,7 +250,7 @@ impl Evaluator<'_> {
                 return Err(Stop::Query);
             };
             for row in &mut r.rows {
-                row.labels = drop_name(&row.labels);
+                row.labels = drop_name(&row.labels, delayed);
                 row.v.iter_mut().flatten().for_each(|x| *x = f(*x));
             }
             unique(&r.rows)?;
@@ -318,7 +320,7 @@ impl Evaluator<'_> {
                 }
             }
             rows.push(Row {
-                labels: drop_name(&key),
+                labels: drop_name(&key, self.engine.delayed_name_removal),
                 v,
             });
         }
@@ -341,23 +343,24 @@ impl Evaluator<'_> {
         // The per-step aggregation's memo tag, so both share it.
         let tag = modifier.map_or(2, |m| m as *const LabelModifier as usize);
         let mut index: HashMap<Labels, usize> = HashMap::default();
-        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<(Labels, Vec<usize>, bool)> = Vec::new();
         let mut row_group = Vec::with_capacity(input.rows.len());
         for (i, row) in input.rows.iter().enumerate() {
             let key = self
                 .labels
                 .get(tag, &row.labels, |l| functions::group_key_of(l, modifier));
             let g = *index.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, Vec::new()));
+                groups.push((key, Vec::new(), false));
                 groups.len() - 1
             });
             groups[g].1.push(i);
+            groups[g].2 |= functions::group_marked(&row.labels, modifier);
             row_group.push(Some(g));
         }
         let ordered = first_seen_ordered(&input.rows, &row_group, groups.len(), grid.steps);
         let mut rows = Vec::with_capacity(groups.len());
         let mut values = Vec::new();
-        for (key, members) in groups {
+        for (key, members, marked) in groups {
             let mut v = vec![None; grid.steps];
             for (k, slot) in v.iter_mut().enumerate() {
                 values.clear();
@@ -367,7 +370,8 @@ impl Evaluator<'_> {
                         Some(functions::reduce(&op, 0.0, &mut values).map_err(|_| Stop::Query)?);
                 }
             }
-            rows.push(Row { labels: key, v });
+            let labels = if marked { drop_name(&key, true) } else { key };
+            rows.push(Row { labels, v });
         }
         Ok(Mat::Vector(Rows { rows, ordered }))
     }
@@ -376,6 +380,7 @@ impl Evaluator<'_> {
         let op = b.op.to_string();
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let comparison = b.op.is_comparison_operator();
+        let delayed = self.engine.delayed_name_removal;
         let lhs = self.mat(&b.lhs)?;
         let rhs = self.mat(&b.rhs)?;
         match (lhs, rhs) {
@@ -395,10 +400,10 @@ impl Evaluator<'_> {
                 Ok(Mat::Scalar(out))
             }
             (Mat::Vector(v), Mat::Scalar(s)) => {
-                vector_scalar_rows(&op, v, &s, false, comparison, return_bool)
+                vector_scalar_rows(&op, v, &s, false, comparison, return_bool, delayed)
             }
             (Mat::Scalar(s), Mat::Vector(v)) => {
-                vector_scalar_rows(&op, v, &s, true, comparison, return_bool)
+                vector_scalar_rows(&op, v, &s, true, comparison, return_bool, delayed)
             }
             (Mat::Vector(l), Mat::Vector(r)) => {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
@@ -529,12 +534,13 @@ impl Evaluator<'_> {
                 &mrow.labels,
                 &orow.labels,
                 !comparison,
+                self.engine.delayed_name_removal,
                 one_to_one,
                 matching,
                 include,
             );
             if return_bool {
-                labels = drop_name(&labels);
+                labels = drop_name(&labels, self.engine.delayed_name_removal);
             }
             let mut v = vec![None; mrow.v.len()];
             let mut any = false;
@@ -572,6 +578,7 @@ fn vector_scalar_rows(
     scalar_left: bool,
     comparison: bool,
     return_bool: bool,
+    delayed: bool,
 ) -> M<Mat> {
     let relabel = !comparison || return_bool;
     for row in &mut v.rows {
@@ -591,7 +598,7 @@ fn vector_scalar_rows(
             *slot = keep.then_some(value);
         }
         if relabel {
-            row.labels = drop_name(&row.labels);
+            row.labels = drop_name(&row.labels, delayed);
         }
     }
     if relabel {
