@@ -28,11 +28,14 @@ pub enum Fault {
     Stale,
     /// The prediction-score distribution's mean moves +0.08..0.15 for 2 h.
     ScoreDrift,
+    /// The predicted-class mix moves: one minority class's share +5..10 pp (taken
+    /// from the majority class) for 2 h.
+    ClassMix,
 }
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::Spike,
         Fault::LevelShift,
         Fault::Drift,
@@ -40,6 +43,7 @@ impl Fault {
         Fault::NullBurst,
         Fault::Stale,
         Fault::ScoreDrift,
+        Fault::ClassMix,
     ];
 
     /// Short name for tables.
@@ -52,6 +56,7 @@ impl Fault {
             Fault::NullBurst => "null burst",
             Fault::Stale => "stale feed",
             Fault::ScoreDrift => "score drift",
+            Fault::ClassMix => "class mix",
         }
     }
 
@@ -59,6 +64,7 @@ impl Fault {
     pub fn input(self) -> Input {
         match self {
             Fault::ScoreDrift => Input::Scores,
+            Fault::ClassMix => Input::Classes,
             _ => Input::Metric,
         }
     }
@@ -71,6 +77,10 @@ pub enum Input {
     Metric,
     /// Raw prediction scores, 10 samples a minute.
     Scores,
+    /// A model's predicted-class counters, one series per class (label `class`),
+    /// each pushed once a minute; the rule gets every class series and raises one
+    /// alert for the group.
+    Classes,
 }
 
 /// How the synthetic rule feeds the detector (times in minutes).
@@ -268,6 +278,9 @@ pub fn registry() -> Vec<Entry> {
         e("ks", run::<klaxon_plugin_ks::Ks>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
+        e("chi_square", run::<klaxon_plugin_chi_square::ChiSquare>(), r#"{"label":"class"}"#, Classes, yesterday(HOUR), None, &[ClassMix]).every(DRIFT_EVERY),
+        e("chi_square", run::<klaxon_plugin_chi_square::ChiSquare>(), r#"{"label":"class"}"#, Classes, yesterday(HOUR), None, &[ClassMix]).every(DRIFT_EVERY)
+            .proposed("alpha 0.001", r#"{"label":"class","alpha":0.001}"#, AlertRule::default()),
         e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift]),
         e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift])
             .proposed("keep_firing_for 24", "{}", AlertRule { keep_firing_for: 24, ..AlertRule::default() }),

@@ -1,6 +1,7 @@
 //! The host's evaluation model, natively: one detector rule over one series.
 //!
-//! Mirrors `host/src/rules` for a plain-selector detector rule: at each evaluation
+//! Mirrors `host/src/rules` for a plain-selector detector rule (one series, or
+//! one group of category series judged together, [`RuleRun::evaluate_group`]): at each evaluation
 //! time `t` the window is the samples in `(t - window, t]` and the baseline the
 //! samples in `(t - offset - length, t - offset]`; a series with no sample in its
 //! window is not judged (and, as in the host, loses its detector state); the state
@@ -140,6 +141,57 @@ impl<'a> RuleRun<'a> {
         let (firing, score) = self.call(window, baseline, state, eval_time_ms, false);
         self.absent_state = None;
         self.advance_both(firing, false, score)
+    }
+
+    /// Evaluates at `eval_time_ms` on several series of one group (one per category
+    /// value, `(label value, window, baseline)`, labelled `label`), as one batched
+    /// call: the group's verdicts are one alert, firing when any series' verdict
+    /// fires (group verdicts give every member the same one); the score is the
+    /// largest. Series with an empty window are not sent, as in the host; when none
+    /// is left the group is not judged. No state is carried between group
+    /// evaluations (the grouped detectors keep none).
+    pub fn evaluate_group(
+        &mut self,
+        label: &str,
+        members: &[(&str, &[Sample], &[Sample])],
+        eval_time_ms: i64,
+    ) -> Step {
+        let batch: Vec<TestSeries> = members
+            .iter()
+            .filter(|(_, window, _)| !window.is_empty())
+            .map(|&(value, window, baseline)| {
+                let mut series = TestSeries::new(
+                    &[("__name__", "bench"), (label, value)],
+                    window.iter().map(|s| s.0).collect(),
+                    window.iter().map(|s| s.1).collect(),
+                );
+                series.baseline_timestamps_ms = baseline.iter().map(|s| s.0).collect();
+                series.baseline_values = baseline.iter().map(|s| s.1).collect();
+                series
+            })
+            .collect();
+        if batch.is_empty() {
+            return self.advance(false, 0.0);
+        }
+        match (self.eval)(self.config, &batch, eval_time_ms) {
+            Ok(outputs) if outputs.len() == batch.len() => {
+                let firing = outputs.iter().any(|o| o.verdict.firing);
+                let score = outputs.iter().map(|o| o.verdict.score).fold(0.0, f64::max);
+                self.advance(firing, score)
+            }
+            Ok(outputs) => {
+                self.fail(format!(
+                    "{} outputs for {} series",
+                    outputs.len(),
+                    batch.len()
+                ));
+                self.advance(false, 0.0)
+            }
+            Err(e) => {
+                self.fail(e);
+                self.advance(false, 0.0)
+            }
+        }
     }
 
     /// Calls the detector on one series; stores the state it returns.
@@ -304,6 +356,41 @@ mod tests {
                 .collect();
             assert_eq!(onsets, expected, "judge_absent: {judge_absent}");
         }
+    }
+
+    #[test]
+    fn a_group_of_category_series_is_one_alert() {
+        let chi: EvalFn =
+            klaxon_sdk::testing::run_detector_at::<klaxon_plugin_chi_square::ChiSquare>;
+        let mut rule = RuleRun::new(chi, r#"{"label":"class"}"#, AlertRule::default());
+        // Counters: `a` grows 9 a step and `b` 1 in the baseline; in the drifted
+        // window both grow 5.
+        let counter =
+            |per_step: f64| -> Vec<Sample> { (0..20).map(|i| (i, per_step * i as f64)).collect() };
+        let (base_a, base_b) = (counter(9.0), counter(1.0));
+        let (same_a, same_b) = (counter(9.0), counter(1.0));
+        let (moved_a, moved_b) = (counter(5.0), counter(5.0));
+        let calm = rule.evaluate_group(
+            "class",
+            &[("a", &same_a, &base_a), ("b", &same_b, &base_b)],
+            20,
+        );
+        assert!(!calm.firing && !calm.condition);
+        let drift = rule.evaluate_group(
+            "class",
+            &[("a", &moved_a, &base_a), ("b", &moved_b, &base_b)],
+            21,
+        );
+        assert!(drift.firing && drift.onset && drift.score > 0.0);
+        let still = rule.evaluate_group(
+            "class",
+            &[("a", &moved_a, &base_a), ("b", &moved_b, &base_b)],
+            22,
+        );
+        assert!(still.firing && !still.onset, "one alert for the group");
+        let empty = rule.evaluate_group("class", &[("a", &[], &base_a), ("b", &[], &base_b)], 23);
+        assert!(!empty.condition, "a group with no samples is not judged");
+        assert_eq!(rule.errors, 0, "{:?}", rule.first_error);
     }
 
     /// A condition pattern through the alert state machine: which steps are onsets.

@@ -5,6 +5,11 @@
 //!   noise σ = 3, and 0.2 % of samples NaN (the occasional null).
 //! - Score stream: 10 prediction scores a minute, Beta with mean 0.30 (±0.02 daily)
 //!   and concentration 10.
+//! - Class stream: a model's predicted-class counters, 4 classes (`approve`
+//!   70 %, `review` 15 %, `decline` 10 %, `fraud` 5 %), one series per class with
+//!   a `class` label, each counter pushed once a minute; requests per minute are
+//!   Poisson with the metric's seasonal level as mean (~100/min), split
+//!   multinomially over the fixed mix.
 //! - Fault trials: one fault per simulated day, placed at a random minute of it,
 //!   magnitude and sign drawn per trial (see [`Fault`]); 20 seeded trials per fault.
 //!   The rule is evaluated every rule interval (1 min unless the registry sets
@@ -22,7 +27,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Beta, Distribution, Normal};
+use rand_distr::{Beta, Binomial, Distribution, Normal, Poisson};
 
 use crate::registry::{Entry, Fault, Feed, Input};
 use crate::sim::{RuleRun, Sample, range};
@@ -34,6 +39,11 @@ const DAY_MS: i64 = 86_400_000;
 const ORIGIN_MS: i64 = 1_767_571_200_000;
 const NOISE: f64 = 3.0;
 const SCORES_PER_INTERVAL: i64 = 10;
+/// The class stream's categories (label `class`) and their fault-free shares.
+pub const CLASSES: [&str; 4] = ["approve", "review", "decline", "fraud"];
+const CLASS_MIX: [f64; 4] = [0.70, 0.15, 0.10, 0.05];
+/// The label the class series carry their category in.
+pub const CLASS_LABEL: &str = "class";
 /// Trials per fault type.
 pub const TRIALS: usize = 20;
 const WARMUP_DAYS: i64 = 2;
@@ -91,7 +101,7 @@ fn metric_stream(seed: u64, from: i64, to: i64, injection: Option<Injection>) ->
                 Fault::Variance => sigma *= f.size,
                 Fault::NullBurst => null = null_draw < 0.6,
                 Fault::Stale => skip = true,
-                Fault::ScoreDrift => {}
+                Fault::ScoreDrift | Fault::ClassMix => {}
             }
         }
         if !skip {
@@ -127,10 +137,60 @@ fn score_stream(seed: u64, from: i64, to: i64, injection: Option<Injection>) -> 
     out
 }
 
-fn stream(input: Input, seed: u64, from: i64, to: i64, inj: Option<Injection>) -> Vec<Sample> {
+/// The class shares at a minute under `injection`: a `ClassMix` fault moves `size`
+/// of the majority class's share to `review` (sign +) or `decline` (sign -).
+fn class_mix(t: i64, injection: Option<Injection>) -> [f64; 4] {
+    let mut mix = CLASS_MIX;
+    if let Some(f) = injection.filter(|f| f.fault == Fault::ClassMix && t >= f.start && t < f.end) {
+        let gainer = if f.sign > 0.0 { 1 } else { 2 };
+        mix[0] -= f.size;
+        mix[gainer] += f.size;
+    }
+    mix
+}
+
+/// The class counters over `[from, to)`, one series per [`CLASSES`] entry, each
+/// starting at 0 at `from`, with `injection` applied.
+fn class_stream(seed: u64, from: i64, to: i64, injection: Option<Injection>) -> Vec<Vec<Sample>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let minutes = ((to - from) / INTERVAL_MS).max(0) as usize;
+    let mut out: Vec<Vec<Sample>> = CLASSES
+        .iter()
+        .map(|_| Vec::with_capacity(minutes))
+        .collect();
+    let mut counters = [0u64; 4];
+    let mut t = from;
+    while t < to {
+        let requests = Poisson::new(level(t)).expect("positive rate");
+        let mut left = requests.sample(&mut rng) as u64;
+        let mix = class_mix(t, injection);
+        let mut share_left = 1.0;
+        for (i, &p) in mix.iter().enumerate() {
+            let k = if i + 1 == mix.len() {
+                left
+            } else {
+                let q = (p / share_left).clamp(0.0, 1.0);
+                Binomial::new(left, q)
+                    .expect("probability in [0, 1]")
+                    .sample(&mut rng)
+            };
+            left -= k;
+            share_left -= p;
+            counters[i] += k;
+            out[i].push((t, counters[i] as f64));
+        }
+        t += INTERVAL_MS;
+    }
+    out
+}
+
+/// The series of `input` over `[from, to)`: one for a metric or scores, one per
+/// class for the class counters.
+fn stream(input: Input, seed: u64, from: i64, to: i64, inj: Option<Injection>) -> Vec<Vec<Sample>> {
     match input {
-        Input::Metric => metric_stream(seed, from, to, inj),
-        Input::Scores => score_stream(seed, from, to, inj),
+        Input::Metric => vec![metric_stream(seed, from, to, inj)],
+        Input::Scores => vec![score_stream(seed, from, to, inj)],
+        Input::Classes => class_stream(seed, from, to, inj),
     }
 }
 
@@ -148,6 +208,7 @@ fn draw_injection(fault: Fault, rng: &mut ChaCha8Rng, day: i64) -> Injection {
         Fault::NullBurst => (minutes(30), 0.0),
         Fault::Stale => (minutes(60), 0.0),
         Fault::ScoreDrift => (minutes(120), rng.random_range(0.08..0.15)),
+        Fault::ClassMix => (minutes(120), rng.random_range(0.05..0.10)),
     };
     // Leave 1 h clear at both ends of the day and room for the grace period.
     let latest = DAY_MS - duration - minutes(60 + GRACE_INTERVALS);
@@ -177,12 +238,27 @@ fn every_ms(entry: &Entry) -> i64 {
     entry.interval.max(1) * INTERVAL_MS
 }
 
-/// Runs `entry` over `samples`, evaluating every rule interval in `[from, to)`;
+/// The window and baseline of `samples` a rule with `feed` reads at `t`.
+fn cut(feed: Feed, samples: &[Sample], t: i64, every: i64) -> (&[Sample], &[Sample]) {
+    match feed {
+        Feed::Windowed { window, baseline } => (
+            range(samples, t - window * INTERVAL_MS, t),
+            baseline.map_or(&[][..], |(o, l)| {
+                let end = t - o * INTERVAL_MS;
+                range(samples, end - l * INTERVAL_MS, end)
+            }),
+        ),
+        Feed::Streaming => (range(samples, t - every, t), &[][..]),
+    }
+}
+
+/// Runs `entry` over `series` (one, or one per class for the class stream),
+/// evaluating every rule interval in `[from, to)`;
 /// returns the onset times of evaluations at or after `score_from`, and the share
 /// of those evaluations that ended with the alert firing.
 fn onsets(
     entry: &Entry,
-    samples: &[Sample],
+    series: &[Vec<Sample>],
     from: i64,
     score_from: i64,
     to: i64,
@@ -193,17 +269,23 @@ fn onsets(
     let every = every_ms(entry);
     let mut t = from;
     while t < to {
-        let (window, baseline) = match entry.feed {
-            Feed::Windowed { window, baseline } => (
-                range(samples, t - window * INTERVAL_MS, t),
-                baseline.map_or(&[][..], |(o, l)| {
-                    let end = t - o * INTERVAL_MS;
-                    range(samples, end - l * INTERVAL_MS, end)
-                }),
-            ),
-            Feed::Streaming => (range(samples, t - every, t), &[][..]),
+        let step = match series {
+            [samples] => {
+                let (window, baseline) = cut(entry.feed, samples, t, every);
+                rule.evaluate(window, baseline, t)
+            }
+            _ => {
+                let members: Vec<(&str, &[Sample], &[Sample])> = CLASSES
+                    .iter()
+                    .zip(series)
+                    .map(|(&class, samples)| {
+                        let (window, baseline) = cut(entry.feed, samples, t, every);
+                        (class, window, baseline)
+                    })
+                    .collect();
+                rule.evaluate_group(CLASS_LABEL, &members, t)
+            }
         };
-        let step = rule.evaluate(window, baseline, t);
         if t >= score_from {
             scored += 1;
             firing += usize::from(step.firing);
@@ -400,6 +482,55 @@ mod tests {
         let s = metric_stream(3, day, day + DAY_MS, Some(inj));
         assert_eq!(s.len(), 1440 - 60, "an hour of samples missing");
         assert!(range(&s, inj.start - 1, inj.end - 1).is_empty());
+    }
+
+    #[test]
+    fn class_stream_is_deterministic_and_the_mix_moves_where_drawn() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let day = ORIGIN_MS + 3 * DAY_MS;
+        let inj = draw_injection(Fault::ClassMix, &mut rng, day);
+        assert!(inj.start >= day && inj.end < day + DAY_MS);
+        assert_eq!(inj.end - inj.start, 120 * INTERVAL_MS);
+        assert!((0.05..0.10).contains(&inj.size));
+        let a = class_stream(9, day, day + DAY_MS, Some(inj));
+        let b = class_stream(9, day, day + DAY_MS, Some(inj));
+        assert_eq!(a, b, "same seed, same counters");
+        assert_eq!(a.len(), CLASSES.len());
+        assert!(a.iter().all(|s| s.len() == 1440));
+        // Counters never go down.
+        assert!(a.iter().all(|s| s.windows(2).all(|w| w[1].1 >= w[0].1)));
+        // Each class's share of the increase over `(from, to]`.
+        let shares = |from: i64, to: i64| -> Vec<f64> {
+            let inc: Vec<f64> = a
+                .iter()
+                .map(|s| {
+                    let w = range(s, from - INTERVAL_MS, to - INTERVAL_MS);
+                    w.last().map_or(0.0, |l| l.1) - w.first().map_or(0.0, |f| f.1)
+                })
+                .collect();
+            let total: f64 = inc.iter().sum();
+            inc.iter().map(|c| c / total).collect()
+        };
+        let gainer = if inj.sign > 0.0 { 1 } else { 2 };
+        let during = shares(inj.start, inj.end);
+        assert!(
+            (during[gainer] - CLASS_MIX[gainer] - inj.size).abs() < 0.02,
+            "{during:?} vs +{}",
+            inj.size
+        );
+        assert!(
+            (during[0] - CLASS_MIX[0] + inj.size).abs() < 0.02,
+            "{during:?}"
+        );
+        // Outside the fault (the day's first hour is always clear) the mix is the base.
+        let before = shares(day, day + 60 * INTERVAL_MS);
+        for (got, want) in before.iter().zip(CLASS_MIX) {
+            assert!((got - want).abs() < 0.03, "{before:?}");
+        }
+        // The fault changes only the fault's minutes: the mix is the base elsewhere.
+        assert_eq!(class_mix(inj.start - INTERVAL_MS, Some(inj)), CLASS_MIX);
+        assert_eq!(class_mix(inj.end, Some(inj)), CLASS_MIX);
+        assert_ne!(class_mix(inj.start, Some(inj)), CLASS_MIX);
     }
 
     /// Fires when the newest sample is more than one interval old.
