@@ -279,8 +279,6 @@ pub fn registry() -> Vec<Entry> {
         e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("chi_square", run::<klaxon_plugin_chi_square::ChiSquare>(), r#"{"label":"class"}"#, Classes, yesterday(HOUR), None, &[ClassMix]).every(DRIFT_EVERY),
-        e("chi_square", run::<klaxon_plugin_chi_square::ChiSquare>(), r#"{"label":"class"}"#, Classes, yesterday(HOUR), None, &[ClassMix]).every(DRIFT_EVERY)
-            .proposed("alpha 0.001", r#"{"label":"class","alpha":0.001}"#, AlertRule::default()),
         e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift]),
         e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift])
             .proposed("keep_firing_for 24", "{}", AlertRule { keep_firing_for: 24, ..AlertRule::default() }),

@@ -19,13 +19,13 @@
 //! # Config
 //!
 //! ```json
-//! { "label": "class", "alpha": 0.01, "counts": "increase", "min_count": 30 }
+//! { "label": "class", "alpha": 0.001, "counts": "increase", "min_count": 30 }
 //! ```
 //!
 //! | field       | type   | default      | meaning |
 //! |-------------|--------|--------------|---------|
 //! | `label`     | string | required     | the label whose values are the categories |
-//! | `alpha`     | number | `0.01`       | fire when the p-value < alpha (in (0, 1)) |
+//! | `alpha`     | number | `0.001`      | fire when the p-value < alpha (in (0, 1)) |
 //! | `counts`    | string | `"increase"` | `increase`: counters; `sum`: each sample is a count |
 //! | `min_count` | number | `30`         | fewest observations in the window and in the reference (total over categories) |
 //! | `reference` | object | none         | stored reference counts per category value, e.g. `{"approve": 900, "decline": 100}`; otherwise the baseline window |
@@ -85,7 +85,7 @@ pub struct Config {
 }
 
 fn default_alpha() -> f64 {
-    0.01
+    0.001
 }
 
 fn default_min_count() -> f64 {
@@ -124,7 +124,7 @@ const SCHEMA: &str = r#"{
   "required": ["label"],
   "properties": {
     "label": {"type": "string", "minLength": 1, "description": "The label whose values are the categories."},
-    "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.01, "description": "Fire when the p-value is below this."},
+    "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.001, "description": "Fire when the p-value is below this."},
     "counts": {"enum": ["increase", "sum"], "default": "increase", "description": "Counters (increase) or per-sample counts (sum)."},
     "min_count": {"type": "number", "minimum": 1, "default": 30, "description": "Fewest observations in the window and in the reference."},
     "reference": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}, "description": "Stored reference counts per category value."}
@@ -190,7 +190,7 @@ impl Detector for ChiSquare {
             "Chi-square test of homogeneity (scipy's chi2_contingency, no correction) of \
              the mix of a categorical label's values in the window against the baseline \
              window or stored reference counts; one verdict per group; fires when \
-             p < `alpha` (0.01).",
+             p < `alpha` (0.001).",
         )
         .schema(SCHEMA)
     }
