@@ -97,3 +97,24 @@ pub fn season_before_and_after<D: Detector>(config: &str, shift: f64) -> (Output
     };
     (judge(300), judge(310))
 }
+
+/// The `season_seconds` contract every streaming detector shares, for `config` (which
+/// sets `season_seconds: 60` and a tolerance under it): with no baseline sample one
+/// season back, every sample is skipped, counted in `season_unmatched`, and the
+/// detector does not fire; a tolerance of a whole season is refused, naming the field.
+pub fn assert_season_unmatched_and_tolerance_checked<D: Detector>(config: &str) {
+    let mut s = seasonal_with_last_season(50, 300, 0.0);
+    s.baseline_timestamps_ms.clear();
+    s.baseline_values.clear();
+    let v = testing::run_detector::<D>(config, &[s])
+        .expect("evaluate")
+        .remove(0)
+        .verdict;
+    assert!(!v.firing, "{}", v.summary);
+    assert_eq!(v.annotation("season_unmatched"), Some("50"));
+    let err = testing::check_detector_config::<D>(
+        r#"{"season_seconds":60,"season_tolerance_seconds":60}"#,
+    )
+    .expect_err("a tolerance of a whole season is refused");
+    assert!(err.starts_with("season_tolerance_seconds:"), "{err}");
+}

@@ -527,7 +527,9 @@ mod tests {
 
     #[test]
     fn season_seconds_charts_residuals_against_last_season() {
-        use klaxon_anomaly_common::fixtures::{season_before_and_after, seasonal_with_last_season};
+        use klaxon_anomaly_common::fixtures::{
+            assert_season_unmatched_and_tolerance_checked, season_before_and_after,
+        };
         // A ±20 cycle with noise ≈ 0.8: on residuals against one season back the test
         // is quiet, and a shift of 10 fires within 10 samples.
         let config = r#"{"season_seconds":60,"season_tolerance_seconds":1}"#;
@@ -537,20 +539,6 @@ mod tests {
         assert!(after.verdict.annotation("cusum_upper").is_some());
         assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
         assert_eq!(after.verdict.annotation("season_unmatched"), None);
-        // Without a baseline sample one season back, samples are skipped and counted.
-        let mut s = seasonal_with_last_season(50, 300, 0.0);
-        s.baseline_timestamps_ms.clear();
-        s.baseline_values.clear();
-        let v = testing::run_detector::<Cusum>(config, &[s])
-            .unwrap()
-            .remove(0)
-            .verdict;
-        assert!(!v.firing);
-        assert_eq!(v.annotation("season_unmatched"), Some("50"));
-        let err = testing::check_detector_config::<Cusum>(
-            r#"{"season_seconds":60,"season_tolerance_seconds":60}"#,
-        )
-        .unwrap_err();
-        assert!(err.starts_with("season_tolerance_seconds:"), "{err}");
+        assert_season_unmatched_and_tolerance_checked::<Cusum>(config);
     }
 }
