@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::info::Info;
-use crate::verdict::Output;
+use crate::verdict::{Output, Verdict};
 
 /// A plugin that combines child rules' signals, one verdict per joined label set.
 ///
@@ -186,6 +186,21 @@ impl<'a> FiringCount<'a> {
             held,
             state,
         }
+    }
+
+    /// The counting composites' verdict: firing when held, score = how many
+    /// children fire, summary `"F of N firing{detail}: names"`, annotations
+    /// `firing_children` and `children`; the caller adds [`FiringCount::state`].
+    pub fn verdict(&self, detail: &str) -> Verdict {
+        let (firing, n) = (self.firing.len(), self.children);
+        let names = self.firing.join(", ");
+        Verdict::new(
+            self.held,
+            firing as f64,
+            format!("{firing} of {n} firing{detail}: {names}"),
+        )
+        .annotate("firing_children", self.firing.join(","))
+        .annotate("children", n.to_string())
     }
 }
 

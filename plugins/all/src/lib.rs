@@ -53,20 +53,8 @@ impl Composite for All {
     }
 
     fn evaluate(cfg: &Config, group: &SignalGroup) -> Output {
-        let FiringCount {
-            firing,
-            children: n,
-            held,
-            state,
-        } = FiringCount::of(group, group.signals.len(), cfg.hold_down_seconds);
-        Verdict::new(
-            held,
-            firing.len() as f64,
-            format!("{} of {n} firing: {}", firing.len(), firing.join(", ")),
-        )
-        .annotate("firing_children", firing.join(","))
-        .annotate("children", n.to_string())
-        .with_state(state)
+        let count = FiringCount::of(group, group.signals.len(), cfg.hold_down_seconds);
+        count.verdict("").with_state(count.state)
     }
 }
 

@@ -60,26 +60,11 @@ impl Composite for KOfN {
     }
 
     fn evaluate(cfg: &Config, group: &SignalGroup) -> Output {
-        let FiringCount {
-            firing,
-            children: n,
-            held,
-            state,
-        } = FiringCount::of(group, cfg.k as usize, cfg.hold_down_seconds);
-        Verdict::new(
-            held,
-            firing.len() as f64,
-            format!(
-                "{} of {n} firing (k={}): {}",
-                firing.len(),
-                cfg.k,
-                firing.join(", ")
-            ),
-        )
-        .annotate("firing_children", firing.join(","))
-        .annotate("children", n.to_string())
-        .annotate("k", cfg.k.to_string())
-        .with_state(state)
+        let count = FiringCount::of(group, cfg.k as usize, cfg.hold_down_seconds);
+        count
+            .verdict(&format!(" (k={})", cfg.k))
+            .annotate("k", cfg.k.to_string())
+            .with_state(count.state)
     }
 }
 
