@@ -31,7 +31,7 @@
 //! Not built for Wasm.
 
 use crate::bindings::types as wit;
-use crate::composite::{Composite, SignalGroup};
+use crate::composite::{Composite, Signal, SignalGroup};
 use crate::detector::Detector;
 use crate::glue;
 use crate::http::{HttpError, Request, Response};
@@ -202,6 +202,28 @@ pub fn run_detector_batch<D: Detector>(
     let n = batch.series.len();
     let outputs = glue::detector_evaluate::<D>(config_json.to_owned(), batch)?;
     expect_one_per_input(outputs, n)
+}
+
+/// A group joined on `model_name="fraud"` whose children `C0`, `C1`, ... fire as
+/// `firing` says (value 1, no history), judged at `eval_time_ms` with `state`: the
+/// input the counting composites' tests share.
+pub fn signal_group(firing: &[bool], state: Option<Vec<u8>>, eval_time_ms: i64) -> SignalGroup {
+    SignalGroup {
+        labels: vec![("model_name".into(), "fraud".into())],
+        signals: firing
+            .iter()
+            .enumerate()
+            .map(|(i, &f)| Signal {
+                name: format!("C{i}"),
+                firing: f,
+                value: 1.0,
+                since_ms: 0,
+                history: vec![],
+            })
+            .collect(),
+        eval_time_ms,
+        state,
+    }
 }
 
 /// Runs `check-config` on a composite.

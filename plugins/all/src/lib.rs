@@ -63,26 +63,7 @@ klaxon_sdk::export_composite!(All);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use klaxon_sdk::testing::{check_composite_config, run_composite};
-
-    fn group(firing: &[bool], state: Option<Vec<u8>>, t: i64) -> SignalGroup {
-        SignalGroup {
-            labels: vec![("model_name".into(), "fraud".into())],
-            signals: firing
-                .iter()
-                .enumerate()
-                .map(|(i, &f)| Signal {
-                    name: format!("C{i}"),
-                    firing: f,
-                    value: 1.0,
-                    since_ms: 0,
-                    history: vec![],
-                })
-                .collect(),
-            eval_time_ms: t,
-            state,
-        }
-    }
+    use klaxon_sdk::testing::{check_composite_config, run_composite, signal_group as group};
 
     #[test]
     fn fires_only_when_every_child_fires() {
