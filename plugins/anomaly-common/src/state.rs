@@ -40,6 +40,11 @@ impl StateWriter {
         self
     }
 
+    /// Appends an optional time in ms (`i64::MIN` stands for none).
+    pub fn time(self, t: Option<i64>) -> Self {
+        self.i64(t.unwrap_or(i64::MIN))
+    }
+
     /// Appends a `u64`.
     pub fn u64(mut self, x: u64) -> Self {
         self.bytes.extend_from_slice(&x.to_le_bytes());
@@ -87,6 +92,11 @@ impl<'a> StateReader<'a> {
     /// The next `i64`.
     pub fn i64(&mut self) -> Option<i64> {
         self.take::<8>().map(i64::from_le_bytes)
+    }
+
+    /// The next optional time in ms, as [`StateWriter::time`] wrote it.
+    pub fn time(&mut self) -> Option<Option<i64>> {
+        self.i64().map(|t| (t != i64::MIN).then_some(t))
     }
 
     /// The next `u64`.

@@ -163,9 +163,8 @@ impl Chart {
     /// Decodes a state; `None` for anything but this exact format.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = StateReader::open(bytes, TAG, VERSION)?;
-        let last_seen = r.i64()?;
         let chart = Self {
-            last_seen_ms: (last_seen != i64::MIN).then_some(last_seen),
+            last_seen_ms: r.time()?,
             upper: r.f64()?,
             lower: r.f64()?,
             monitored: r.u64()?,
@@ -192,7 +191,7 @@ impl Chart {
     /// Encodes the state.
     pub fn encode(&self) -> Vec<u8> {
         StateWriter::new(TAG, VERSION)
-            .i64(self.last_seen_ms.unwrap_or(i64::MIN))
+            .time(self.last_seen_ms)
             .f64(self.upper)
             .f64(self.lower)
             .u64(self.monitored)

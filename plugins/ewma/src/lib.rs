@@ -180,9 +180,8 @@ impl Chart {
     /// Decodes a state; `None` for anything but this exact format.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = StateReader::open(bytes, TAG, VERSION)?;
-        let last_seen = r.i64()?;
         let chart = Self {
-            last_seen_ms: (last_seen != i64::MIN).then_some(last_seen),
+            last_seen_ms: r.time()?,
             z: r.f64()?,
             monitored: r.u64()?,
             warmup: Warmup {
@@ -208,7 +207,7 @@ impl Chart {
     /// Encodes the state.
     pub fn encode(&self) -> Vec<u8> {
         StateWriter::new(TAG, VERSION)
-            .i64(self.last_seen_ms.unwrap_or(i64::MIN))
+            .time(self.last_seen_ms)
             .f64(self.z)
             .u64(self.monitored)
             .u64(self.warmup.count)

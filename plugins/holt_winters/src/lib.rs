@@ -161,9 +161,8 @@ impl Model {
     /// Decodes a state; `None` for anything but this exact format.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = StateReader::open(bytes, TAG, VERSION)?;
-        let last_seen = r.i64()?;
         let model = Self {
-            last_seen_ms: (last_seen != i64::MIN).then_some(last_seen),
+            last_seen_ms: r.time()?,
             seen: r.u64()?,
             errors: r.u64()?,
             level: r.f64()?,
@@ -181,7 +180,7 @@ impl Model {
     /// Encodes the state.
     pub fn encode(&self) -> Vec<u8> {
         StateWriter::new(TAG, VERSION)
-            .i64(self.last_seen_ms.unwrap_or(i64::MIN))
+            .time(self.last_seen_ms)
             .u64(self.seen)
             .u64(self.errors)
             .f64(self.level)

@@ -231,9 +231,8 @@ impl Model {
     /// Decodes a state; `None` for anything but this exact format.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = StateReader::open(bytes, TAG, VERSION)?;
-        let last_seen = r.i64()?;
         let model = Self {
-            last_seen_ms: (last_seen != i64::MIN).then_some(last_seen),
+            last_seen_ms: r.time()?,
             learned: r.u64()?,
             mean: r.f64()?,
             variance: r.f64()?,
@@ -248,7 +247,7 @@ impl Model {
     /// Encodes the state.
     pub fn encode(&self) -> Vec<u8> {
         StateWriter::new(TAG, VERSION)
-            .i64(self.last_seen_ms.unwrap_or(i64::MIN))
+            .time(self.last_seen_ms)
             .u64(self.learned)
             .f64(self.mean)
             .f64(self.variance)

@@ -198,17 +198,13 @@ impl Default for Test {
     }
 }
 
-fn opt_ms(t: i64) -> Option<i64> {
-    (t != i64::MIN).then_some(t)
-}
-
 impl Test {
     /// Decodes a state; `None` for anything but this exact format.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = StateReader::open(bytes, TAG, VERSION)?;
         let test = Self {
-            last_seen_ms: opt_ms(r.i64()?),
-            drift_at_ms: opt_ms(r.i64()?),
+            last_seen_ms: r.time()?,
+            drift_at_ms: r.time()?,
             drift_statistic: r.f64()?,
             detections: r.u64()?,
             drift_detected: r.u8()? == 1,
@@ -226,8 +222,8 @@ impl Test {
     /// Encodes the state.
     pub fn encode(&self) -> Vec<u8> {
         StateWriter::new(TAG, VERSION)
-            .i64(self.last_seen_ms.unwrap_or(i64::MIN))
-            .i64(self.drift_at_ms.unwrap_or(i64::MIN))
+            .time(self.last_seen_ms)
+            .time(self.drift_at_ms)
             .f64(self.drift_statistic)
             .u64(self.detections)
             .u8(u8::from(self.drift_detected))
