@@ -223,6 +223,36 @@ impl Binned {
     pub fn reference_total(&self) -> f64 {
         self.reference.iter().sum()
     }
+
+    /// The verdict summary of a binned statistic: `psi=0.31 over 10 bins (150 window
+    /// vs 200 reference observations)`.
+    pub fn summary(&self, statistic: &str, score: f64) -> String {
+        let mut summary = format!("{statistic}=");
+        push_value(&mut summary, score);
+        summary.push_str(&format!(
+            " over {} bins ({} window vs {} reference observations)",
+            self.current.len(),
+            format_value(self.current_total()),
+            format_value(self.reference_total())
+        ));
+        summary
+    }
+}
+
+/// The deterministic samples of `tools/reference_values.py`, which computed the
+/// reference-library values the drift detectors' tests check against.
+pub mod reference_data {
+    /// `ref_data(n)` of `reference_values.py`: the reference sample.
+    pub fn reference(n: u32) -> Vec<f64> {
+        (0..n).map(|i| f64::from(i * 37 % 101) / 10.0).collect()
+    }
+
+    /// `cur_data(n, shift)` of `reference_values.py`: the current sample, shifted.
+    pub fn current(n: u32, shift: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| f64::from(i * 53 % 97) / 10.0 + shift)
+            .collect()
+    }
 }
 
 /// Checks the binning fields of a config; errors name the field.

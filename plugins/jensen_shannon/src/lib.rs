@@ -178,15 +178,7 @@ impl Detector for JensenShannon {
 
 fn judge(cfg: &Config, b: &Binned) -> Verdict {
     let score = js_distance(&b.current, &b.reference);
-    let mut summary = String::from("js=");
-    push_value(&mut summary, score);
-    summary.push_str(&format!(
-        " over {} bins ({} window vs {} reference observations)",
-        b.current.len(),
-        format_value(b.current_total()),
-        format_value(b.reference_total())
-    ));
-    Verdict::new(score > cfg.threshold, score, summary)
+    Verdict::new(score > cfg.threshold, score, b.summary("js", score))
         .annotate("js_distance", format_value(score))
         .annotate("threshold", format_value(cfg.threshold))
 }
@@ -198,17 +190,7 @@ mod tests {
     use super::*;
     use klaxon_sdk::testing::{self, TestSeries};
 
-    /// `ref_data` of `drift-common/tools/reference_values.py`.
-    fn ref_data(n: u32) -> Vec<f64> {
-        (0..n).map(|i| f64::from(i * 37 % 101) / 10.0).collect()
-    }
-
-    /// `cur_data` of `drift-common/tools/reference_values.py`.
-    fn cur_data(n: u32, shift: f64) -> Vec<f64> {
-        (0..n)
-            .map(|i| f64::from(i * 53 % 97) / 10.0 + shift)
-            .collect()
-    }
+    use klaxon_drift_common::reference_data::{current as cur_data, reference as ref_data};
 
     fn judge_one(config: &str, series: TestSeries) -> Verdict {
         let mut out = testing::run_detector::<JensenShannon>(config, &[series]).expect("evaluate");

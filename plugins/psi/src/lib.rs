@@ -182,15 +182,7 @@ impl Detector for Psi {
 
 fn judge(cfg: &Config, b: &Binned) -> Verdict {
     let score = psi(&b.current, &b.reference, cfg.epsilon);
-    let mut summary = String::from("psi=");
-    push_value(&mut summary, score);
-    summary.push_str(&format!(
-        " over {} bins ({} window vs {} reference observations)",
-        b.current.len(),
-        format_value(b.current_total()),
-        format_value(b.reference_total())
-    ));
-    Verdict::new(score > cfg.threshold, score, summary)
+    Verdict::new(score > cfg.threshold, score, b.summary("psi", score))
         .annotate("psi", format_value(score))
         .annotate("threshold", format_value(cfg.threshold))
 }
@@ -202,17 +194,7 @@ mod tests {
     use super::*;
     use klaxon_sdk::testing::{self, TestSeries};
 
-    /// `ref_data` of `drift-common/tools/reference_values.py`.
-    fn ref_data(n: u32) -> Vec<f64> {
-        (0..n).map(|i| f64::from(i * 37 % 101) / 10.0).collect()
-    }
-
-    /// `cur_data` of `drift-common/tools/reference_values.py`.
-    fn cur_data(n: u32, shift: f64) -> Vec<f64> {
-        (0..n)
-            .map(|i| f64::from(i * 53 % 97) / 10.0 + shift)
-            .collect()
-    }
+    use klaxon_drift_common::reference_data::{current as cur_data, reference as ref_data};
 
     fn judge_one(config: &str, series: TestSeries) -> Verdict {
         let mut out = testing::run_detector::<Psi>(config, &[series]).expect("evaluate");

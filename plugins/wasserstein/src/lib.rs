@@ -172,17 +172,7 @@ mod tests {
     use super::*;
     use klaxon_sdk::testing::{self, TestSeries};
 
-    /// `ref_data` of `drift-common/tools/reference_values.py`.
-    fn ref_data(n: u32) -> Vec<f64> {
-        (0..n).map(|i| f64::from(i * 37 % 101) / 10.0).collect()
-    }
-
-    /// `cur_data` of `drift-common/tools/reference_values.py`.
-    fn cur_data(n: u32, shift: f64) -> Vec<f64> {
-        (0..n)
-            .map(|i| f64::from(i * 53 % 97) / 10.0 + shift)
-            .collect()
-    }
+    use klaxon_drift_common::reference_data::{current as cur_data, reference as ref_data};
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-12 * b.abs().max(1.0)
