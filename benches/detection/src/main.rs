@@ -10,7 +10,7 @@
 //! - `nab`: the NAB corpus, the streaming run, NAB's scoring and its checks.
 //!
 //! Run: `cargo run --release -p klaxon-detection -- [synthetic|nab|check|all] [--only a,b]`
-//! (`--trace` lists each fault-free alert onset of the synthetic run on stderr;
+//! (`--trace` lists each false alert onset of the synthetic run on stderr;
 //! `--defaults` drops the proposed variants).
 
 mod nab;
@@ -241,6 +241,15 @@ fn run_synthetic(entries: &[Entry], seed_set: u64, trace: bool) {
             started.elapsed().as_secs_f64()
         );
         if trace {
+            for (fault, f) in &r.faults {
+                for (after, (t, score, summary)) in &f.false_onsets {
+                    eprintln!(
+                        "  {} trial: false onset {} ({after:+} min from the fault) score {score:.2}: {summary}",
+                        fault.name(),
+                        synthetic::when(*t)
+                    );
+                }
+            }
             for (t, score, summary) in &r.clean_onsets {
                 eprintln!(
                     "  fault-free onset {} score {score:.2}: {summary}",

@@ -314,6 +314,8 @@ pub struct FaultResult {
     pub false_alerts: usize,
     /// Time to detect per detected trial, in evaluations.
     pub ttd: Vec<f64>,
+    /// The false onsets (minutes from the fault's start, the onset), for `--trace`.
+    pub false_onsets: Vec<(i64, Onset)>,
 }
 
 impl FaultResult {
@@ -383,6 +385,12 @@ fn fault_trials(
             .iter()
             .map(|o| o.0)
             .partition(|&t| t >= inj.start && t <= span_end);
+        result.false_onsets.extend(
+            found
+                .iter()
+                .filter(|o| o.0 < inj.start || o.0 > span_end)
+                .map(|o| ((o.0 - inj.start).div_euclid(INTERVAL_MS), o.clone())),
+        );
         result.true_alerts += inside.len();
         result.false_alerts += outside.len();
         if let Some(&first) = inside.first() {

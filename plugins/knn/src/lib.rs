@@ -133,7 +133,7 @@ impl Default for Config {
         Self {
             dimension: 24,
             neighbours: 3,
-            threshold: 3.0,
+            threshold: 3.5,
             memory: 1000.0,
             min_samples: 50,
             warmup: 50,
@@ -150,7 +150,7 @@ const SCHEMA: &str = r#"{
   "properties": {
     "dimension": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 24, "description": "Samples per lag vector."},
     "neighbours": {"type": "integer", "minimum": 1, "maximum": 64, "default": 3, "description": "Nearest earlier lag vectors averaged."},
-    "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 3.0, "description": "Fire when the novelty z exceeds this."},
+    "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 3.5, "description": "Fire when the novelty z exceeds this."},
     "memory": {"type": "number", "minimum": 1, "default": 1000, "description": "Samples the usual distance is averaged over."},
     "min_samples": {"type": "integer", "minimum": 1, "default": 50, "description": "Earlier lag vectors in the window before a sample is judged."},
     "warmup": {"type": "integer", "minimum": 2, "default": 50, "description": "Distances learned before the first novelty verdict."},
@@ -442,12 +442,13 @@ impl Detector for Knn {
             else {
                 continue;
             };
+            // The floor keeps exact repeats (distance 0) from making ln infinite; a
+            // window constant up to j (s_j = 0) has no usual distance to learn.
             let scale = (m2.max(0.0) / count).sqrt();
-            let u = if scale > 0.0 && scale.is_finite() {
-                (distance / scale + FLOOR).ln()
-            } else {
-                FLOOR.ln()
-            };
+            let u = (distance + FLOOR * scale).ln();
+            if !(scale > 0.0 && u.is_finite()) {
+                continue;
+            }
             let z = model.judge(cfg, u);
             if j + 1 == xs.len() {
                 newest = z.map(|z| (z, distance));
@@ -502,7 +503,7 @@ fn verdict(
     let warm = m.warm(cfg);
     let z = if warm { m.last_z } else { 0.0 };
     let firing = extreme != Extreme::No || z > cfg.threshold;
-    let usual = bounded((scale * (m.mean.exp() - FLOOR)).max(0.0));
+    let usual = bounded((m.mean.exp() - FLOOR * scale).max(0.0));
     let mut summary = String::new();
     if warm {
         summary.push_str("shape novelty z=");
@@ -671,6 +672,75 @@ mod tests {
         assert!(fired, "the shift is never novel");
         let late: Vec<f64> = xs[300..].to_vec();
         assert!(!run(config, &late).verdict.firing);
+    }
+
+    /// Roughly N(0, 1) noise: 12 SplitMix64 uniforms minus 6 (deterministic).
+    fn gaussian_noise(n: usize) -> Vec<f64> {
+        let mut x: u64 = 0x5eed;
+        let mut uniform = || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| (0..12).map(|_| uniform()).sum::<f64>() - 6.0)
+            .collect()
+    }
+
+    /// Evaluates `xs` every `step` samples from sample `from` on, over windows of the
+    /// last `window` samples, the state handed on; the ends of the firing evaluations.
+    fn firing_ends(
+        config: &str,
+        xs: &[f64],
+        window: usize,
+        from: usize,
+        step: usize,
+    ) -> Vec<usize> {
+        let full = TestSeries::from_values(xs);
+        let mut state = None;
+        let mut fired = Vec::new();
+        let mut end = from;
+        while end <= xs.len() {
+            let start = end.saturating_sub(window);
+            let mut s = TestSeries::new(
+                &[("__name__", "test")],
+                full.timestamps_ms[start..end].to_vec(),
+                xs[start..end].to_vec(),
+            );
+            s.state = state.take();
+            let out = testing::run_detector::<Knn>(config, &[s])
+                .expect("evaluate")
+                .remove(0);
+            if out.verdict.firing {
+                fired.push(end);
+            }
+            state = out.state;
+            end += step;
+        }
+        fired
+    }
+
+    #[test]
+    fn the_usual_distance_does_not_follow_the_windows_spread() {
+        // Plain noise, with an old excursion (+50 for 200 samples) that leaves the
+        // window between evaluations 900 and 1100: the window's σ falls from ~24 to
+        // ~1 while every new lag vector is as close to its neighbours as before. (When
+        // distances were divided by the window's σ, that fall alone made every shape
+        // novel: the weekend of a weekly cycle did the same in a one-day window.)
+        let mut xs = gaussian_noise(2000);
+        for x in &mut xs[300..500] {
+            *x += 50.0;
+        }
+        let config = r#"{"extreme":null}"#;
+        assert_eq!(firing_ends(config, &xs, 600, 900, 10), Vec::<usize>::new());
+        // The same noise with a spike (8σ) is still novel,
+        xs[1500] += 8.0;
+        // While it is in the newest lag vector (evaluations 1501..=1524), and only then.
+        let fired = firing_ends(config, &xs, 600, 900, 1);
+        assert!(!fired.is_empty(), "the spike is never novel");
+        assert!(fired.iter().all(|e| (1501..1525).contains(e)), "{fired:?}");
     }
 
     #[test]
