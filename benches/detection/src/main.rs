@@ -9,7 +9,9 @@
 //! - `synthetic`: seeded seasonal streams, injected faults, precision/recall/TTD;
 //! - `nab`: the NAB corpus, the streaming run, NAB's scoring and its checks.
 //!
-//! Run: `cargo run --release -p klaxon-detection -- [synthetic|nab|check|all] [--only a,b]`.
+//! Run: `cargo run --release -p klaxon-detection -- [synthetic|nab|check|all] [--only a,b]`
+//! (`--trace` lists each false alert onset of the synthetic run on stderr;
+//! `--defaults` drops the proposed variants).
 
 mod nab;
 mod registry;
@@ -36,6 +38,8 @@ struct Args {
     interval: Option<i64>,
     seed_set: u64,
     firing: bool,
+    trace: bool,
+    defaults: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -52,6 +56,8 @@ fn parse_args() -> Result<Args> {
         interval: None,
         seed_set: 0,
         firing: false,
+        trace: false,
+        defaults: false,
     };
     let mut it = std::env::args().skip(1);
     let mut any = false;
@@ -95,9 +101,11 @@ fn parse_args() -> Result<Args> {
                 }
             }
             "--firing" => args.firing = true,
+            "--trace" => args.trace = true,
+            "--defaults" => args.defaults = true,
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown argument `{other}` (synthetic|nab|check|all, --only a,b, --config JSON, --hold N, --keep N, --window MINUTES, --interval MINUTES, --seed-set N, --nab-window RECORDS, --firing)"
+                "unknown argument `{other}` (synthetic|nab|check|all, --only a,b, --config JSON, --hold N, --keep N, --window MINUTES, --interval MINUTES, --seed-set N, --nab-window RECORDS, --firing, --trace, --defaults)"
             ),
         }
     }
@@ -112,6 +120,9 @@ fn main() -> Result<()> {
     let mut entries = registry::registry();
     if let Some(only) = &args.only {
         entries.retain(|e| only.iter().any(|o| o == e.name));
+    }
+    if args.defaults {
+        entries.retain(|e| e.variant.is_empty());
     }
     if args.config.is_some() || args.hold.is_some() || args.keep.is_some() {
         // Exploration: every selected detector with this config / rule shape.
@@ -149,7 +160,7 @@ fn main() -> Result<()> {
         }
     }
     if args.synthetic {
-        run_synthetic(&entries, args.seed_set);
+        run_synthetic(&entries, args.seed_set, args.trace);
     }
     if args.check || args.nab {
         match nab::locate() {
@@ -193,7 +204,7 @@ fn feed_text(feed: Feed, interval: i64) -> String {
         }
 }
 
-fn run_synthetic(entries: &[Entry], seed_set: u64) {
+fn run_synthetic(entries: &[Entry], seed_set: u64, trace: bool) {
     use std::fmt::Write as _;
     println!("### Synthetic streams\n");
     if seed_set != 0 {
@@ -229,6 +240,23 @@ fn run_synthetic(entries: &[Entry], seed_set: u64) {
             entry.label(),
             started.elapsed().as_secs_f64()
         );
+        if trace {
+            for (fault, f) in &r.faults {
+                for (after, (t, score, summary)) in &f.false_onsets {
+                    eprintln!(
+                        "  {} trial: false onset {} ({after:+} min from the fault) score {score:.2}: {summary}",
+                        fault.name(),
+                        synthetic::when(*t)
+                    );
+                }
+            }
+            for (t, score, summary) in &r.clean_onsets {
+                eprintln!(
+                    "  fault-free onset {} score {score:.2}: {summary}",
+                    synthetic::when(*t)
+                );
+            }
+        }
         let rule = format!(
             "{}{}",
             feed_text(entry.feed, entry.interval),

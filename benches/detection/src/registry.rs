@@ -199,6 +199,9 @@ const DRIFT_EVERY: i64 = 30;
 /// Evaluation interval of the streaming detectors on seasonal residuals, in minutes.
 const SEASON_EVERY: i64 = 30;
 
+/// `knn`'s synthetic window, in minutes: the weekly cycle plus two hours.
+const KNN_WINDOW: i64 = WEEK + 2 * HOUR;
+
 /// NAB window of the windowed anomaly detectors, in records (≈ 1 day at NAB's
 /// usual 5 min spacing). One value for the whole corpus.
 pub const NAB_WINDOW: usize = 288;
@@ -279,8 +282,10 @@ pub fn registry() -> Vec<Entry> {
         e("jensen_shannon", run::<klaxon_plugin_jensen_shannon::JensenShannon>(), "{}", Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("wasserstein", run::<klaxon_plugin_wasserstein::Wasserstein>(), r#"{"threshold":0.05}"#, Scores, yesterday(HOUR), None, &[ScoreDrift]).every(DRIFT_EVERY),
         e("chi_square", run::<klaxon_plugin_chi_square::ChiSquare>(), r#"{"label":"class"}"#, Classes, yesterday(HOUR), None, &[ClassMix]).every(DRIFT_EVERY),
-        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift]),
-        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(DAY), nab_long, &[Spike, LevelShift])
+        // knn's window covers the metric's longest (weekly) cycle plus two hours, so
+        // the lag vectors of the same minute last week are in it.
+        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(KNN_WINDOW), nab_long, &[Spike, LevelShift]),
+        e("knn", run::<klaxon_plugin_knn::Knn>(), "{}", Metric, windowed(KNN_WINDOW), nab_long, &[Spike, LevelShift])
             .proposed("keep_firing_for 24", "{}", AlertRule { keep_firing_for: 24, ..AlertRule::default() }),
     ]
 }

@@ -105,6 +105,8 @@ pub struct RuleRun<'a> {
     pub errors: usize,
     /// The first error message, for the report.
     pub first_error: Option<String>,
+    /// The summary of the last single-series verdict (for `--trace`).
+    pub last_summary: String,
 }
 
 impl<'a> RuleRun<'a> {
@@ -121,6 +123,7 @@ impl<'a> RuleRun<'a> {
             absent_alert: Alert::Inactive,
             errors: 0,
             first_error: None,
+            last_summary: String::new(),
         }
     }
 
@@ -213,7 +216,8 @@ impl<'a> RuleRun<'a> {
         series.state = state;
         match (self.eval)(self.config, &[series], eval_time_ms) {
             Ok(mut outputs) if outputs.len() == 1 => {
-                let out = outputs.remove(0);
+                let mut out = outputs.remove(0);
+                self.last_summary = std::mem::take(&mut out.verdict.summary);
                 if absent {
                     self.absent_state = out.state;
                 } else {

@@ -252,9 +252,12 @@ fn cut(feed: Feed, samples: &[Sample], t: i64, every: i64) -> (&[Sample], &[Samp
     }
 }
 
+/// One alert onset: evaluation time, the verdict's score and summary.
+pub type Onset = (i64, f64, String);
+
 /// Runs `entry` over `series` (one, or one per class for the class stream),
 /// evaluating every rule interval in `[from, to)`;
-/// returns the onset times of evaluations at or after `score_from`, and the share
+/// returns the onsets of evaluations at or after `score_from`, and the share
 /// of those evaluations that ended with the alert firing.
 fn onsets(
     entry: &Entry,
@@ -262,7 +265,7 @@ fn onsets(
     from: i64,
     score_from: i64,
     to: i64,
-) -> (Vec<i64>, f64, RuleRun<'static>) {
+) -> (Vec<Onset>, f64, RuleRun<'static>) {
     let mut rule = RuleRun::new(entry.eval, entry.config, entry.rule);
     let mut found = Vec::new();
     let (mut scored, mut firing) = (0usize, 0usize);
@@ -290,7 +293,7 @@ fn onsets(
             scored += 1;
             firing += usize::from(step.firing);
             if step.onset {
-                found.push(t);
+                found.push((t, step.score, rule.last_summary.clone()));
             }
         }
         t += every;
@@ -311,6 +314,8 @@ pub struct FaultResult {
     pub false_alerts: usize,
     /// Time to detect per detected trial, in evaluations.
     pub ttd: Vec<f64>,
+    /// The false onsets (minutes from the fault's start, the onset), for `--trace`.
+    pub false_onsets: Vec<(i64, Onset)>,
 }
 
 impl FaultResult {
@@ -340,6 +345,8 @@ pub struct DetectorResult {
     pub errors: usize,
     /// The first failure.
     pub first_error: Option<String>,
+    /// The fault-free onsets (time, score, verdict summary), for `--trace`.
+    pub clean_onsets: Vec<Onset>,
 }
 
 /// The [`TRIALS`] seeded trials of one fault; `note` sees each trial's rule run.
@@ -376,7 +383,14 @@ fn fault_trials(
         let first_eval = warm + (inj.start - warm + every - 1).div_euclid(every) * every;
         let (inside, outside): (Vec<i64>, Vec<i64>) = found
             .iter()
-            .partition(|&&t| t >= inj.start && t <= span_end);
+            .map(|o| o.0)
+            .partition(|&t| t >= inj.start && t <= span_end);
+        result.false_onsets.extend(
+            found
+                .iter()
+                .filter(|o| o.0 < inj.start || o.0 > span_end)
+                .map(|o| ((o.0 - inj.start).div_euclid(INTERVAL_MS), o.clone())),
+        );
         result.true_alerts += inside.len();
         result.false_alerts += outside.len();
         if let Some(&first) = inside.first() {
@@ -437,7 +451,16 @@ pub fn evaluate(entry: &Entry, history: i64, seed_set: u64) -> DetectorResult {
         firing_share,
         errors,
         first_error,
+        clean_onsets: found,
     }
+}
+
+/// `Mon 13:05`: day of week and UTC time of `t_ms`.
+pub fn when(t_ms: i64) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let day = (t_ms - ORIGIN_MS).div_euclid(DAY_MS).rem_euclid(7) as usize;
+    let minute = t_ms.rem_euclid(DAY_MS) / INTERVAL_MS;
+    format!("{} {:02}:{:02}", DAYS[day], minute / 60, minute % 60)
 }
 
 /// The `q`-quantile (0..1) by linear interpolation between closest ranks.
