@@ -112,8 +112,9 @@ pub struct Ewma;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// λ: weight of the newest sample.
-    pub lambda: f64,
+    /// λ: weight of the newest sample (none: [`RAW_LAMBDA`], or [`SEASONAL_LAMBDA`]
+    /// on seasonal residuals).
+    pub lambda: Option<f64>,
     /// L: limit width in σ of the statistic.
     pub l: f64,
     /// Phase I length, or the fewest baseline samples.
@@ -131,7 +132,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            lambda: 0.2,
+            lambda: None,
             l: 3.5,
             reference_samples: 120,
             season_seconds: None,
@@ -153,13 +154,32 @@ pub enum BaselineUse {
     Reference,
 }
 
+/// λ's default on raw samples (and with `baseline: reference`).
+pub const RAW_LAMBDA: f64 = 0.2;
+
+/// λ's default on seasonal residuals: a residual against one past sample carries
+/// that sample's noise too (twice the variance), and the changes worth catching
+/// against last season are persistent, so the chart averages longer.
+pub const SEASONAL_LAMBDA: f64 = 0.1;
+
+impl Config {
+    /// λ in force for a chart on raw samples or on seasonal residuals.
+    pub fn lambda(&self, seasonal: bool) -> f64 {
+        self.lambda.unwrap_or(if seasonal {
+            SEASONAL_LAMBDA
+        } else {
+            RAW_LAMBDA
+        })
+    }
+}
+
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "ewma",
   "type": "object",
   "additionalProperties": false,
   "properties": {
-    "lambda": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.2, "description": "Weight of the newest sample."},
+    "lambda": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1, "default": null, "description": "Weight of the newest sample (default 0.2 on raw samples, 0.1 on seasonal residuals)."},
     "l": {"type": "number", "exclusiveMinimum": 0, "default": 3.5, "description": "Control limit width, in standard deviations of the statistic."},
     "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
     "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Chart each sample minus the rule's baseline samples this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
@@ -266,8 +286,10 @@ impl Detector for Ewma {
     }
 
     fn check_config(cfg: &Config) -> Result<(), String> {
-        if !(cfg.lambda > 0.0 && cfg.lambda <= 1.0) {
-            return Err(format!("lambda: must be in (0, 1], got {}", cfg.lambda));
+        if let Some(lambda) = cfg.lambda
+            && !(lambda > 0.0 && lambda <= 1.0)
+        {
+            return Err(format!("lambda: must be in (0, 1], got {lambda}"));
         }
         if !(cfg.l.is_finite() && cfg.l > 0.0) {
             return Err(format!("l: must be a finite number above 0, got {}", cfg.l));
@@ -348,7 +370,7 @@ impl Detector for Ewma {
             };
             match baseline_reference.or_else(|| chart.warmup.reference(target)) {
                 Some(reference) => {
-                    chart.monitor(cfg.lambda, &reference, x);
+                    chart.monitor(cfg.lambda(chart.seasonal), &reference, x);
                     chart.latest = raw;
                 }
                 None => {
@@ -376,7 +398,8 @@ impl Detector for Ewma {
 }
 
 fn verdict(cfg: &Config, chart: &Chart, reference: &Reference) -> Verdict {
-    let sigma_z = reference.stddev * limit_factor(cfg.lambda, chart.monitored);
+    let lambda = cfg.lambda(chart.seasonal);
+    let sigma_z = reference.stddev * limit_factor(lambda, chart.monitored);
     let score = scaled(chart.z - reference.mean, sigma_z);
     let firing = cfg.direction.exceeds(score, cfg.l);
     let ucl = reference.mean + cfg.l * sigma_z;
@@ -400,10 +423,7 @@ fn verdict(cfg: &Config, chart: &Chart, reference: &Reference) -> Verdict {
     push_value(&mut summary, reference.mean);
     summary.push_str(", stddev=");
     push_value(&mut summary, reference.stddev);
-    summary.push_str(&format!(
-        ", lambda={}, {} samples)",
-        cfg.lambda, chart.monitored
-    ));
+    summary.push_str(&format!(", lambda={lambda}, {} samples)", chart.monitored));
     Verdict::new(firing, score, summary)
         .annotate("ewma", format_value(chart.z))
         .annotate("ucl", format_value(ucl))

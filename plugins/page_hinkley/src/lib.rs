@@ -130,8 +130,8 @@ pub const RAW_LIMITS: Limits = Limits {
 
 /// The defaults on seasonal residuals, in units of their standard deviation σ̂.
 pub const SEASONAL_LIMITS: Limits = Limits {
-    delta: 0.5,
-    threshold: 25.0,
+    delta: 1.0,
+    threshold: 10.0,
 };
 
 /// δ and λ of one test, in the units of the values it tests.
@@ -182,8 +182,8 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "min_instances": {"type": "integer", "minimum": 1, "default": 30, "description": "Samples before any detection."},
-    "delta": {"type": ["number", "null"], "minimum": 0, "default": null, "description": "Magnitude of change tolerated: in the metric's units on raw samples (default 0.005), in standard deviations on seasonal residuals (default 0.5)."},
-    "threshold": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null, "description": "Detection threshold (lambda): in the metric's units on raw samples (default 50), in standard deviations on seasonal residuals (default 25)."},
+    "delta": {"type": ["number", "null"], "minimum": 0, "default": null, "description": "Magnitude of change tolerated: in the metric's units on raw samples (default 0.005), in standard deviations on seasonal residuals (default 1)."},
+    "threshold": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null, "description": "Detection threshold (lambda): in the metric's units on raw samples (default 50), in standard deviations on seasonal residuals (default 10)."},
     "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.9999, "description": "Forgetting factor of the cumulative sums."},
     "mode": {"enum": ["both", "up", "down"], "default": "both", "description": "Which changes are detected."},
     "hold_seconds": {"type": "number", "minimum": 0, "default": 600, "description": "Seconds a detection keeps the verdict firing."},

@@ -72,6 +72,9 @@ pub enum Mode {
     /// `(current - baseline) / |baseline|`.
     #[default]
     Relative,
+    /// `(current - baseline)` in standard errors of the difference, from the
+    /// current and baseline samples' pooled spread.
+    Sigma,
 }
 
 /// What the current value is.
@@ -91,8 +94,8 @@ pub enum Current {
 pub struct Config {
     /// Absolute or relative.
     pub mode: Mode,
-    /// The change that fires.
-    pub threshold: f64,
+    /// The change that fires (none: the mode's default, [`Mode::default_threshold`]).
+    pub threshold: Option<f64>,
     /// Latest sample or window mean.
     pub current: Current,
     /// Fewest baseline samples.
@@ -101,11 +104,32 @@ pub struct Config {
     pub direction: Direction,
 }
 
+impl Mode {
+    /// The threshold of a config that sets none.
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            Mode::Absolute | Mode::Relative => 0.5,
+            Mode::Sigma => SIGMA_THRESHOLD,
+        }
+    }
+}
+
+/// The default threshold of `mode: sigma`, in standard errors of the difference.
+pub const SIGMA_THRESHOLD: f64 = 5.0;
+
+impl Config {
+    /// The threshold in force: the configured one, else the mode's default.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+            .unwrap_or_else(|| self.mode.default_threshold())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
-            mode: Mode::Relative,
-            threshold: 0.5,
+            mode: Mode::default(),
+            threshold: None,
             current: Current::Last,
             min_samples: 1,
             direction: Direction::Both,
@@ -119,8 +143,8 @@ const SCHEMA: &str = r#"{
   "type": "object",
   "additionalProperties": false,
   "properties": {
-    "mode": {"enum": ["absolute", "relative"], "default": "relative", "description": "Change as a difference or as a fraction of the baseline."},
-    "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 0.5, "description": "Fire when the change crosses this."},
+    "mode": {"enum": ["absolute", "relative", "sigma"], "default": "relative", "description": "Change as a difference, as a fraction of the baseline, or in standard errors of the difference."},
+    "threshold": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null, "description": "Fire when the change crosses this (default: 0.5 for absolute and relative, 5 for sigma)."},
     "current": {"enum": ["last", "mean"], "default": "last", "description": "The latest sample, or the window's mean."},
     "min_samples": {"type": "integer", "minimum": 1, "default": 1, "description": "Fewest baseline samples worth judging."},
     "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which side fires."}
@@ -141,10 +165,11 @@ impl Detector for RateOfChange {
     }
 
     fn check_config(cfg: &Config) -> Result<(), String> {
-        if !(cfg.threshold.is_finite() && cfg.threshold > 0.0) {
+        if let Some(threshold) = cfg.threshold
+            && !(threshold.is_finite() && threshold > 0.0)
+        {
             return Err(format!(
-                "threshold: must be a finite number above 0, got {}",
-                cfg.threshold
+                "threshold: must be a finite number above 0, got {threshold}"
             ));
         }
         if cfg.min_samples < 1 {
@@ -179,11 +204,33 @@ impl Detector for RateOfChange {
             .into();
         };
         let difference = current - baseline;
+        let mut standard_error = None;
         let change = match cfg.mode {
             Mode::Absolute => bounded(difference),
             Mode::Relative => scaled(difference, baseline.abs()),
+            Mode::Sigma => {
+                let current_samples = match cfg.current {
+                    Current::Last => None,
+                    Current::Mean => stats::moments(series.window.values),
+                };
+                match sigma_error(current_samples, stats::moments(reference)) {
+                    Some(se) => {
+                        standard_error = Some(se);
+                        scaled(difference, se)
+                    }
+                    None => {
+                        return Verdict::ok(
+                            0.0,
+                            format!("{n} baseline samples: too few for a spread"),
+                        )
+                        .annotate("baseline_samples", n.to_string())
+                        .into();
+                    }
+                }
+            }
         };
-        let firing = cfg.direction.exceeds(change, cfg.threshold);
+        let threshold = cfg.threshold();
+        let firing = cfg.direction.exceeds(change, threshold);
         let mut summary = String::from("current ");
         push_value(&mut summary, current);
         summary.push_str(" vs baseline ");
@@ -201,14 +248,41 @@ impl Detector for RateOfChange {
                 push_value(&mut summary, bounded(change * 100.0));
                 summary.push_str("% (relative)");
             }
+            Mode::Sigma => {
+                push_value(&mut summary, change);
+                summary.push_str("σ (sigma: difference ");
+                push_value(&mut summary, bounded(difference));
+                summary.push_str(", standard error ");
+                push_value(&mut summary, standard_error.unwrap_or(0.0));
+                summary.push(')');
+            }
         }
-        Verdict::new(firing, change, summary)
+        let mut v = Verdict::new(firing, change, summary)
             .annotate("current", format_value(current))
             .annotate("baseline", format_value(baseline))
             .annotate("change", format_value(change))
-            .annotate("baseline_samples", n.to_string())
-            .into()
+            .annotate("baseline_samples", n.to_string());
+        if let Some(se) = standard_error {
+            v = v.annotate("standard_error", format_value(se));
+        }
+        v.into()
     }
+}
+
+/// The standard error of `current - baseline` in `mode: sigma`: the pooled sample
+/// standard deviation of the current samples (`None`: the one latest sample) and the
+/// reference samples, times `sqrt(1/n + 1/m)`. `None` without a degree of freedom
+/// (or when the spread overflows).
+pub fn sigma_error(
+    current: Option<stats::Moments>,
+    reference: Option<stats::Moments>,
+) -> Option<f64> {
+    let reference = reference?;
+    let (n, current_m2) = current.map_or((1, 0.0), |c| (c.count, c.m2));
+    let dof = (n + reference.count).checked_sub(2).filter(|&d| d >= 1)?;
+    let pooled = ((current_m2 + reference.m2) / dof as f64).sqrt();
+    let se = pooled * (1.0 / n as f64 + 1.0 / reference.count as f64).sqrt();
+    se.is_finite().then_some(se)
 }
 
 klaxon_sdk::export_detector!(RateOfChange);
@@ -271,6 +345,59 @@ mod tests {
     }
 
     #[test]
+    fn sigma_change_in_standard_errors_of_the_difference() {
+        // Baseline 10, 12, 8, 10: mean 10, Σ(x-x̄)² = 8. Window 14, 16: mean 15,
+        // Σ(x-x̄)² = 2. current mean: difference 5, dof 2 + 4 - 2 = 4, pooled
+        // s = sqrt(10/4), standard error s·sqrt(1/2 + 1/4) = 1.369306..., change
+        // 3.651484 σ: under the default 5, over 3.
+        let baseline = [10.0, 12.0, 8.0, 10.0];
+        let window = [14.0, 16.0];
+        let se = (10.0f64 / 4.0).sqrt() * 0.75f64.sqrt();
+        let v = judge(
+            r#"{"mode":"sigma","current":"mean"}"#,
+            TestSeries::from_values(&window).baseline(&baseline),
+        );
+        assert!(!v.firing, "{}", v.summary);
+        assert!((v.score - 5.0 / se).abs() < 1e-12, "{}", v.score);
+        assert_eq!(v.annotation("standard_error"), Some("1.36931"));
+        assert_eq!(
+            v.summary,
+            "current 15 vs baseline 10: +3.65148σ (sigma: difference 5, standard error 1.36931)"
+        );
+        let v = judge(
+            r#"{"mode":"sigma","current":"mean","threshold":3}"#,
+            TestSeries::from_values(&window).baseline(&baseline),
+        );
+        assert!(v.firing);
+        // current last (16): n = 1, dof 3, s = sqrt(8/3), error s·sqrt(1 + 1/4),
+        // change 6 / 1.825742 = 3.286335 σ.
+        let v = judge(
+            r#"{"mode":"sigma"}"#,
+            TestSeries::from_values(&window).baseline(&baseline),
+        );
+        let se = (8.0f64 / 3.0).sqrt() * 1.25f64.sqrt();
+        assert!((v.score - 6.0 / se).abs() < 1e-12, "{}", v.score);
+        // One baseline sample and the latest: no degree of freedom, not judged.
+        let v = judge(
+            r#"{"mode":"sigma"}"#,
+            TestSeries::from_values(&[16.0]).baseline(&[10.0]),
+        );
+        assert_eq!((v.firing, v.score), (false, 0.0));
+        assert_eq!(v.summary, "1 baseline samples: too few for a spread");
+        // A constant baseline and window: any difference is ±1e6, none is 0.
+        let v = judge(
+            r#"{"mode":"sigma","current":"mean"}"#,
+            TestSeries::from_values(&[3.0, 3.0]).baseline(&[2.0, 2.0]),
+        );
+        assert_eq!((v.firing, v.score), (true, 1e6));
+        let v = judge(
+            r#"{"mode":"sigma","current":"mean"}"#,
+            TestSeries::from_values(&[2.0, 2.0]).baseline(&[2.0, 2.0]),
+        );
+        assert_eq!((v.firing, v.score), (false, 0.0));
+    }
+
+    #[test]
     fn window_fallback_without_baseline() {
         // No baseline: the window's samples before the latest, 10, 12, 8 → mean 10;
         // latest 16: +60 %.
@@ -315,6 +442,7 @@ mod tests {
         for (config, field) in [
             (r#"{"threshold":0}"#, "threshold:"),
             (r#"{"mode":"percent"}"#, "mode:"),
+            (r#"{"mode":"sigma","threshold":-1}"#, "threshold:"),
             (r#"{"current":"max"}"#, "current:"),
             (r#"{"min_samples":0}"#, "min_samples:"),
             (r#"{"direction":"x"}"#, "direction:"),
