@@ -228,7 +228,7 @@ pub fn registry() -> Vec<Entry> {
     let nab = Some(NabFeed::Window(NAB_WINDOW));
     let nab_long = Some(NabFeed::Window(4 * NAB_WINDOW));
     let nab_stream = Some(NabFeed::Stream);
-    // Same hour yesterday, for the distribution checks and rate_of_change.
+    // Same hour yesterday, for the distribution checks (and rate_of_change's old default).
     let yesterday = |window| with_baseline(window, DAY, HOUR);
     // The seasonal docs' rule: 4 past weeks ± 5 min through a baseline.
     let four_weeks = with_baseline(10, WEEK - 5, 3 * WEEK + 10);
@@ -262,7 +262,11 @@ pub fn registry() -> Vec<Entry> {
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift]),
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift])
             .proposed("band 8, keep_firing_for 48", r#"{"band":8}"#, keep48),
-        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, yesterday(5), nab, &[LevelShift]),
+        // rate_of_change's documented shape: the latest value against the half hour
+        // before the same time last week, in standard errors of the difference.
+        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, with_baseline(10, WEEK, 30), nab, &[LevelShift]),
+        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, yesterday(5), None, &[LevelShift])
+            .proposed("relative ±50 %, the default before sigma", r#"{"mode":"relative"}"#, AlertRule::default()),
         e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, with_baseline(2, WEEK - 5, 10), None, &[LevelShift])
             .proposed("level shift vs last week, threshold 4σ of the difference", r#"{"mode":"absolute","threshold":10,"current":"mean"}"#, AlertRule::default()),
         e("exhaustion", run::<klaxon_plugin_exhaustion::Exhaustion>(), r#"{"limit":150}"#, Metric, windowed(HOUR), None, &[]),

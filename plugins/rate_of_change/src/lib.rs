@@ -70,10 +70,10 @@ pub enum Mode {
     /// `current - baseline`.
     Absolute,
     /// `(current - baseline) / |baseline|`.
-    #[default]
     Relative,
     /// `(current - baseline)` in standard errors of the difference, from the
     /// current and baseline samples' pooled spread.
+    #[default]
     Sigma,
 }
 
@@ -143,7 +143,7 @@ const SCHEMA: &str = r#"{
   "type": "object",
   "additionalProperties": false,
   "properties": {
-    "mode": {"enum": ["absolute", "relative", "sigma"], "default": "relative", "description": "Change as a difference, as a fraction of the baseline, or in standard errors of the difference."},
+    "mode": {"enum": ["absolute", "relative", "sigma"], "default": "sigma", "description": "Change as a difference, as a fraction of the baseline, or in standard errors of the difference."},
     "threshold": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null, "description": "Fire when the change crosses this (default: 0.5 for absolute and relative, 5 for sigma)."},
     "current": {"enum": ["last", "mean"], "default": "last", "description": "The latest sample, or the window's mean."},
     "min_samples": {"type": "integer", "minimum": 1, "default": 1, "description": "Fewest baseline samples worth judging."},
@@ -170,6 +170,14 @@ impl Detector for RateOfChange {
         {
             return Err(format!(
                 "threshold: must be a finite number above 0, got {threshold}"
+            ));
+        }
+        if cfg.mode == Mode::Sigma
+            && let Some(threshold) = cfg.threshold
+            && threshold < 1.0
+        {
+            return Err(format!(
+                "threshold: {threshold} standard errors would fire on noise; for a fraction of the baseline set mode: relative (mode sigma is the default)"
             ));
         }
         if cfg.min_samples < 1 {
@@ -329,16 +337,17 @@ mod tests {
     fn relative_change() {
         // Baseline 100, 100, 120, 80 → mean 100; now 160: +60 % > 50 %.
         let baseline = [100.0, 100.0, 120.0, 80.0];
-        let v = judge("{}", TestSeries::from_values(&[160.0]).baseline(&baseline));
+        let rel = r#"{"mode":"relative"}"#;
+        let v = judge(rel, TestSeries::from_values(&[160.0]).baseline(&baseline));
         assert!(v.firing);
         assert_eq!(v.score, 0.6);
         assert_eq!(v.summary, "current 160 vs baseline 100: +60% (relative)");
         // Negative baseline: (-30 - -20)/20 = -0.5 → not past 0.5.
-        let v = judge("{}", TestSeries::from_values(&[-30.0]).baseline(&[-20.0]));
+        let v = judge(rel, TestSeries::from_values(&[-30.0]).baseline(&[-20.0]));
         assert_eq!((v.firing, v.score), (false, -0.5));
         // current: mean of the window 140, 160 → 150: +50 % is not above 0.5.
         let v = judge(
-            r#"{"current":"mean"}"#,
+            r#"{"mode":"relative","current":"mean"}"#,
             TestSeries::from_values(&[140.0, 160.0]).baseline(&baseline),
         );
         assert_eq!((v.firing, v.score), (false, 0.5));
@@ -402,11 +411,18 @@ mod tests {
         // No baseline: the window's samples before the latest, 10, 12, 8 → mean 10;
         // latest 16: +60 %.
         let v = judge(
-            "{}",
+            r#"{"mode":"relative"}"#,
             TestSeries::from_values(&[10.0, 12.0, f64::NAN, 8.0, 16.0]),
         );
         assert!(v.firing);
         assert_eq!(v.score, 0.6);
+        // The default, sigma: 6 / (sqrt(8/2)·sqrt(1 + 1/3)) = 2.598 σ, quiet.
+        let v = judge(
+            "{}",
+            TestSeries::from_values(&[10.0, 12.0, f64::NAN, 8.0, 16.0]),
+        );
+        assert!(!v.firing);
+        assert!((v.score - 6.0 / (2.0 * (4.0f64 / 3.0).sqrt())).abs() < 1e-12);
         assert_eq!(v.annotation("baseline_samples"), Some("3"));
         let v = judge(
             r#"{"current":"mean"}"#,
@@ -417,6 +433,7 @@ mod tests {
 
     #[test]
     fn empty_zero_and_nan_never_give_nan() {
+        let rel = r#"{"mode":"relative"}"#;
         for (window, baseline) in [
             (vec![], vec![1.0]),
             (vec![f64::NAN], vec![1.0]),
@@ -424,14 +441,14 @@ mod tests {
             (vec![0.0], vec![0.0, 0.0]),
             (vec![f64::MAX], vec![-f64::MAX]),
         ] {
-            for config in ["{}", r#"{"mode":"absolute"}"#] {
+            for config in ["{}", r#"{"mode":"absolute"}"#, r#"{"mode":"relative"}"#] {
                 let v = judge(config, TestSeries::from_values(&window).baseline(&baseline));
                 assert!(v.score.is_finite(), "{window:?} {baseline:?}");
             }
         }
-        let v = judge("{}", TestSeries::from_values(&[0.0]).baseline(&[0.0]));
+        let v = judge(rel, TestSeries::from_values(&[0.0]).baseline(&[0.0]));
         assert_eq!((v.firing, v.score), (false, 0.0));
-        let v = judge("{}", TestSeries::from_values(&[2.0]).baseline(&[0.0]));
+        let v = judge(rel, TestSeries::from_values(&[2.0]).baseline(&[0.0]));
         assert_eq!((v.firing, v.score), (true, 1e6));
     }
 
@@ -443,6 +460,8 @@ mod tests {
             (r#"{"threshold":0}"#, "threshold:"),
             (r#"{"mode":"percent"}"#, "mode:"),
             (r#"{"mode":"sigma","threshold":-1}"#, "threshold:"),
+            // A fraction meant for the old relative default is refused, not obeyed.
+            (r#"{"threshold":0.5}"#, "threshold:"),
             (r#"{"current":"max"}"#, "current:"),
             (r#"{"min_samples":0}"#, "min_samples:"),
             (r#"{"direction":"x"}"#, "direction:"),
