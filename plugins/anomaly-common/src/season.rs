@@ -20,10 +20,13 @@
 //! samples, not the rule's `offset`), so the season is taken from the samples' times,
 //! as the time from the baseline's newest sample to the window's newest sample. For a
 //! series pushed or scraped on a steady schedule, and for a PromQL query (evaluated
-//! on the rule's step grid), that is the rule's `offset`; pushes that drift within
-//! the schedule move it by less than one sample interval, which the lookback
-//! absorbs (at worst the sample one interval before the same phase is matched). A
-//! rule without a baseline has no season.
+//! on the rule's step grid), that is the rule's `offset`. When the window's newest
+//! sample is more than one baseline sample interval older than the evaluation time
+//! (the feed is stale now), the evaluation time stands in for it, so a gap now does
+//! not shift the phase; the season is then the offset plus less than one sample
+//! interval, and the lookback matches at worst the sample one interval before the
+//! same phase. (A gap at the end of last season's data does shift it, by at most
+//! the baseline's length.) A rule without a baseline has no season.
 
 use klaxon_sdk::{Verdict, Window};
 
@@ -55,24 +58,36 @@ impl Season {
         tolerance_seconds: f64,
         window: &Window<'_>,
         baseline: &Window<'_>,
+        eval_time_ms: i64,
     ) -> Option<Self> {
         match season_seconds {
             Some(_) => Self::of(season_seconds, tolerance_seconds),
-            None => Self::of_baseline(window, baseline, tolerance_seconds),
+            None => Self::of_baseline(window, baseline, eval_time_ms, tolerance_seconds),
         }
     }
 
     /// The season a rule's baseline implies: the time from the baseline's newest
     /// sample to the window's newest sample (the rule's `offset` for samples on a
-    /// steady schedule), with the lookback capped just under it. `None` when either
-    /// window is empty or the two are less than a second apart.
+    /// steady schedule), or to `eval_time_ms` when the window's newest sample is older
+    /// than that by more than the baseline's last sample interval; the lookback is
+    /// capped just under it. `None` without a baseline sample, or when the season
+    /// would be under a second.
     pub fn of_baseline(
         window: &Window<'_>,
         baseline: &Window<'_>,
+        eval_time_ms: i64,
         tolerance_seconds: f64,
     ) -> Option<Self> {
-        let newest = *window.timestamps_ms.last()?;
-        let newest_past = *baseline.timestamps_ms.last()?;
+        let past = baseline.timestamps_ms;
+        let newest_past = *past.last()?;
+        let spacing = match past {
+            [.., before, last] => last - before,
+            _ => 0,
+        };
+        let newest = match window.timestamps_ms.last() {
+            Some(&t) if eval_time_ms.saturating_sub(t) <= spacing => t,
+            _ => eval_time_ms,
+        };
         let period_ms = newest.checked_sub(newest_past)?;
         if period_ms < 1000 {
             return None;
@@ -160,9 +175,16 @@ impl Differencing {
         tolerance_seconds: f64,
         window: &Window<'_>,
         baseline: &Window<'_>,
+        eval_time_ms: i64,
         was_seasonal: bool,
     ) -> Self {
-        let season = Season::resolve(season_seconds, tolerance_seconds, window, baseline);
+        let season = Season::resolve(
+            season_seconds,
+            tolerance_seconds,
+            window,
+            baseline,
+            eval_time_ms,
+        );
         Self {
             season,
             seasonal: season.is_some() || (was_seasonal && baseline.is_empty()),
@@ -233,23 +255,19 @@ mod tests {
 
     #[test]
     fn a_baseline_implies_the_season_when_none_is_set() {
-        // Window samples at 1000..=1300 every 100 ms, baseline the same grid 600 ms
-        // earlier: a season under a second is none.
-        let w_ts = [1000, 1100, 1200, 1300];
-        let vs = [1.0; 4];
-        let window = Window::new(&w_ts, &vs);
-        let b_ts = [400, 500, 600, 700];
-        assert_eq!(
-            Season::of_baseline(&window, &Window::new(&b_ts, &vs), 300.0),
-            None
-        );
-        // A week back on a minute grid: exactly the offset, the lookback kept.
+        let vs = [1.0, 2.0, 3.0];
+        // A season under a second is none.
+        let (w_ts, b_ts) = ([1000, 1100, 1200], [400, 500, 600]);
+        let (window, baseline) = (Window::new(&w_ts, &vs), Window::new(&b_ts, &vs));
+        assert_eq!(Season::of_baseline(&window, &baseline, 1200, 300.0), None);
+        // A week back on a minute grid: exactly the offset, the lookback kept, even
+        // when the evaluation comes 30 s after the newest sample.
         let week = 604_800_000;
         let w_ts = [week + 60_000, week + 120_000];
         let b_ts = [0, 60_000, 120_000];
         let window = Window::new(&w_ts, &vs[..2]);
-        let baseline = Window::new(&b_ts, &vs[..3]);
-        let season = Season::of_baseline(&window, &baseline, 300.0).unwrap();
+        let baseline = Window::new(&b_ts, &vs);
+        let season = Season::of_baseline(&window, &baseline, week + 150_000, 300.0).unwrap();
         assert_eq!(
             season,
             Season {
@@ -258,40 +276,45 @@ mod tests {
             }
         );
         // Each window sample is matched with the baseline sample at the same phase.
-        assert_eq!(season.expected(&baseline, week + 60_000), Some(1.0));
+        assert_eq!(season.expected(&baseline, week + 60_000), Some(2.0));
+        // The feed stale now (newest sample 10 min old): the evaluation time stands
+        // in for it, so the phase does not move by the gap.
+        let stale = Season::of_baseline(&window, &baseline, week + 720_000, 300.0).unwrap();
+        assert_eq!(stale.period_ms, week + 600_000);
         // A season shorter than the lookback caps the lookback just under it.
-        let w_ts = [62_000];
-        let b_ts = [2_000];
+        let (w_ts, b_ts) = ([62_000], [2_000]);
         let short = Season::of_baseline(
             &Window::new(&w_ts, &vs[..1]),
             &Window::new(&b_ts, &vs[..1]),
+            62_000,
             300.0,
         )
         .unwrap();
         assert_eq!((short.period_ms, short.tolerance_ms), (60_000, 59_999));
-        // No baseline (or no window): no season; an explicit one wins.
+        // No baseline: no season; an explicit one wins.
         let empty = Window::new(&[], &[]);
-        assert_eq!(Season::of_baseline(&window, &empty, 300.0), None);
-        assert_eq!(Season::resolve(None, 300.0, &window, &empty), None);
+        let at = week + 120_000;
+        assert_eq!(Season::of_baseline(&window, &empty, at, 300.0), None);
+        assert_eq!(Season::resolve(None, 300.0, &window, &empty, at), None);
         assert_eq!(
-            Season::resolve(Some(86_400.0), 300.0, &window, &baseline).map(|s| s.period_ms),
+            Season::resolve(Some(86_400.0), 300.0, &window, &baseline, at).map(|s| s.period_ms),
             Some(86_400_000)
         );
         assert_eq!(
-            Season::resolve(None, 300.0, &window, &baseline).map(|s| s.period_ms),
+            Season::resolve(None, 300.0, &window, &baseline, at).map(|s| s.period_ms),
             Some(week)
         );
         // A gap in last season's data keeps a seasonal series seasonal, unmatched.
-        let gap = Differencing::of(None, 300.0, &window, &empty, true);
+        let gap = Differencing::of(None, 300.0, &window, &empty, at, true);
         assert_eq!((gap.season, gap.seasonal), (None, true));
         assert_eq!(gap.value(&empty, week + 60_000, 5.0), None);
         assert_eq!(
-            Differencing::of(None, 300.0, &window, &empty, false),
+            Differencing::of(None, 300.0, &window, &empty, at, false),
             Differencing::RAW
         );
         assert_eq!(Differencing::RAW.value(&empty, 0, 5.0), Some(5.0));
-        let d = Differencing::of(None, 300.0, &window, &baseline, false);
-        assert_eq!(d.value(&baseline, week + 60_000, 5.0), Some(4.0));
+        let d = Differencing::of(None, 300.0, &window, &baseline, at, false);
+        assert_eq!(d.value(&baseline, week + 60_000, 5.0), Some(3.0));
     }
 
     #[test]

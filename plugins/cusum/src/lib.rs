@@ -14,9 +14,10 @@
 //! |---------------------|---------|----------|---------|
 //! | `k`                 | number  | `0.5`    | allowance (slack) in σ: half the shift to detect fastest (finite, ≥ 0) |
 //! | `h`                 | number  | `8.0`    | decision interval in σ (finite, > 0) |
-//! | `reference_samples` | integer | `120`    | without a baseline: samples learned as the in-control reference; with one: the fewest baseline samples accepted (≥ 2) |
+//! | `reference_samples` | integer | `120`    | samples learned as the in-control reference (Phase I, on raw samples or residuals); with `baseline: reference`: the fewest baseline samples accepted (≥ 2) |
 //! | `direction`         | string  | `"both"` | `both`, `up` (only `C⁺`), `down` (only `C⁻`) |
-//! | `season_seconds`    | number  | none     | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
+//! | `baseline`          | string  | `"season"` | what the rule's baseline window is for: `season`, sums of residuals against the same phase of it; `reference`, its mean and σ are μ₀ and σ₀ |
+//! | `season_seconds`    | number  | none: the season the rule's baseline implies | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
 //! | `season_tolerance_seconds` | number | `300` | how much older than one season back the matching sample may be (≥ 0, < `season_seconds`) |
 //!
 //! Unknown fields are an error. The textbook `k = 0.5, h = 5` has an in-control ARL
@@ -26,26 +27,31 @@
 //!
 //! # Seasonal metrics
 //!
-//! As `ewma`: with `season_seconds` the sums run on `x - x offset <season>` (each new
-//! sample minus the newest baseline sample at or before one season earlier, at most
-//! `season_tolerance_seconds` older), μ₀ and σ₀ learned from the first
-//! `reference_samples` residuals; samples without a baseline value are skipped and
-//! counted (`season_unmatched`). The rule's baseline must reach one season back for
-//! every new sample, e.g. evaluated every 30 min: `window: 30m`, `baseline: { offset:
-//! 1w, window: 35m }`, `config: { season_seconds: 604800 }`. Measured (BENCHMARKS.md,
-//! weekly-seasonal metric sampled every minute, that rule, defaults otherwise): every
-//! 5-8 σ level shift flagged at the first evaluation, every gradual drift within 2
-//! (median), no false alert in 4 weeks; on the raw seasonal metric the defaults fire
-//! all the time. Residuals against one past sample rather than an average: an
-//! average shared by consecutive samples gives them a common error that the sums
-//! accumulate.
+//! As `ewma`: **with a rule baseline one season back** the sums run on `x - x
+//! offset <season>` (each new sample minus the newest baseline sample at or before
+//! one season earlier, at most `season_tolerance_seconds` older), μ₀ and σ₀ learned
+//! from the first `reference_samples` residuals; samples without a baseline value
+//! are skipped and counted (`season_unmatched`). The season is `season_seconds`
+//! when set, otherwise the one the baseline implies (the time from the baseline's
+//! newest sample to the window's newest: the rule's `offset` for a series on a
+//! steady schedule; see `klaxon_anomaly_common::season`). The rule's baseline must
+//! reach one season back for every new sample, e.g. evaluated every 30 min:
+//! `window: 30m`, `baseline: { offset: 1w, window: 35m }`, no config. Until the store
+//! holds a season of history the baseline is empty and the sums run on the raw
+//! samples; `season_seconds` makes them skip those samples instead. Measured
+//! (BENCHMARKS.md, weekly-seasonal metric sampled every minute, that rule, `{}`):
+//! every 5-8 σ level shift flagged at the first evaluation, every gradual drift
+//! within 2 (median), 0-0.5 false alerts a week on three seed sets; on the raw
+//! seasonal metric the defaults fire all the time. Residuals against one past
+//! sample rather than an average: an average shared by consecutive samples gives
+//! them a common error that the sums accumulate.
 //!
 //! # Formula
 //!
 //! In-control mean μ₀ and σ₀ (sample standard deviation): the baseline window's finite
-//! samples when the rule has a baseline (recomputed every evaluation), otherwise the
-//! series' first `reference_samples` finite samples, learned into the state and then
-//! frozen. With `K = k·σ₀`, `H = h·σ₀` and each later finite sample `x_i`:
+//! samples with `baseline: reference` (recomputed every evaluation), otherwise the
+//! series' first `reference_samples` finite samples (or seasonal residuals), learned
+//! into the state and then frozen. With `K = k·σ₀`, `H = h·σ₀` and each later finite sample `x_i`:
 //!
 //! ```text
 //! C⁺_i = max(0, x_i - (μ₀ + K) + C⁺_{i-1})
@@ -71,7 +77,8 @@
 //!   summary like `cusum C+=9.5σ > h=8 (mean=10, stddev=1, 14 samples)`;
 //! - annotations: `cusum_upper`, `cusum_lower` (in the metric's units), `mean`,
 //!   `stddev`, `h`, `samples`, `latest`;
-//! - while learning, or with too few baseline samples: not firing, score 0, as `ewma`.
+//! - while learning, or with too few baseline samples (`baseline: reference`): not
+//!   firing, score 0, as `ewma`.
 //!
 //! # Measured
 //!
@@ -277,6 +284,7 @@ impl Detector for Cusum {
                 cfg.season_tolerance_seconds,
                 &series.window,
                 &series.baseline,
+                series.eval_time_ms,
                 previous.is_some_and(|c| c.seasonal),
             ),
         };

@@ -7,16 +7,17 @@
 //! # Config
 //!
 //! ```json
-//! { "lambda": 0.2, "l": 3.5, "reference_samples": 120, "direction": "both" }
+//! { "l": 3.5, "reference_samples": 120, "direction": "both" }
 //! ```
 //!
 //! | field               | type    | default  | meaning |
 //! |---------------------|---------|----------|---------|
-//! | `lambda`            | number  | `0.2`    | λ, weight of the newest sample, in (0, 1] |
+//! | `lambda`            | number  | `0.2`; `0.1` on seasonal residuals | λ, weight of the newest sample, in (0, 1] |
 //! | `l`                 | number  | `3.5`    | L, width of the control limits in σ of the statistic (finite, > 0) |
-//! | `reference_samples` | integer | `120`    | without a baseline: samples learned as the in-control reference before the chart starts; with one: the fewest baseline samples accepted (≥ 2) |
+//! | `reference_samples` | integer | `120`    | samples learned as the in-control reference before the chart starts (Phase I, on raw samples or residuals); with `baseline: reference`: the fewest baseline samples accepted (≥ 2) |
 //! | `direction`         | string  | `"both"` | `both`, `up` (only above the upper limit), `down` (only below the lower) |
-//! | `season_seconds`    | number  | none     | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
+//! | `baseline`          | string  | `"season"` | what the rule's baseline window is for: `season`, chart residuals against the same phase of it; `reference`, its mean and σ are μ₀ and σ₀ |
+//! | `season_seconds`    | number  | none: the season the rule's baseline implies | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
 //! | `season_tolerance_seconds` | number | `300` | how much older than one season back the matching sample may be (≥ 0, < `season_seconds`) |
 //!
 //! Unknown fields are an error. Textbook settings are λ ∈ [0.05, 0.25] and L ≈ 3
@@ -28,13 +29,22 @@
 //!
 //! The chart assumes a stationary in-control process; a metric with a daily or weekly
 //! cycle is out of control to it most of the day (in the detection-quality harness,
-//! BENCHMARKS.md, the defaults fired 79 % of the time on a metric with a ±20 % daily
-//! cycle). With `season_seconds` the chart runs on `x - x offset <season>` instead:
-//! each new sample minus the newest baseline sample at or before one season earlier
-//! (at most `season_tolerance_seconds` older, as PromQL's lookback), so the cycle
-//! drops out; μ₀ and σ₀ are then learned from the first `reference_samples`
-//! residuals (the baseline only supplies last season's values). Samples without a
-//! baseline value are skipped and counted in the `season_unmatched` annotation. The
+//! BENCHMARKS.md, the defaults on the raw samples fired 79 % of the time on a metric
+//! with a ±20 % daily cycle). **Give the rule a baseline one season back** and the
+//! chart runs on `x - x offset <season>` instead: each new sample minus the newest
+//! baseline sample at or before one season earlier (at most
+//! `season_tolerance_seconds` older, as PromQL's lookback), so the cycle drops out;
+//! μ₀ and σ₀ are then learned from the first `reference_samples` residuals (the
+//! baseline only supplies last season's values), and λ defaults to 0.1 (a residual
+//! carries last season's noise too, and the changes worth catching against last
+//! season are persistent). The season is `season_seconds` when set; otherwise the
+//! one the rule's baseline implies: a detector sees the baseline's samples, not the
+//! rule's `offset`, so it takes the time from the baseline's newest sample to the
+//! window's newest sample, which is the offset for a series pushed or scraped on a
+//! steady schedule (a push that drifts within its interval moves the match by at
+//! most one sample). Samples without a baseline value are skipped and counted in the
+//! `season_unmatched` annotation; a series charting residuals whose baseline is
+//! empty for an evaluation (a gap last season) skips its samples the same way. The
 //! rule's baseline must reach one season back for every new sample (and the store's
 //! `store.retention` must cover the season):
 //!
@@ -43,22 +53,30 @@
 //!   query: 'ml_prediction_latency_seconds'
 //!   window: 30m                               # the group is evaluated every 30m
 //!   baseline: { offset: 1w, window: 35m }     # interval + the 5 min lookback
-//!   detector: ewma
-//!   config: { season_seconds: 604800 }        # against the same minute last week
+//!   detector: ewma                            # no config: against last week
 //! ```
 //!
+//! Until the store holds a season of history the baseline is empty, which a detector
+//! cannot tell from a rule without one: the chart then runs on the raw samples (and
+//! starts over on residuals once the baseline fills). Set `season_seconds` to have it
+//! skip those samples instead.
+//!
 //! Measured (BENCHMARKS.md: a weekly-seasonal metric sampled every minute, noise σ
-//! 3, that rule, defaults otherwise): every 5-8 σ level shift flagged at the first
-//! evaluation and every gradual drift (to 8-12 σ over 3 h) within 2 (median), no false
-//! alert in 4 weeks.
+//! 3, that rule, `{}`): every 5-8 σ level shift flagged at the first evaluation
+//! (precision 0.91) and every gradual drift (to 8-12 σ over 3 h) within 2
+//! (median), 0-0.5 false alerts a week, on three seed sets. λ 0.2 (the raw default)
+//! caught the drifts of one seed set only at the third evaluation (median 2.5);
+//! L 3 or 3.2 cost precision (0.74-0.87) and up to 1.25 false alerts a week.
 //!
 //! # Formula
 //!
 //! In-control mean μ₀ and standard deviation σ₀ (the sample standard deviation):
 //!
-//! - with a baseline window (rule `baseline:`): its finite samples, recomputed at every
-//!   evaluation, so the limits follow e.g. last week's same hour;
-//! - without one (Phase I): the series' first `reference_samples` finite samples,
+//! - with `baseline: reference` and a baseline window (rule `baseline:`): its finite
+//!   samples, recomputed at every evaluation, so the limits follow e.g. last week's
+//!   same hour;
+//! - otherwise (Phase I): the series' first `reference_samples` finite samples (or
+//!   seasonal residuals),
 //!   learned into the state and then frozen. Learning starts over only from a fresh
 //!   state: when the series had no sample in the rule's window for an evaluation (the
 //!   host then drops its state), or when the rule gains or loses its baseline.
@@ -88,7 +106,8 @@
 //!   summary like `ewma=10.9 above UCL 10.7 (mean=10, stddev=1, lambda=0.2, 12 samples)`;
 //! - annotations: `ewma`, `ucl`, `lcl`, `mean`, `stddev`, `samples` (i), `latest`;
 //! - while learning: not firing, score 0, summary like `learning reference: 12 of 120 samples`;
-//! - too few baseline samples: not firing, score 0, `3 baseline samples, need 120`;
+//! - with `baseline: reference`, too few baseline samples: not firing, score 0,
+//!   `3 baseline samples, need 120`;
 //!   the window's samples stay unconsumed until the baseline is usable.
 //!
 //! # Measured
@@ -320,6 +339,7 @@ impl Detector for Ewma {
                 cfg.season_tolerance_seconds,
                 &series.window,
                 &series.baseline,
+                series.eval_time_ms,
                 previous.is_some_and(|c| c.seasonal),
             ),
         };
@@ -688,6 +708,16 @@ mod tests {
         // Without season_seconds, the baseline one season back (60 s) sets the season:
         // the verdicts equal those with season_seconds: 60.
         assert_baseline_implies_the_season::<Ewma>(r#"{"season_tolerance_seconds":1}"#, 10.0);
+        // On residuals λ defaults to 0.1.
+        let (_, after) = klaxon_anomaly_common::fixtures::season_before_and_after::<Ewma>(
+            r#"{"season_tolerance_seconds":1}"#,
+            10.0,
+        );
+        assert!(
+            after.verdict.summary.contains("lambda=0.1,"),
+            "{}",
+            after.verdict.summary
+        );
         // `baseline: reference` keeps the baseline as the in-control reference, and
         // cannot be combined with an explicit season.
         let err = testing::check_detector_config::<Ewma>(
