@@ -32,6 +32,7 @@ struct Args {
     only: Option<Vec<String>>,
     nab_window: Option<usize>,
     window: Option<i64>,
+    baseline: Option<(i64, i64)>,
     config: Option<String>,
     hold: Option<u64>,
     keep: Option<u64>,
@@ -50,6 +51,7 @@ fn parse_args() -> Result<Args> {
         only: None,
         nab_window: None,
         window: None,
+        baseline: None,
         config: None,
         hold: None,
         keep: None,
@@ -79,6 +81,18 @@ fn parse_args() -> Result<Args> {
                 let v = it.next().context("--window needs minutes")?;
                 args.window = Some(v.parse().context("--window")?);
             }
+            "--baseline" => {
+                let v = it
+                    .next()
+                    .context("--baseline needs OFFSET,LENGTH in minutes")?;
+                let (o, l) = v
+                    .split_once(',')
+                    .context("--baseline needs OFFSET,LENGTH in minutes")?;
+                args.baseline = Some((
+                    o.trim().parse().context("--baseline offset")?,
+                    l.trim().parse().context("--baseline length")?,
+                ));
+            }
             "--seed-set" => {
                 let v = it.next().context("--seed-set needs a number")?;
                 args.seed_set = v.parse().context("--seed-set")?;
@@ -105,7 +119,7 @@ fn parse_args() -> Result<Args> {
             "--defaults" => args.defaults = true,
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown argument `{other}` (synthetic|nab|check|all, --only a,b, --config JSON, --hold N, --keep N, --window MINUTES, --interval MINUTES, --seed-set N, --nab-window RECORDS, --firing, --trace, --defaults)"
+                "unknown argument `{other}` (synthetic|nab|check|all, --only a,b, --config JSON, --hold N, --keep N, --window MINUTES, --baseline OFFSET,LENGTH, --interval MINUTES, --seed-set N, --nab-window RECORDS, --firing, --trace, --defaults)"
             ),
         }
     }
@@ -149,6 +163,13 @@ fn main() -> Result<()> {
         for e in &mut entries {
             if let Feed::Windowed { window, .. } = &mut e.feed {
                 *window = minutes;
+            }
+        }
+    }
+    if let Some(b) = args.baseline {
+        for e in &mut entries {
+            if let Feed::Windowed { baseline, .. } = &mut e.feed {
+                *baseline = Some(b);
             }
         }
     }

@@ -231,22 +231,18 @@ pub fn registry() -> Vec<Entry> {
     let nab = Some(NabFeed::Window(NAB_WINDOW));
     let nab_long = Some(NabFeed::Window(4 * NAB_WINDOW));
     let nab_stream = Some(NabFeed::Stream);
-    // Same hour yesterday, for the distribution checks and rate_of_change.
+    // Same hour yesterday, for the distribution checks (and rate_of_change's old default).
     let yesterday = |window| with_baseline(window, DAY, HOUR);
     // The seasonal docs' rule: 4 past weeks ± 5 min through a baseline.
     let four_weeks = with_baseline(10, WEEK - 5, 3 * WEEK + 10);
     let absent_rule = AlertRule { judge_absent: true, ..AlertRule::default() };
-    // Streaming detectors on seasonal data: residuals against last week
-    // (`season_seconds: 604800`), evaluated every 30 min like other drift checks; the
+    // Streaming detectors on seasonal data: the rule's baseline one week back makes
+    // them test residuals against last week (the season the baseline implies; no
+    // `season_seconds` needed), evaluated every 30 min like other drift checks; the
     // window holds the new samples, the baseline one week back (and the 5 min
-    // lookback) for each of them. The change detectors hold a detection for one
-    // interval; page_hinkley's δ and λ are in the metric's units (σ of the residual
-    // ≈ 4.2 here: δ ≈ σ/2, λ ≈ 25σ).
+    // lookback) for each of them. Documented defaults otherwise.
     let last_week = with_baseline(SEASON_EVERY, WEEK, SEASON_EVERY + 5);
-    const WEEKLY: &str = r#"{"season_seconds":604800}"#;
-    const WEEKLY_HELD: &str = r#"{"season_seconds":604800,"hold_seconds":1800}"#;
-    const WEEKLY_PH: &str = r#"{"season_seconds":604800,"delta":2,"threshold":100,"hold_seconds":1800}"#;
-    let season = |e: Entry, config| e.proposed("seasonal data: residual vs last week", config, AlertRule::default()).every(SEASON_EVERY);
+    let season = |e: Entry| e.proposed("rule baseline one week back", "{}", AlertRule::default()).every(SEASON_EVERY);
     vec![
         // name, native call, config, input, synthetic rule, NAB feed, meant for
         e("zscore", run::<klaxon_plugin_zscore::ZScore>(), "{}", Metric, windowed(HOUR), nab, &[Spike, LevelShift]),
@@ -258,18 +254,22 @@ pub fn registry() -> Vec<Entry> {
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
         e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift])
             .proposed("l 7, keep_firing_for 48", r#"{"l":7}"#, keep48),
-        season(e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
+        season(e("ewma", run::<klaxon_plugin_ewma::Ewma>(), "{}", Metric, last_week, None, &[LevelShift, Drift])),
         e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
-        season(e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY),
+        season(e("cusum", run::<klaxon_plugin_cusum::Cusum>(), "{}", Metric, last_week, None, &[LevelShift, Drift])),
         e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
-        season(e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY_PH),
+        season(e("page_hinkley", run::<klaxon_plugin_page_hinkley::PageHinkley>(), "{}", Metric, last_week, None, &[LevelShift, Drift])),
         e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "{}", Metric, stream, nab_stream, &[LevelShift, Drift]),
-        season(e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "", Metric, last_week, None, &[LevelShift, Drift]), WEEKLY_HELD),
+        season(e("adwin", run::<klaxon_plugin_adwin::Adwin>(), "{}", Metric, last_week, None, &[LevelShift, Drift])),
         e("seasonal", run::<klaxon_plugin_seasonal::Seasonal>(), "{}", Metric, four_weeks, nab_long, &[Spike, LevelShift]),
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift]),
         e("holt_winters", run::<klaxon_plugin_holt_winters::HoltWinters>(), "{}", Metric, stream, nab_stream, &[Spike, LevelShift])
             .proposed("band 8, keep_firing_for 48", r#"{"band":8}"#, keep48),
-        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, yesterday(5), nab, &[LevelShift]),
+        // rate_of_change's documented shape: the latest value against the half hour
+        // before the same time last week, in standard errors of the difference.
+        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, with_baseline(10, WEEK, 30), nab, &[LevelShift]),
+        e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, yesterday(5), None, &[LevelShift])
+            .proposed("relative ±50 %, the default before sigma", r#"{"mode":"relative"}"#, AlertRule::default()),
         e("rate_of_change", run::<klaxon_plugin_rate_of_change::RateOfChange>(), "{}", Metric, with_baseline(2, WEEK - 5, 10), None, &[LevelShift])
             .proposed("level shift vs last week, threshold 4σ of the difference", r#"{"mode":"absolute","threshold":10,"current":"mean"}"#, AlertRule::default()),
         e("exhaustion", run::<klaxon_plugin_exhaustion::Exhaustion>(), r#"{"limit":150}"#, Metric, windowed(HOUR), None, &[]),

@@ -17,8 +17,8 @@
 //! | `max_buckets`       | integer | `5`     | buckets of each size kept before two merge (2..=64) |
 //! | `min_window_length` | integer | `5`     | fewest samples in each sub-window of a cut (≥ 1) |
 //! | `grace_period`      | integer | `10`    | window size before any cut is tested (≥ 0) |
-//! | `hold_seconds`      | number  | `600`   | the verdict fires while a detection happened at most this long before the evaluation time (finite, ≥ 0) |
-//! | `season_seconds`    | number  | none    | test residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
+//! | `hold_seconds`      | number  | `600`   | the verdict fires while a detection happened at most this long before the evaluation time, or among the samples this evaluation consumed (finite, ≥ 0) |
+//! | `season_seconds`    | number  | none: the season the rule's baseline implies | test residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
 //! | `season_tolerance_seconds` | number | `300` | how much older than one season back the matching sample may be (≥ 0, < `season_seconds`) |
 //!
 //! Unknown fields are an error. Smaller δ means fewer false alarms and slower
@@ -27,17 +27,22 @@
 //!
 //! # Seasonal metrics
 //!
-//! With `season_seconds` ADWIN runs on `x - x offset <season>` (each new sample minus
-//! the newest baseline sample at or before one season earlier, at most
-//! `season_tolerance_seconds` older; samples without one are skipped and counted in
-//! `season_unmatched`), so a daily or weekly cycle is not a change. The rule's baseline
-//! must reach one season back for every new sample (`window: 30m`, `baseline: {
-//! offset: 1w, window: 35m }` for a rule evaluated every 30 min), and `hold_seconds`
-//! must be at least the evaluation interval, or a detection between two evaluations
-//! is never seen. Measured (BENCHMARKS.md, weekly-seasonal metric sampled every
-//! minute, that rule with `hold_seconds: 1800`, defaults otherwise): every 5-8 σ
-//! level shift flagged at the first evaluation, gradual drifts within 2 (median), no
-//! false alert in 4 weeks.
+//! **With a rule baseline one season back** ADWIN runs on `x - x offset <season>`
+//! (each new sample minus the newest baseline sample at or before one season
+//! earlier, at most `season_tolerance_seconds` older; samples without one are
+//! skipped and counted in `season_unmatched`), so a daily or weekly cycle is not a
+//! change. The season is `season_seconds` when set, otherwise the one the baseline
+//! implies (the time from the baseline's newest sample to the window's newest: the
+//! rule's `offset` for a series on a steady schedule; see
+//! `klaxon_anomaly_common::season`). The rule's baseline must reach one season back
+//! for every new sample (`window: 30m`, `baseline: { offset: 1w, window: 35m }` for
+//! a rule evaluated every 30 min, no config); a detection is reported at the next
+//! evaluation even when that is longer than `hold_seconds` after it. Until the
+//! store holds a season of history the baseline is empty and ADWIN runs on the raw
+//! samples; `season_seconds` makes it skip those samples instead. Measured
+//! (BENCHMARKS.md, weekly-seasonal metric sampled every minute, that rule, `{}`):
+//! every 5-8 σ level shift flagged at the first evaluation, gradual drifts within 2
+//! (median), no false alert in 4 weeks, on three seed sets.
 //!
 //! # Formula (river's)
 //!
@@ -63,12 +68,17 @@
 //! # Alerting
 //!
 //! The verdict fires while the last detection's sample is no older than
-//! `hold_seconds` before the evaluation time.
+//! `hold_seconds` before the evaluation time, or was among the samples this
+//! evaluation consumed (so a rule evaluated less often than `hold_seconds` still
+//! sees every detection once; not on a series' first evaluation, whose window may
+//! reach far back).
 //!
 //! # State
 //!
-//! Tag `A`, version 1: last-seen and last-detection timestamps, the shift at that
-//! detection, detection count, drift flag, tick, window length, sum and variance, then
+//! Tag `A`, version 2: last-seen and last-detection timestamps, the shift at that
+//! detection, detection count, drift flag, a seasonal byte (the window holds
+//! residuals; a window whose kind no longer matches the rule starts over), tick,
+//! window length, sum and variance, then
 //! the buckets (per size: count, then sum and variance of each). About
 //! `16·max_buckets·log₂(n/max_buckets)` bytes: ~1 KiB for 100 000 samples. Unknown
 //! tag, version or length: start fresh.
@@ -87,7 +97,7 @@
 //! (15 s samples, 1 min evaluations), 40 000 samples (≈ a week), 5 seeds, defaults: 0
 //! false alert episodes per week; a 3σ level shift is flagged 7-11 samples after it.
 
-use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Differencing, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{bounded, check_hold_seconds, held_detection};
 use klaxon_sdk::prelude::*;
@@ -151,7 +161,7 @@ const SCHEMA: &str = r#"{
 }"#;
 
 const TAG: u8 = b'A';
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// A bucket: sum of its samples and their sum of squared deviations.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -326,6 +336,8 @@ pub struct State {
     pub detections: u64,
     /// Whether the newest sample signalled a drift (the next one resets the window).
     pub drift_detected: bool,
+    /// Whether the window holds seasonal residuals rather than raw samples.
+    pub seasonal: bool,
     /// The window.
     pub window: Window,
 }
@@ -340,6 +352,7 @@ impl State {
             drift_shift: r.f64()?,
             detections: r.u64()?,
             drift_detected: r.u8()? == 1,
+            seasonal: r.u8()? == 1,
             window: Window {
                 tick: r.u64()?,
                 width: r.f64()?,
@@ -373,6 +386,7 @@ impl State {
             .f64(self.drift_shift)
             .u64(self.detections)
             .u8(u8::from(self.drift_detected))
+            .u8(u8::from(self.seasonal))
             .u64(w.tick)
             .f64(w.width)
             .f64(w.total)
@@ -443,36 +457,61 @@ impl Detector for Adwin {
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
-        let mut state = series.state.and_then(State::decode).unwrap_or_default();
-        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
+        let previous = series.state.and_then(State::decode);
+        let differencing = Differencing::of(
+            cfg.season_seconds,
+            cfg.season_tolerance_seconds,
+            &series.window,
+            &series.baseline,
+            series.eval_time_ms,
+            previous.as_ref().is_some_and(|s| s.seasonal),
+        );
+        // A window of raw samples is no window of residuals: switching starts over.
+        let kept = previous.filter(|s| s.seasonal == differencing.seasonal);
+        // A detection among this evaluation's new samples is reported even when older
+        // than the hold (a rule evaluated less often than `hold_seconds`); not on a
+        // first evaluation, whose window may reach far back.
+        let consumed_from = kept.as_ref().and_then(|s| {
+            unseen(&series.window, s.last_seen_ms)
+                .next()
+                .map(|(t, _)| t)
+        });
+        let mut state = kept.unwrap_or(State {
+            seasonal: differencing.seasonal,
+            ..State::default()
+        });
         let mut unmatched = 0usize;
         for (t, x) in unseen(&series.window, state.last_seen_ms) {
             state.last_seen_ms = Some(t);
             if !x.is_finite() {
                 continue;
             }
-            let x = match season {
-                None => x,
-                Some(season) => match season.residual(&series.baseline, t, x) {
-                    Some(r) => r,
-                    None => {
-                        unmatched += 1;
-                        continue;
-                    }
-                },
+            let Some(x) = differencing.value(&series.baseline, t, x) else {
+                unmatched += 1;
+                continue;
             };
             if state.update(cfg, x) {
                 state.drift_at_ms = Some(t);
                 state.detections += 1;
             }
         }
-        let v = verdict(cfg, &state, series.eval_time_ms);
-        season::annotate(v, season, unmatched).with_state(state.encode())
+        let v = verdict(cfg, &state, series.eval_time_ms, consumed_from);
+        season::annotate(v, differencing, unmatched).with_state(state.encode())
     }
 }
 
-fn verdict(cfg: &Config, state: &State, eval_time_ms: i64) -> Verdict {
-    let holding = held_detection(state.drift_at_ms, eval_time_ms, cfg.hold_seconds);
+fn verdict(
+    cfg: &Config,
+    state: &State,
+    eval_time_ms: i64,
+    consumed_from_ms: Option<i64>,
+) -> Verdict {
+    let holding = held_detection(
+        state.drift_at_ms,
+        eval_time_ms,
+        cfg.hold_seconds,
+        consumed_from_ms,
+    );
     let mean = bounded(state.window.mean());
     let width = state.window.width as u64;
     let shift = bounded(state.drift_shift);
@@ -697,5 +736,13 @@ mod tests {
         assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
         assert_eq!(after.verdict.annotation("season_unmatched"), None);
         assert_season_unmatched_and_tolerance_checked::<Adwin>(config);
+    }
+
+    #[test]
+    fn a_rule_baseline_implies_the_season() {
+        use klaxon_anomaly_common::fixtures::assert_baseline_implies_the_season;
+        // Without season_seconds, the baseline one season back (60 s) sets the season:
+        // the verdicts equal those with season_seconds: 60.
+        assert_baseline_implies_the_season::<Adwin>(r#"{"season_tolerance_seconds":1}"#, 10.0);
     }
 }

@@ -7,7 +7,8 @@
 //!   window with the state handed back, to check streaming detectors against a
 //!   one-shot evaluation.
 //! - [`seasonal_with_last_season`]: a strongly seasonal series and its baseline one
-//!   season back, for the streaming detectors' `season_seconds`.
+//!   season back, for the streaming detectors' `season_seconds` and the season a
+//!   baseline implies ([`assert_baseline_implies_the_season`]).
 
 use klaxon_sdk::Detector;
 use klaxon_sdk::testing::{self, TestSeries};
@@ -117,4 +118,23 @@ pub fn assert_season_unmatched_and_tolerance_checked<D: Detector>(config: &str) 
     )
     .expect_err("a tolerance of a whole season is refused");
     assert!(err.starts_with("season_tolerance_seconds:"), "{err}");
+}
+
+/// The baseline-implied season every streaming detector shares: `config` (which does
+/// not set `season_seconds`, and sets `season_tolerance_seconds` under 60) on [`seasonal_with_last_season`] gives the same verdicts
+/// as `config` with `season_seconds: 60`, before and after a shift of `shift`, and
+/// the verdict says the season it used.
+pub fn assert_baseline_implies_the_season<D: Detector>(config: &str, shift: f64) {
+    let explicit = if config.trim() == "{}" {
+        r#"{"season_seconds":60}"#.to_owned()
+    } else {
+        config.replacen('{', r#"{"season_seconds":60,"#, 1)
+    };
+    let (before, after) = season_before_and_after::<D>(config, shift);
+    let (e_before, e_after) = season_before_and_after::<D>(&explicit, shift);
+    assert_eq!(before, e_before, "{config} vs {explicit}");
+    assert_eq!(after, e_after, "{config} vs {explicit}");
+    assert!(!before.verdict.firing, "{}", before.verdict.summary);
+    assert!(after.verdict.firing, "{}", after.verdict.summary);
+    assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
 }

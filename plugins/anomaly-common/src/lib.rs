@@ -49,14 +49,20 @@ pub fn check_hold_seconds(hold_seconds: f64) -> Result<(), String> {
 }
 
 /// The last detection, when it happened at most `hold_seconds` before
-/// `eval_time_ms`: while there is one, a one-off detector's verdict fires.
+/// `eval_time_ms`, or at one of the samples this evaluation consumed (from
+/// `consumed_from_ms`, the oldest of them): while there is one, a one-off detector's
+/// verdict fires. The second clause means a detection is always reported at the
+/// next evaluation, however long the rule's interval is against `hold_seconds`.
 pub fn held_detection(
     drift_at_ms: Option<i64>,
     eval_time_ms: i64,
     hold_seconds: f64,
+    consumed_from_ms: Option<i64>,
 ) -> Option<i64> {
     let hold_ms = (hold_seconds * 1000.0) as i64;
-    drift_at_ms.filter(|at| *at >= eval_time_ms.saturating_sub(hold_ms))
+    let held_from = eval_time_ms.saturating_sub(hold_ms);
+    let held_from = consumed_from_ms.map_or(held_from, |t| held_from.min(t));
+    drift_at_ms.filter(|at| *at >= held_from)
 }
 
 /// `deviation / scale`, never NaN or infinite: 0 when `deviation` is 0, ±[`MAX_SCORE`]
@@ -179,6 +185,27 @@ mod tests {
         assert_eq!(scaled(3.0, 2.0), 1.5);
         assert_eq!(bounded(f64::NAN), 0.0);
         assert_eq!(bounded(f64::NEG_INFINITY), -MAX_SCORE);
+    }
+
+    #[test]
+    fn a_detection_is_held_for_hold_seconds_or_until_reported() {
+        // Hold 10 s, evaluation at 100 s.
+        assert_eq!(
+            held_detection(Some(95_000), 100_000, 10.0, None),
+            Some(95_000)
+        );
+        assert_eq!(held_detection(Some(80_000), 100_000, 10.0, None), None);
+        // Older than the hold, but among this evaluation's new samples: reported.
+        assert_eq!(
+            held_detection(Some(80_000), 100_000, 10.0, Some(70_000)),
+            Some(80_000)
+        );
+        // Consumed by an earlier evaluation and older than the hold: not any more.
+        assert_eq!(
+            held_detection(Some(60_000), 100_000, 10.0, Some(70_000)),
+            None
+        );
+        assert_eq!(held_detection(None, 100_000, 10.0, Some(0)), None);
     }
 
     #[test]

@@ -14,6 +14,19 @@
 //! (and counted). The rule's baseline must cover one season back for every new
 //! sample: `baseline: { offset: <season>, window: <evaluation interval> + 5m }` (or
 //! longer).
+//!
+//! Without `season_seconds`, a rule that has a baseline sets the season itself
+//! ([`Season::resolve`]): a detector knows no offset (the WIT gives it the baseline's
+//! samples, not the rule's `offset`), so the season is taken from the samples' times,
+//! as the time from the baseline's newest sample to the window's newest sample. For a
+//! series pushed or scraped on a steady schedule, and for a PromQL query (evaluated
+//! on the rule's step grid), that is the rule's `offset`. When the window's newest
+//! sample is more than one baseline sample interval older than the evaluation time
+//! (the feed is stale now), the evaluation time stands in for it, so a gap now does
+//! not shift the phase; the season is then the offset plus less than one sample
+//! interval, and the lookback matches at worst the sample one interval before the
+//! same phase. (A gap at the end of last season's data does shift it, by at most
+//! the baseline's length.) A rule without a baseline has no season.
 
 use klaxon_sdk::{Verdict, Window};
 
@@ -35,6 +48,54 @@ impl Season {
         season_seconds.map(|s| Self {
             period_ms: (s * 1000.0) as i64,
             tolerance_ms: (tolerance_seconds * 1000.0) as i64,
+        })
+    }
+
+    /// The season of an evaluation: `season_seconds` when set, otherwise the one the
+    /// rule's baseline implies ([`Season::of_baseline`]); `None` when neither.
+    pub fn resolve(
+        season_seconds: Option<f64>,
+        tolerance_seconds: f64,
+        window: &Window<'_>,
+        baseline: &Window<'_>,
+        eval_time_ms: i64,
+    ) -> Option<Self> {
+        match season_seconds {
+            Some(_) => Self::of(season_seconds, tolerance_seconds),
+            None => Self::of_baseline(window, baseline, eval_time_ms, tolerance_seconds),
+        }
+    }
+
+    /// The season a rule's baseline implies: the time from the baseline's newest
+    /// sample to the window's newest sample (the rule's `offset` for samples on a
+    /// steady schedule), or to `eval_time_ms` when the window's newest sample is older
+    /// than that by more than the baseline's last sample interval; the lookback is
+    /// capped just under it. `None` without a baseline sample, or when the season
+    /// would be under a second.
+    pub fn of_baseline(
+        window: &Window<'_>,
+        baseline: &Window<'_>,
+        eval_time_ms: i64,
+        tolerance_seconds: f64,
+    ) -> Option<Self> {
+        let past = baseline.timestamps_ms;
+        let newest_past = *past.last()?;
+        let spacing = match past {
+            [.., before, last] => last - before,
+            _ => 0,
+        };
+        let newest = match window.timestamps_ms.last() {
+            Some(&t) if eval_time_ms.saturating_sub(t) <= spacing => t,
+            _ => eval_time_ms,
+        };
+        let period_ms = newest.checked_sub(newest_past)?;
+        if period_ms < 1000 {
+            return None;
+        }
+        let tolerance_ms = ((tolerance_seconds * 1000.0) as i64).min(period_ms - 1);
+        Some(Self {
+            period_ms,
+            tolerance_ms,
         })
     }
 
@@ -86,17 +147,75 @@ impl Season {
     }
 }
 
+/// What one evaluation's samples are tested as: themselves, or their residuals
+/// against one season back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Differencing {
+    /// The season, when this evaluation has one.
+    pub season: Option<Season>,
+    /// Whether the detector runs on residuals. True with no season when the series
+    /// ran on residuals of a baseline-implied season before and this evaluation's
+    /// baseline is empty (a gap in last season's data): its samples are then
+    /// unmatched, rather than fed raw to a test of residuals.
+    pub seasonal: bool,
+}
+
+impl Differencing {
+    /// Raw samples: no season.
+    pub const RAW: Self = Self {
+        season: None,
+        seasonal: false,
+    };
+
+    /// The differencing of an evaluation: `season_seconds` when set, otherwise the
+    /// season the rule's baseline implies ([`Season::resolve`]); `was_seasonal` is
+    /// whether the series' state ran on residuals.
+    pub fn of(
+        season_seconds: Option<f64>,
+        tolerance_seconds: f64,
+        window: &Window<'_>,
+        baseline: &Window<'_>,
+        eval_time_ms: i64,
+        was_seasonal: bool,
+    ) -> Self {
+        let season = Season::resolve(
+            season_seconds,
+            tolerance_seconds,
+            window,
+            baseline,
+            eval_time_ms,
+        );
+        Self {
+            season,
+            seasonal: season.is_some() || (was_seasonal && baseline.is_empty()),
+        }
+    }
+
+    /// The value a detector tests for the finite sample `x` at `t_ms`: `x` itself
+    /// on raw samples, its residual on seasonal ones; `None` (unmatched) when there
+    /// is no residual.
+    pub fn value(&self, baseline: &Window<'_>, t_ms: i64, x: f64) -> Option<f64> {
+        if !self.seasonal {
+            return Some(x);
+        }
+        self.season?.residual(baseline, t_ms, x)
+    }
+}
+
 /// Adds `season_seconds` to a verdict of a detector running on residuals, and
 /// `season_unmatched` when samples of this evaluation were skipped for want of a
 /// baseline value one season back.
-pub fn annotate(v: Verdict, season: Option<Season>, unmatched: usize) -> Verdict {
-    let Some(season) = season else {
+pub fn annotate(v: Verdict, differencing: Differencing, unmatched: usize) -> Verdict {
+    if !differencing.seasonal {
         return v;
+    }
+    let v = match differencing.season {
+        Some(season) => v.annotate(
+            "season_seconds",
+            (season.period_ms as f64 / 1000.0).to_string(),
+        ),
+        None => v,
     };
-    let v = v.annotate(
-        "season_seconds",
-        (season.period_ms as f64 / 1000.0).to_string(),
-    );
     if unmatched > 0 {
         v.annotate("season_unmatched", unmatched.to_string())
     } else {
@@ -132,6 +251,70 @@ mod tests {
         // Overflow gives no residual rather than an infinite one.
         let big = [-f64::MAX];
         assert_eq!(s.residual(&Window::new(&[150], &big), 250, f64::MAX), None);
+    }
+
+    #[test]
+    fn a_baseline_implies_the_season_when_none_is_set() {
+        let vs = [1.0, 2.0, 3.0];
+        // A season under a second is none.
+        let (w_ts, b_ts) = ([1000, 1100, 1200], [400, 500, 600]);
+        let (window, baseline) = (Window::new(&w_ts, &vs), Window::new(&b_ts, &vs));
+        assert_eq!(Season::of_baseline(&window, &baseline, 1200, 300.0), None);
+        // A week back on a minute grid: exactly the offset, the lookback kept, even
+        // when the evaluation comes 30 s after the newest sample.
+        let week = 604_800_000;
+        let w_ts = [week + 60_000, week + 120_000];
+        let b_ts = [0, 60_000, 120_000];
+        let window = Window::new(&w_ts, &vs[..2]);
+        let baseline = Window::new(&b_ts, &vs);
+        let season = Season::of_baseline(&window, &baseline, week + 150_000, 300.0).unwrap();
+        assert_eq!(
+            season,
+            Season {
+                period_ms: week,
+                tolerance_ms: 300_000
+            }
+        );
+        // Each window sample is matched with the baseline sample at the same phase.
+        assert_eq!(season.expected(&baseline, week + 60_000), Some(2.0));
+        // The feed stale now (newest sample 10 min old): the evaluation time stands
+        // in for it, so the phase does not move by the gap.
+        let stale = Season::of_baseline(&window, &baseline, week + 720_000, 300.0).unwrap();
+        assert_eq!(stale.period_ms, week + 600_000);
+        // A season shorter than the lookback caps the lookback just under it.
+        let (w_ts, b_ts) = ([62_000], [2_000]);
+        let short = Season::of_baseline(
+            &Window::new(&w_ts, &vs[..1]),
+            &Window::new(&b_ts, &vs[..1]),
+            62_000,
+            300.0,
+        )
+        .unwrap();
+        assert_eq!((short.period_ms, short.tolerance_ms), (60_000, 59_999));
+        // No baseline: no season; an explicit one wins.
+        let empty = Window::new(&[], &[]);
+        let at = week + 120_000;
+        assert_eq!(Season::of_baseline(&window, &empty, at, 300.0), None);
+        assert_eq!(Season::resolve(None, 300.0, &window, &empty, at), None);
+        assert_eq!(
+            Season::resolve(Some(86_400.0), 300.0, &window, &baseline, at).map(|s| s.period_ms),
+            Some(86_400_000)
+        );
+        assert_eq!(
+            Season::resolve(None, 300.0, &window, &baseline, at).map(|s| s.period_ms),
+            Some(week)
+        );
+        // A gap in last season's data keeps a seasonal series seasonal, unmatched.
+        let gap = Differencing::of(None, 300.0, &window, &empty, at, true);
+        assert_eq!((gap.season, gap.seasonal), (None, true));
+        assert_eq!(gap.value(&empty, week + 60_000, 5.0), None);
+        assert_eq!(
+            Differencing::of(None, 300.0, &window, &empty, at, false),
+            Differencing::RAW
+        );
+        assert_eq!(Differencing::RAW.value(&empty, 0, 5.0), Some(5.0));
+        let d = Differencing::of(None, 300.0, &window, &baseline, at, false);
+        assert_eq!(d.value(&baseline, week + 60_000, 5.0), Some(3.0));
     }
 
     #[test]

@@ -14,9 +14,10 @@
 //! |---------------------|---------|----------|---------|
 //! | `k`                 | number  | `0.5`    | allowance (slack) in σ: half the shift to detect fastest (finite, ≥ 0) |
 //! | `h`                 | number  | `8.0`    | decision interval in σ (finite, > 0) |
-//! | `reference_samples` | integer | `120`    | without a baseline: samples learned as the in-control reference; with one: the fewest baseline samples accepted (≥ 2) |
+//! | `reference_samples` | integer | `120`    | samples learned as the in-control reference (Phase I, on raw samples or residuals); with `baseline: reference`: the fewest baseline samples accepted (≥ 2) |
 //! | `direction`         | string  | `"both"` | `both`, `up` (only `C⁺`), `down` (only `C⁻`) |
-//! | `season_seconds`    | number  | none     | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
+//! | `baseline`          | string  | `"season"` | what the rule's baseline window is for: `season`, sums of residuals against the same phase of it; `reference`, its mean and σ are μ₀ and σ₀ |
+//! | `season_seconds`    | number  | none: the season the rule's baseline implies | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
 //! | `season_tolerance_seconds` | number | `300` | how much older than one season back the matching sample may be (≥ 0, < `season_seconds`) |
 //!
 //! Unknown fields are an error. The textbook `k = 0.5, h = 5` has an in-control ARL
@@ -26,26 +27,31 @@
 //!
 //! # Seasonal metrics
 //!
-//! As `ewma`: with `season_seconds` the sums run on `x - x offset <season>` (each new
-//! sample minus the newest baseline sample at or before one season earlier, at most
-//! `season_tolerance_seconds` older), μ₀ and σ₀ learned from the first
-//! `reference_samples` residuals; samples without a baseline value are skipped and
-//! counted (`season_unmatched`). The rule's baseline must reach one season back for
-//! every new sample, e.g. evaluated every 30 min: `window: 30m`, `baseline: { offset:
-//! 1w, window: 35m }`, `config: { season_seconds: 604800 }`. Measured (BENCHMARKS.md,
-//! weekly-seasonal metric sampled every minute, that rule, defaults otherwise): every
-//! 5-8 σ level shift flagged at the first evaluation, every gradual drift within 2
-//! (median), no false alert in 4 weeks; on the raw seasonal metric the defaults fire
-//! all the time. Residuals against one past sample rather than an average: an
-//! average shared by consecutive samples gives them a common error that the sums
-//! accumulate.
+//! As `ewma`: **with a rule baseline one season back** the sums run on `x - x
+//! offset <season>` (each new sample minus the newest baseline sample at or before
+//! one season earlier, at most `season_tolerance_seconds` older), μ₀ and σ₀ learned
+//! from the first `reference_samples` residuals; samples without a baseline value
+//! are skipped and counted (`season_unmatched`). The season is `season_seconds`
+//! when set, otherwise the one the baseline implies (the time from the baseline's
+//! newest sample to the window's newest: the rule's `offset` for a series on a
+//! steady schedule; see `klaxon_anomaly_common::season`). The rule's baseline must
+//! reach one season back for every new sample, e.g. evaluated every 30 min:
+//! `window: 30m`, `baseline: { offset: 1w, window: 35m }`, no config. Until the store
+//! holds a season of history the baseline is empty and the sums run on the raw
+//! samples; `season_seconds` makes them skip those samples instead. Measured
+//! (BENCHMARKS.md, weekly-seasonal metric sampled every minute, that rule, `{}`):
+//! every 5-8 σ level shift flagged at the first evaluation, every gradual drift
+//! within 2 (median), 0-0.5 false alerts a week on three seed sets; on the raw
+//! seasonal metric the defaults fire all the time. Residuals against one past
+//! sample rather than an average: an average shared by consecutive samples gives
+//! them a common error that the sums accumulate.
 //!
 //! # Formula
 //!
 //! In-control mean μ₀ and σ₀ (sample standard deviation): the baseline window's finite
-//! samples when the rule has a baseline (recomputed every evaluation), otherwise the
-//! series' first `reference_samples` finite samples, learned into the state and then
-//! frozen. With `K = k·σ₀`, `H = h·σ₀` and each later finite sample `x_i`:
+//! samples with `baseline: reference` (recomputed every evaluation), otherwise the
+//! series' first `reference_samples` finite samples (or seasonal residuals), learned
+//! into the state and then frozen. With `K = k·σ₀`, `H = h·σ₀` and each later finite sample `x_i`:
 //!
 //! ```text
 //! C⁺_i = max(0, x_i - (μ₀ + K) + C⁺_{i-1})
@@ -71,7 +77,8 @@
 //!   summary like `cusum C+=9.5σ > h=8 (mean=10, stddev=1, 14 samples)`;
 //! - annotations: `cusum_upper`, `cusum_lower` (in the metric's units), `mean`,
 //!   `stddev`, `h`, `samples`, `latest`;
-//! - while learning, or with too few baseline samples: not firing, score 0, as `ewma`.
+//! - while learning, or with too few baseline samples (`baseline: reference`): not
+//!   firing, score 0, as `ewma`.
 //!
 //! # Measured
 //!
@@ -80,7 +87,7 @@
 //! false alert episodes per week; a 3σ level shift is flagged 3-7 samples after it.
 //! (With a 30-sample Phase I it was 18 a week, hence the 120-sample default.)
 
-use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Differencing, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, Reference, Warmup, scaled};
 use klaxon_sdk::prelude::*;
@@ -103,6 +110,8 @@ pub struct Config {
     pub season_seconds: Option<f64>,
     /// Half-width of the matching past span, in seconds.
     pub season_tolerance_seconds: f64,
+    /// What the rule's baseline is for.
+    pub baseline: BaselineUse,
     /// Which sum fires.
     pub direction: Direction,
 }
@@ -115,9 +124,21 @@ impl Default for Config {
             reference_samples: 120,
             season_seconds: None,
             season_tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+            baseline: BaselineUse::Season,
             direction: Direction::Both,
         }
     }
+}
+
+/// What a chart does with the rule's baseline window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaselineUse {
+    /// Residuals against the same phase of the baseline (the season its offset implies).
+    #[default]
+    Season,
+    /// The baseline's mean and standard deviation are the in-control reference.
+    Reference,
 }
 
 const SCHEMA: &str = r#"{
@@ -131,6 +152,7 @@ const SCHEMA: &str = r#"{
     "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
     "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Chart each sample minus the rule's baseline samples this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
     "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "Baseline samples within this many seconds of one season back are averaged into the expected value."},
+    "baseline": {"enum": ["season", "reference"], "default": "season", "description": "With a rule baseline: chart residuals against the same phase of it (season), or use its mean and standard deviation as the in-control reference (reference)."},
     "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which cumulative sum fires."}
   }
 }"#;
@@ -237,6 +259,11 @@ impl Detector for Cusum {
             return Err(format!("h: must be a finite number above 0, got {}", cfg.h));
         }
         Season::check(cfg.season_seconds, cfg.season_tolerance_seconds)?;
+        if cfg.baseline == BaselineUse::Reference && cfg.season_seconds.is_some() {
+            return Err(
+                "baseline: \"reference\" uses the baseline as the reference, so season_seconds (residuals against it) cannot be set too".into(),
+            );
+        }
         if cfg.reference_samples < 2 {
             return Err(format!(
                 "reference_samples: must be at least 2 (a standard deviation needs two), got {}",
@@ -247,14 +274,25 @@ impl Detector for Cusum {
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
-        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
-        let seasonal = season.is_some();
+        let previous = series.state.and_then(Chart::decode);
+        // With a baseline the sums run on residuals against its season (set, or
+        // implied by the baseline), unless the baseline is the reference.
+        let differencing = match cfg.baseline {
+            BaselineUse::Reference => Differencing::RAW,
+            BaselineUse::Season => Differencing::of(
+                cfg.season_seconds,
+                cfg.season_tolerance_seconds,
+                &series.window,
+                &series.baseline,
+                series.eval_time_ms,
+                previous.is_some_and(|c| c.seasonal),
+            ),
+        };
+        let seasonal = differencing.seasonal;
         // On seasonal residuals the baseline supplies last season's values, and the
         // reference (of the residuals) is learned in Phase I.
         let on_baseline = !seasonal && !series.baseline.is_empty();
-        let mut chart = series
-            .state
-            .and_then(Chart::decode)
+        let mut chart = previous
             .filter(|c| c.on_baseline == on_baseline && c.seasonal == seasonal)
             .unwrap_or(Chart {
                 on_baseline,
@@ -288,15 +326,9 @@ impl Detector for Cusum {
                 continue;
             }
             let raw = x;
-            let x = match season {
-                None => x,
-                Some(season) => match season.residual(&series.baseline, t, x) {
-                    Some(r) => r,
-                    None => {
-                        unmatched += 1;
-                        continue;
-                    }
-                },
+            let Some(x) = differencing.value(&series.baseline, t, x) else {
+                unmatched += 1;
+                continue;
             };
             match baseline_reference.or_else(|| chart.warmup.reference(target)) {
                 Some(reference) => chart.monitor(cfg.k, &reference, x),
@@ -315,9 +347,10 @@ impl Detector for Cusum {
                     chart.warmup.count
                 ),
             );
-            return season::annotate(v, season, unmatched).with_state(state);
+            return season::annotate(v, differencing, unmatched).with_state(state);
         };
-        season::annotate(verdict(cfg, &chart, &reference), season, unmatched).with_state(state)
+        season::annotate(verdict(cfg, &chart, &reference), differencing, unmatched)
+            .with_state(state)
     }
 }
 
@@ -468,7 +501,7 @@ mod tests {
 
     #[test]
     fn baseline_reference() {
-        let config = r#"{"k":0.5,"h":2,"reference_samples":8}"#;
+        let config = r#"{"k":0.5,"h":2,"reference_samples":8,"baseline":"reference"}"#;
         let s = TestSeries::from_values(&[8.0, 8.0, 7.0]).baseline(&REFERENCE);
         assert!(run(config, s).verdict.firing);
         let s = TestSeries::from_values(&[8.0]).baseline(&REFERENCE[..4]);
@@ -539,5 +572,20 @@ mod tests {
         assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
         assert_eq!(after.verdict.annotation("season_unmatched"), None);
         assert_season_unmatched_and_tolerance_checked::<Cusum>(config);
+    }
+
+    #[test]
+    fn a_rule_baseline_implies_the_season() {
+        use klaxon_anomaly_common::fixtures::assert_baseline_implies_the_season;
+        // Without season_seconds, the baseline one season back (60 s) sets the season:
+        // the verdicts equal those with season_seconds: 60.
+        assert_baseline_implies_the_season::<Cusum>(r#"{"season_tolerance_seconds":1}"#, 10.0);
+        // `baseline: reference` keeps the baseline as the in-control reference, and
+        // cannot be combined with an explicit season.
+        let err = testing::check_detector_config::<Cusum>(
+            r#"{"baseline":"reference","season_seconds":600}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("baseline:"), "{err}");
     }
 }

@@ -7,16 +7,17 @@
 //! # Config
 //!
 //! ```json
-//! { "lambda": 0.2, "l": 3.5, "reference_samples": 120, "direction": "both" }
+//! { "l": 3.5, "reference_samples": 120, "direction": "both" }
 //! ```
 //!
 //! | field               | type    | default  | meaning |
 //! |---------------------|---------|----------|---------|
-//! | `lambda`            | number  | `0.2`    | λ, weight of the newest sample, in (0, 1] |
+//! | `lambda`            | number  | `0.2`; `0.1` on seasonal residuals | λ, weight of the newest sample, in (0, 1] |
 //! | `l`                 | number  | `3.5`    | L, width of the control limits in σ of the statistic (finite, > 0) |
-//! | `reference_samples` | integer | `120`    | without a baseline: samples learned as the in-control reference before the chart starts; with one: the fewest baseline samples accepted (≥ 2) |
+//! | `reference_samples` | integer | `120`    | samples learned as the in-control reference before the chart starts (Phase I, on raw samples or residuals); with `baseline: reference`: the fewest baseline samples accepted (≥ 2) |
 //! | `direction`         | string  | `"both"` | `both`, `up` (only above the upper limit), `down` (only below the lower) |
-//! | `season_seconds`    | number  | none     | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
+//! | `baseline`          | string  | `"season"` | what the rule's baseline window is for: `season`, chart residuals against the same phase of it; `reference`, its mean and σ are μ₀ and σ₀ |
+//! | `season_seconds`    | number  | none: the season the rule's baseline implies | chart residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
 //! | `season_tolerance_seconds` | number | `300` | how much older than one season back the matching sample may be (≥ 0, < `season_seconds`) |
 //!
 //! Unknown fields are an error. Textbook settings are λ ∈ [0.05, 0.25] and L ≈ 3
@@ -28,13 +29,22 @@
 //!
 //! The chart assumes a stationary in-control process; a metric with a daily or weekly
 //! cycle is out of control to it most of the day (in the detection-quality harness,
-//! BENCHMARKS.md, the defaults fired 79 % of the time on a metric with a ±20 % daily
-//! cycle). With `season_seconds` the chart runs on `x - x offset <season>` instead:
-//! each new sample minus the newest baseline sample at or before one season earlier
-//! (at most `season_tolerance_seconds` older, as PromQL's lookback), so the cycle
-//! drops out; μ₀ and σ₀ are then learned from the first `reference_samples`
-//! residuals (the baseline only supplies last season's values). Samples without a
-//! baseline value are skipped and counted in the `season_unmatched` annotation. The
+//! BENCHMARKS.md, the defaults on the raw samples fired 79 % of the time on a metric
+//! with a ±20 % daily cycle). **Give the rule a baseline one season back** and the
+//! chart runs on `x - x offset <season>` instead: each new sample minus the newest
+//! baseline sample at or before one season earlier (at most
+//! `season_tolerance_seconds` older, as PromQL's lookback), so the cycle drops out;
+//! μ₀ and σ₀ are then learned from the first `reference_samples` residuals (the
+//! baseline only supplies last season's values), and λ defaults to 0.1 (a residual
+//! carries last season's noise too, and the changes worth catching against last
+//! season are persistent). The season is `season_seconds` when set; otherwise the
+//! one the rule's baseline implies: a detector sees the baseline's samples, not the
+//! rule's `offset`, so it takes the time from the baseline's newest sample to the
+//! window's newest sample, which is the offset for a series pushed or scraped on a
+//! steady schedule (a push that drifts within its interval moves the match by at
+//! most one sample). Samples without a baseline value are skipped and counted in the
+//! `season_unmatched` annotation; a series charting residuals whose baseline is
+//! empty for an evaluation (a gap last season) skips its samples the same way. The
 //! rule's baseline must reach one season back for every new sample (and the store's
 //! `store.retention` must cover the season):
 //!
@@ -43,22 +53,30 @@
 //!   query: 'ml_prediction_latency_seconds'
 //!   window: 30m                               # the group is evaluated every 30m
 //!   baseline: { offset: 1w, window: 35m }     # interval + the 5 min lookback
-//!   detector: ewma
-//!   config: { season_seconds: 604800 }        # against the same minute last week
+//!   detector: ewma                            # no config: against last week
 //! ```
 //!
+//! Until the store holds a season of history the baseline is empty, which a detector
+//! cannot tell from a rule without one: the chart then runs on the raw samples (and
+//! starts over on residuals once the baseline fills). Set `season_seconds` to have it
+//! skip those samples instead.
+//!
 //! Measured (BENCHMARKS.md: a weekly-seasonal metric sampled every minute, noise σ
-//! 3, that rule, defaults otherwise): every 5-8 σ level shift flagged at the first
-//! evaluation and every gradual drift (to 8-12 σ over 3 h) within 2 (median), no false
-//! alert in 4 weeks.
+//! 3, that rule, `{}`): every 5-8 σ level shift flagged at the first evaluation
+//! (precision 0.91) and every gradual drift (to 8-12 σ over 3 h) within 2
+//! (median), 0-0.5 false alerts a week, on three seed sets. λ 0.2 (the raw default)
+//! caught the drifts of one seed set only at the third evaluation (median 2.5);
+//! L 3 or 3.2 cost precision (0.74-0.87) and up to 1.25 false alerts a week.
 //!
 //! # Formula
 //!
 //! In-control mean μ₀ and standard deviation σ₀ (the sample standard deviation):
 //!
-//! - with a baseline window (rule `baseline:`): its finite samples, recomputed at every
-//!   evaluation, so the limits follow e.g. last week's same hour;
-//! - without one (Phase I): the series' first `reference_samples` finite samples,
+//! - with `baseline: reference` and a baseline window (rule `baseline:`): its finite
+//!   samples, recomputed at every evaluation, so the limits follow e.g. last week's
+//!   same hour;
+//! - otherwise (Phase I): the series' first `reference_samples` finite samples (or
+//!   seasonal residuals),
 //!   learned into the state and then frozen. Learning starts over only from a fresh
 //!   state: when the series had no sample in the rule's window for an evaluation (the
 //!   host then drops its state), or when the rule gains or loses its baseline.
@@ -88,7 +106,8 @@
 //!   summary like `ewma=10.9 above UCL 10.7 (mean=10, stddev=1, lambda=0.2, 12 samples)`;
 //! - annotations: `ewma`, `ucl`, `lcl`, `mean`, `stddev`, `samples` (i), `latest`;
 //! - while learning: not firing, score 0, summary like `learning reference: 12 of 120 samples`;
-//! - too few baseline samples: not firing, score 0, `3 baseline samples, need 120`;
+//! - with `baseline: reference`, too few baseline samples: not firing, score 0,
+//!   `3 baseline samples, need 120`;
 //!   the window's samples stay unconsumed until the baseline is usable.
 //!
 //! # Measured
@@ -99,7 +118,7 @@
 //! (With a 30-sample Phase I it was 16 a week: the estimation error of μ₀ and σ₀
 //! widens the real false-alarm rate, hence the 120-sample default.)
 
-use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Differencing, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, Reference, Warmup, scaled};
 use klaxon_sdk::prelude::*;
@@ -112,8 +131,9 @@ pub struct Ewma;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// λ: weight of the newest sample.
-    pub lambda: f64,
+    /// λ: weight of the newest sample (none: [`RAW_LAMBDA`], or [`SEASONAL_LAMBDA`]
+    /// on seasonal residuals).
+    pub lambda: Option<f64>,
     /// L: limit width in σ of the statistic.
     pub l: f64,
     /// Phase I length, or the fewest baseline samples.
@@ -122,6 +142,8 @@ pub struct Config {
     pub season_seconds: Option<f64>,
     /// Half-width of the matching past span, in seconds.
     pub season_tolerance_seconds: f64,
+    /// What the rule's baseline is for.
+    pub baseline: BaselineUse,
     /// Which limit fires.
     pub direction: Direction,
 }
@@ -129,13 +151,44 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            lambda: 0.2,
+            lambda: None,
             l: 3.5,
             reference_samples: 120,
             season_seconds: None,
             season_tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+            baseline: BaselineUse::Season,
             direction: Direction::Both,
         }
+    }
+}
+
+/// What a chart does with the rule's baseline window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaselineUse {
+    /// Residuals against the same phase of the baseline (the season its offset implies).
+    #[default]
+    Season,
+    /// The baseline's mean and standard deviation are the in-control reference.
+    Reference,
+}
+
+/// λ's default on raw samples (and with `baseline: reference`).
+pub const RAW_LAMBDA: f64 = 0.2;
+
+/// λ's default on seasonal residuals: a residual against one past sample carries
+/// that sample's noise too (twice the variance), and the changes worth catching
+/// against last season are persistent, so the chart averages longer.
+pub const SEASONAL_LAMBDA: f64 = 0.1;
+
+impl Config {
+    /// λ in force for a chart on raw samples or on seasonal residuals.
+    pub fn lambda(&self, seasonal: bool) -> f64 {
+        self.lambda.unwrap_or(if seasonal {
+            SEASONAL_LAMBDA
+        } else {
+            RAW_LAMBDA
+        })
     }
 }
 
@@ -145,11 +198,12 @@ const SCHEMA: &str = r#"{
   "type": "object",
   "additionalProperties": false,
   "properties": {
-    "lambda": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.2, "description": "Weight of the newest sample."},
+    "lambda": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1, "default": null, "description": "Weight of the newest sample (default 0.2 on raw samples, 0.1 on seasonal residuals)."},
     "l": {"type": "number", "exclusiveMinimum": 0, "default": 3.5, "description": "Control limit width, in standard deviations of the statistic."},
     "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "Samples learned as the in-control reference (no baseline), or fewest baseline samples."},
     "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Chart each sample minus the rule's baseline samples this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
     "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "Baseline samples within this many seconds of one season back are averaged into the expected value."},
+    "baseline": {"enum": ["season", "reference"], "default": "season", "description": "With a rule baseline: chart residuals against the same phase of it (season), or use its mean and standard deviation as the in-control reference (reference)."},
     "direction": {"enum": ["both", "up", "down"], "default": "both", "description": "Which limit fires."}
   }
 }"#;
@@ -251,13 +305,20 @@ impl Detector for Ewma {
     }
 
     fn check_config(cfg: &Config) -> Result<(), String> {
-        if !(cfg.lambda > 0.0 && cfg.lambda <= 1.0) {
-            return Err(format!("lambda: must be in (0, 1], got {}", cfg.lambda));
+        if let Some(lambda) = cfg.lambda
+            && !(lambda > 0.0 && lambda <= 1.0)
+        {
+            return Err(format!("lambda: must be in (0, 1], got {lambda}"));
         }
         if !(cfg.l.is_finite() && cfg.l > 0.0) {
             return Err(format!("l: must be a finite number above 0, got {}", cfg.l));
         }
         Season::check(cfg.season_seconds, cfg.season_tolerance_seconds)?;
+        if cfg.baseline == BaselineUse::Reference && cfg.season_seconds.is_some() {
+            return Err(
+                "baseline: \"reference\" uses the baseline as the reference, so season_seconds (residuals against it) cannot be set too".into(),
+            );
+        }
         if cfg.reference_samples < 2 {
             return Err(format!(
                 "reference_samples: must be at least 2 (a standard deviation needs two), got {}",
@@ -268,12 +329,24 @@ impl Detector for Ewma {
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
-        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
-        let seasonal = season.is_some();
+        let previous = series.state.and_then(Chart::decode);
+        // With a baseline the chart runs on residuals against its season (set, or
+        // implied by the baseline), unless the baseline is the reference.
+        let differencing = match cfg.baseline {
+            BaselineUse::Reference => Differencing::RAW,
+            BaselineUse::Season => Differencing::of(
+                cfg.season_seconds,
+                cfg.season_tolerance_seconds,
+                &series.window,
+                &series.baseline,
+                series.eval_time_ms,
+                previous.is_some_and(|c| c.seasonal),
+            ),
+        };
+        let seasonal = differencing.seasonal;
         // On seasonal residuals the baseline supplies last season's values, and the
         // reference (of the residuals) is learned in Phase I.
         let on_baseline = !seasonal && !series.baseline.is_empty();
-        let previous = series.state.and_then(Chart::decode);
         // A chart that switched between baseline and Phase I references starts over.
         let mut chart = previous
             .filter(|c| c.on_baseline == on_baseline && c.seasonal == seasonal)
@@ -311,19 +384,13 @@ impl Detector for Ewma {
                 continue;
             }
             let raw = x;
-            let x = match season {
-                None => x,
-                Some(season) => match season.residual(&series.baseline, t, x) {
-                    Some(r) => r,
-                    None => {
-                        unmatched += 1;
-                        continue;
-                    }
-                },
+            let Some(x) = differencing.value(&series.baseline, t, x) else {
+                unmatched += 1;
+                continue;
             };
             match baseline_reference.or_else(|| chart.warmup.reference(target)) {
                 Some(reference) => {
-                    chart.monitor(cfg.lambda, &reference, x);
+                    chart.monitor(cfg.lambda(chart.seasonal), &reference, x);
                     chart.latest = raw;
                 }
                 None => {
@@ -343,14 +410,16 @@ impl Detector for Ewma {
                     chart.warmup.count
                 ),
             );
-            return season::annotate(v, season, unmatched).with_state(state);
+            return season::annotate(v, differencing, unmatched).with_state(state);
         };
-        season::annotate(verdict(cfg, &chart, &reference), season, unmatched).with_state(state)
+        season::annotate(verdict(cfg, &chart, &reference), differencing, unmatched)
+            .with_state(state)
     }
 }
 
 fn verdict(cfg: &Config, chart: &Chart, reference: &Reference) -> Verdict {
-    let sigma_z = reference.stddev * limit_factor(cfg.lambda, chart.monitored);
+    let lambda = cfg.lambda(chart.seasonal);
+    let sigma_z = reference.stddev * limit_factor(lambda, chart.monitored);
     let score = scaled(chart.z - reference.mean, sigma_z);
     let firing = cfg.direction.exceeds(score, cfg.l);
     let ucl = reference.mean + cfg.l * sigma_z;
@@ -374,10 +443,7 @@ fn verdict(cfg: &Config, chart: &Chart, reference: &Reference) -> Verdict {
     push_value(&mut summary, reference.mean);
     summary.push_str(", stddev=");
     push_value(&mut summary, reference.stddev);
-    summary.push_str(&format!(
-        ", lambda={}, {} samples)",
-        cfg.lambda, chart.monitored
-    ));
+    summary.push_str(&format!(", lambda={lambda}, {} samples)", chart.monitored));
     Verdict::new(firing, score, summary)
         .annotate("ewma", format_value(chart.z))
         .annotate("ucl", format_value(ucl))
@@ -511,7 +577,7 @@ mod tests {
     fn baseline_reference() {
         // Baseline REFERENCE, window 9,9,9,9 with λ=0.5, L=3: as in the hand-computed
         // chart, the fourth 9 fires.
-        let config = r#"{"lambda":0.5,"l":3,"reference_samples":8}"#;
+        let config = r#"{"lambda":0.5,"l":3,"reference_samples":8,"baseline":"reference"}"#;
         let s = TestSeries::from_values(&[9.0, 9.0, 9.0, 9.0]).baseline(&REFERENCE);
         let v = run(config, s).verdict;
         assert!(v.firing);
@@ -634,5 +700,30 @@ mod tests {
         assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
         assert_eq!(after.verdict.annotation("season_unmatched"), None);
         assert_season_unmatched_and_tolerance_checked::<Ewma>(config);
+    }
+
+    #[test]
+    fn a_rule_baseline_implies_the_season() {
+        use klaxon_anomaly_common::fixtures::assert_baseline_implies_the_season;
+        // Without season_seconds, the baseline one season back (60 s) sets the season:
+        // the verdicts equal those with season_seconds: 60.
+        assert_baseline_implies_the_season::<Ewma>(r#"{"season_tolerance_seconds":1}"#, 10.0);
+        // On residuals λ defaults to 0.1.
+        let (_, after) = klaxon_anomaly_common::fixtures::season_before_and_after::<Ewma>(
+            r#"{"season_tolerance_seconds":1}"#,
+            10.0,
+        );
+        assert!(
+            after.verdict.summary.contains("lambda=0.1,"),
+            "{}",
+            after.verdict.summary
+        );
+        // `baseline: reference` keeps the baseline as the in-control reference, and
+        // cannot be combined with an explicit season.
+        let err = testing::check_detector_config::<Ewma>(
+            r#"{"baseline":"reference","season_seconds":600}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("baseline:"), "{err}");
     }
 }

@@ -6,46 +6,59 @@
 //! # Config
 //!
 //! ```json
-//! { "min_instances": 30, "delta": 0.005, "threshold": 50.0, "alpha": 0.9999,
-//!   "mode": "both", "hold_seconds": 600 }
+//! { "min_instances": 30, "alpha": 0.9999, "mode": "both", "hold_seconds": 600 }
 //! ```
 //!
 //! | field           | type    | default   | meaning |
 //! |-----------------|---------|-----------|---------|
 //! | `min_instances` | integer | `30`      | samples before any detection (≥ 1) |
-//! | `delta`         | number  | `0.005`   | δ, magnitude of change tolerated (finite, ≥ 0) |
-//! | `threshold`     | number  | `50.0`    | λ, detection threshold, in the metric's units × samples (finite, > 0) |
+//! | `delta`         | number  | `0.005` on raw samples (metric's units); `1` on seasonal residuals (σ̂) | δ, magnitude of change tolerated (finite, ≥ 0) |
+//! | `threshold`     | number  | `50` on raw samples (metric's units × samples); `10` on seasonal residuals (σ̂ × samples) | λ, detection threshold (finite, > 0) |
 //! | `alpha`         | number  | `0.9999`  | α, forgetting factor of the cumulative sums, in (0, 1] |
 //! | `mode`          | string  | `"both"`  | `up` (increases), `down` (decreases) or `both` |
-//! | `hold_seconds`  | number  | `600`     | the verdict fires while a detection happened at most this long before the evaluation time (finite, ≥ 0) |
-//! | `season_seconds` | number | none     | test residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
+//! | `hold_seconds`  | number  | `600`     | the verdict fires while a detection happened at most this long before the evaluation time, or among the samples this evaluation consumed (finite, ≥ 0) |
+//! | `season_seconds` | number | none: the season the rule's baseline implies | test residuals against the same time this long ago, from the rule's baseline (see Seasonal metrics; ≥ 1) |
 //! | `season_tolerance_seconds` | number | `300` | how much older than one season back the matching sample may be (≥ 0, < `season_seconds`) |
+//! | `reference_samples` | integer | `120` | on seasonal residuals: residuals learned for their standard deviation σ̂ before the test starts (≥ 2) |
 //!
-//! Unknown fields are an error. The defaults are river's (and scikit-multiflow's).
-//! `threshold` is scale-dependent: a sustained shift of `d` crosses it after about
-//! `threshold / d` samples, so set it from the shift worth an alert (e.g. `50` for a
-//! latency in ms where a 5 ms shift should alert within ~10 samples).
+//! Unknown fields are an error. On raw samples the defaults are river's (and
+//! scikit-multiflow's), and `threshold` is scale-dependent: a sustained shift of `d`
+//! crosses it after about `threshold / d` samples, so set it from the shift worth an
+//! alert (e.g. `50` for a latency in ms where a 5 ms shift should alert within ~10
+//! samples).
 //!
 //! # Seasonal metrics
 //!
-//! With `season_seconds` the test runs on `x - x offset <season>` (each new sample
-//! minus the newest baseline sample at or before one season earlier, at most
-//! `season_tolerance_seconds` older; samples without one are skipped and counted in
-//! `season_unmatched`), so a daily or weekly cycle is not a change. The rule's baseline
-//! must reach one season back for every new sample (`window: 30m`, `baseline: {
-//! offset: 1w, window: 35m }` for a rule evaluated every 30 min), and `hold_seconds`
-//! must be at least the evaluation interval, or a detection between two evaluations
-//! is never seen. `delta` and `threshold` stay in the metric's units: set them from
-//! the spread σ of the residual (δ ≈ σ/2, λ ≈ 25σ). Measured (BENCHMARKS.md,
-//! weekly-seasonal metric sampled every minute, residual σ ≈ 4.2, that rule with
-//! `delta: 2, threshold: 100, hold_seconds: 1800`, chosen from a grid of 5 settings):
-//! every 5-8 σ level shift flagged at the first evaluation, gradual drifts within 2
-//! (median), 0.5 false alerts a week. With river's δ = 0.005, λ = 150, 300 or 600
-//! gave 13, 3 and 0.5 false alerts a week and a precision under 0.8.
+//! **With a rule baseline one season back** the test runs on `x - x offset <season>`
+//! (each new sample minus the newest baseline sample at or before one season
+//! earlier, at most `season_tolerance_seconds` older; samples without one are
+//! skipped and counted in `season_unmatched`), so a daily or weekly cycle is not a
+//! change. The season is `season_seconds` when set, otherwise the one the baseline
+//! implies (the time from the baseline's newest sample to the window's newest: the
+//! rule's `offset` for a series on a steady schedule; see
+//! `klaxon_anomaly_common::season`). The residuals are tested in units of their own
+//! standard deviation σ̂, learned from the first `reference_samples` of them, so
+//! `delta` and `threshold` are in σ̂ there and the defaults (δ 1, λ 10) fit any
+//! metric. The rule's baseline must reach one season back for every new sample:
+//! `window: 30m`, `baseline: { offset: 1w, window: 35m }` for a rule evaluated
+//! every 30 min, no config. A detection is reported at the next evaluation even
+//! when that is longer than `hold_seconds` after it. Until the store holds a season
+//! of history the baseline is empty and the test runs on the raw samples (in the
+//! metric's units); `season_seconds` makes it skip those samples instead.
+//!
+//! Measured (BENCHMARKS.md, weekly-seasonal metric sampled every minute, that rule,
+//! `{}`): every 5-8 σ level shift flagged at the first evaluation, gradual drifts
+//! within 2 (median), 0.75 false alerts a week, precision ≥ 0.95, on three seed
+//! sets. Grid (δ, λ in σ̂; seed sets 0 / 1 / 2): (0.5, 15) and (0.5, 20) pass with
+//! precision down to 0.90; (0.5, 25) and (1, 15) catch one seed set's drifts only
+//! at the third evaluation (median 2.5-3); (0.25, 25) pages 1.25 times a week.
+//! Before the residuals were standardised, δ 2 and λ 100 in the metric's units did
+//! the same on this metric only (its residual σ ≈ 4.2).
 //!
 //! # Formula (river's)
 //!
-//! For each finite sample `x` (NaN and ±Inf are skipped): if the previous sample
+//! For each finite sample `x` (NaN and ±Inf are skipped; on seasonal residuals,
+//! `x` is the residual divided by σ̂, ±1e6 when σ̂ = 0): if the previous sample
 //! signalled a drift, everything resets first. Then, with `x̄` the running mean
 //! including `x` and `dev = x - x̄`:
 //!
@@ -61,14 +74,19 @@
 //! # Alerting
 //!
 //! A detection is an event, so the verdict fires while the last detection's sample is
-//! no older than `hold_seconds` before the evaluation time; after a detection the test
-//! restarts and learns the new level, as river's does.
+//! no older than `hold_seconds` before the evaluation time, or was among the samples
+//! this evaluation consumed (so a rule evaluated less often than `hold_seconds`
+//! still sees every detection once; not on a series' first evaluation, whose window
+//! may reach far back); after a detection the test restarts and learns the new
+//! level, as river's does (σ̂ is kept).
 //!
 //! # State
 //!
-//! Tag `P`, version 1, 83 bytes: last-seen timestamp, last detection's timestamp and
-//! statistic, detection count, the drift flag, `n`, `x̄`, `S⁺`, `S⁻`, `m⁺`, `M⁻`.
-//! Unknown tag, version or length: start fresh.
+//! Tag `P`, version 2, 108 bytes: last-seen timestamp, last detection's timestamp and
+//! statistic, detection count, the drift flag, `n`, `x̄`, `S⁺`, `S⁻`, `m⁺`, `M⁻`, a
+//! seasonal byte, then the count, mean and squared deviations of the residuals
+//! learned for σ̂. Unknown tag, version or length: start fresh; a test whose kind (raw
+//! or residuals) no longer matches the rule starts over.
 //!
 //! # Verdict
 //!
@@ -76,8 +94,10 @@
 //!   decrease); otherwise the larger current statistic, signed the same way (0 before
 //!   `min_instances`); never NaN;
 //! - summary like `drift up detected 120s ago (statistic 61.2 > 50, mean 10.3 over 45 samples)`;
-//! - annotations: `statistic`, `threshold`, `mean`, `samples`, `detections`, and
-//!   `drift_at` (Unix ms of the detecting sample) once there was one.
+//!   while learning σ̂: `learning the residuals' spread: 12 of 120 samples`;
+//! - annotations: `statistic`, `threshold` (in force), `mean`, `samples`,
+//!   `detections`, `stddev` (σ̂, on residuals), and `drift_at` (Unix ms of the
+//!   detecting sample) once there was one.
 //!
 //! # Measured
 //!
@@ -87,9 +107,11 @@
 //! `threshold` 50 is low for unit-variance data (the statistic wanders like a random
 //! walk, ~σ·√n): scale `threshold` with the metric's spread.
 
-use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Season};
+use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Differencing, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
-use klaxon_anomaly_common::{Direction, bounded, check_hold_seconds, held_detection};
+use klaxon_anomaly_common::{
+    Direction, Warmup, bounded, check_hold_seconds, held_detection, scaled,
+};
 use klaxon_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -102,10 +124,10 @@ pub struct PageHinkley;
 pub struct Config {
     /// Samples before any detection.
     pub min_instances: u64,
-    /// δ.
-    pub delta: f64,
-    /// λ.
-    pub threshold: f64,
+    /// δ (none: the default of the values tested, see [`Config::limits`]).
+    pub delta: Option<f64>,
+    /// λ (none: the default of the values tested).
+    pub threshold: Option<f64>,
     /// α.
     pub alpha: f64,
     /// Which changes count.
@@ -116,19 +138,59 @@ pub struct Config {
     pub season_seconds: Option<f64>,
     /// How much older than one season back the matching sample may be, in seconds.
     pub season_tolerance_seconds: f64,
+    /// Residuals learned for their standard deviation before the test starts.
+    pub reference_samples: u32,
+}
+
+/// river's δ and λ, the defaults on raw samples (in the metric's units).
+pub const RAW_LIMITS: Limits = Limits {
+    delta: 0.005,
+    threshold: 50.0,
+};
+
+/// The defaults on seasonal residuals, in units of their standard deviation σ̂.
+pub const SEASONAL_LIMITS: Limits = Limits {
+    delta: 1.0,
+    threshold: 10.0,
+};
+
+/// δ and λ of one test, in the units of the values it tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// δ.
+    pub delta: f64,
+    /// λ.
+    pub threshold: f64,
+}
+
+impl Config {
+    /// δ and λ: the configured ones, else the defaults of raw samples or of
+    /// (standardised) seasonal residuals.
+    pub fn limits(&self, seasonal: bool) -> Limits {
+        let defaults = if seasonal {
+            SEASONAL_LIMITS
+        } else {
+            RAW_LIMITS
+        };
+        Limits {
+            delta: self.delta.unwrap_or(defaults.delta),
+            threshold: self.threshold.unwrap_or(defaults.threshold),
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             min_instances: 30,
-            delta: 0.005,
-            threshold: 50.0,
+            delta: None,
+            threshold: None,
             alpha: 1.0 - 0.0001,
             mode: Direction::Both,
             hold_seconds: 600.0,
             season_seconds: None,
             season_tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+            reference_samples: 120,
         }
     }
 }
@@ -140,18 +202,19 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "min_instances": {"type": "integer", "minimum": 1, "default": 30, "description": "Samples before any detection."},
-    "delta": {"type": "number", "minimum": 0, "default": 0.005, "description": "Magnitude of change tolerated."},
-    "threshold": {"type": "number", "exclusiveMinimum": 0, "default": 50.0, "description": "Detection threshold (lambda)."},
+    "delta": {"type": ["number", "null"], "minimum": 0, "default": null, "description": "Magnitude of change tolerated: in the metric's units on raw samples (default 0.005), in standard deviations on seasonal residuals (default 1)."},
+    "threshold": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null, "description": "Detection threshold (lambda): in the metric's units on raw samples (default 50), in standard deviations on seasonal residuals (default 10)."},
     "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.9999, "description": "Forgetting factor of the cumulative sums."},
     "mode": {"enum": ["both", "up", "down"], "default": "both", "description": "Which changes are detected."},
     "hold_seconds": {"type": "number", "minimum": 0, "default": 600, "description": "Seconds a detection keeps the verdict firing."},
     "season_seconds": {"type": ["number", "null"], "minimum": 1, "default": null, "description": "Test each sample minus the rule's baseline sample this many seconds earlier (e.g. 604800: last week), so a daily or weekly cycle drops out."},
-    "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "How much older than one season back the matching baseline sample may be."}
+    "season_tolerance_seconds": {"type": "number", "minimum": 0, "default": 300, "description": "How much older than one season back the matching baseline sample may be."},
+    "reference_samples": {"type": "integer", "minimum": 2, "default": 120, "description": "On seasonal residuals: residuals learned for their standard deviation before the test starts."}
   }
 }"#;
 
 const TAG: u8 = b'P';
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// The test's per-series state.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,6 +241,10 @@ pub struct Test {
     pub min_increase: f64,
     /// `M⁻`.
     pub max_decrease: f64,
+    /// Whether the test runs on seasonal residuals (standardised by `spread`).
+    pub seasonal: bool,
+    /// On residuals: the first `reference_samples` of them, for their σ̂.
+    pub spread: Warmup,
 }
 
 impl Default for Test {
@@ -194,6 +261,8 @@ impl Default for Test {
             sum_decrease: 0.0,
             min_increase: f64::INFINITY,
             max_decrease: -1.0,
+            seasonal: false,
+            spread: Warmup::default(),
         }
     }
 }
@@ -214,6 +283,12 @@ impl Test {
             sum_decrease: r.f64()?,
             min_increase: r.f64()?,
             max_decrease: r.f64()?,
+            seasonal: r.u8()? == 1,
+            spread: Warmup {
+                count: r.u64()?,
+                mean: r.f64()?,
+                m2: r.f64()?,
+            },
         };
         r.finish()?;
         Some(test)
@@ -233,6 +308,10 @@ impl Test {
             .f64(self.sum_decrease)
             .f64(self.min_increase)
             .f64(self.max_decrease)
+            .u8(u8::from(self.seasonal))
+            .u64(self.spread.count)
+            .f64(self.spread.mean)
+            .f64(self.spread.m2)
             .finish()
     }
 
@@ -244,22 +323,30 @@ impl Test {
         )
     }
 
-    /// river's `update(x)`; returns whether `x` signals a drift.
-    pub fn update(&mut self, cfg: &Config, x: f64) -> bool {
+    /// The test restarted, keeping its history and learned spread.
+    fn restarted(&self) -> Self {
+        Self {
+            last_seen_ms: self.last_seen_ms,
+            drift_at_ms: self.drift_at_ms,
+            drift_statistic: self.drift_statistic,
+            detections: self.detections,
+            seasonal: self.seasonal,
+            spread: self.spread,
+            ..Self::default()
+        }
+    }
+
+    /// river's `update(x)` with δ and λ of `limits`; returns whether `x` signals a
+    /// drift.
+    pub fn update(&mut self, cfg: &Config, limits: Limits, x: f64) -> bool {
         if self.drift_detected {
-            *self = Self {
-                last_seen_ms: self.last_seen_ms,
-                drift_at_ms: self.drift_at_ms,
-                drift_statistic: self.drift_statistic,
-                detections: self.detections,
-                ..Self::default()
-            };
+            *self = self.restarted();
         }
         self.n += 1;
         self.mean += (x - self.mean) / self.n as f64;
         let dev = x - self.mean;
-        self.sum_increase = cfg.alpha * self.sum_increase + dev - cfg.delta;
-        self.sum_decrease = cfg.alpha * self.sum_decrease + dev + cfg.delta;
+        self.sum_increase = cfg.alpha * self.sum_increase + dev - limits.delta;
+        self.sum_decrease = cfg.alpha * self.sum_decrease + dev + limits.delta;
         if self.sum_increase < self.min_increase {
             self.min_increase = self.sum_increase;
         }
@@ -272,20 +359,13 @@ impl Test {
         {
             // Overflow (samples near ±f64::MAX): nothing sensible survives it, so the
             // test restarts at the next sample instead of carrying NaN forever.
-            self.drift_detected = false;
-            *self = Self {
-                last_seen_ms: self.last_seen_ms,
-                drift_at_ms: self.drift_at_ms,
-                drift_statistic: self.drift_statistic,
-                detections: self.detections,
-                ..Self::default()
-            };
+            *self = self.restarted();
             return false;
         }
         if self.n >= cfg.min_instances {
             let (up, down) = self.statistics();
-            let fires_up = up > cfg.threshold && cfg.mode != Direction::Down;
-            let fires_down = down > cfg.threshold && cfg.mode != Direction::Up;
+            let fires_up = up > limits.threshold && cfg.mode != Direction::Down;
+            let fires_down = down > limits.threshold && cfg.mode != Direction::Up;
             self.drift_detected = fires_up || fires_down;
             if self.drift_detected {
                 self.drift_statistic = if fires_up && (!fires_down || up >= down) {
@@ -316,16 +396,22 @@ impl Detector for PageHinkley {
         if cfg.min_instances < 1 {
             return Err("min_instances: must be at least 1, got 0".into());
         }
-        if !(cfg.delta.is_finite() && cfg.delta >= 0.0) {
+        if let Some(delta) = cfg.delta
+            && !(delta.is_finite() && delta >= 0.0)
+        {
+            return Err(format!("delta: must be a finite number ≥ 0, got {delta}"));
+        }
+        if let Some(threshold) = cfg.threshold
+            && !(threshold.is_finite() && threshold > 0.0)
+        {
             return Err(format!(
-                "delta: must be a finite number ≥ 0, got {}",
-                cfg.delta
+                "threshold: must be a finite number above 0, got {threshold}"
             ));
         }
-        if !(cfg.threshold.is_finite() && cfg.threshold > 0.0) {
+        if cfg.reference_samples < 2 {
             return Err(format!(
-                "threshold: must be a finite number above 0, got {}",
-                cfg.threshold
+                "reference_samples: must be at least 2 (a standard deviation needs two), got {}",
+                cfg.reference_samples
             ));
         }
         if !(cfg.alpha > 0.0 && cfg.alpha <= 1.0) {
@@ -336,36 +422,75 @@ impl Detector for PageHinkley {
     }
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
-        let mut test = series.state.and_then(Test::decode).unwrap_or_default();
-        let season = Season::of(cfg.season_seconds, cfg.season_tolerance_seconds);
+        let previous = series.state.and_then(Test::decode);
+        let differencing = Differencing::of(
+            cfg.season_seconds,
+            cfg.season_tolerance_seconds,
+            &series.window,
+            &series.baseline,
+            series.eval_time_ms,
+            previous.is_some_and(|t| t.seasonal),
+        );
+        // A test of raw samples is no test of residuals: switching starts over.
+        let kept = previous.filter(|s| s.seasonal == differencing.seasonal);
+        // A detection among this evaluation's new samples is reported even when older
+        // than the hold (a rule evaluated less often than `hold_seconds`); not on a
+        // first evaluation, whose window may reach far back.
+        let consumed_from = kept.as_ref().and_then(|s| {
+            unseen(&series.window, s.last_seen_ms)
+                .next()
+                .map(|(t, _)| t)
+        });
+        let mut test = kept.unwrap_or(Test {
+            seasonal: differencing.seasonal,
+            ..Test::default()
+        });
+        let limits = cfg.limits(test.seasonal);
+        let target = u64::from(cfg.reference_samples);
         let mut unmatched = 0usize;
         for (t, x) in unseen(&series.window, test.last_seen_ms) {
             test.last_seen_ms = Some(t);
             if !x.is_finite() {
                 continue;
             }
-            let x = match season {
-                None => x,
-                Some(season) => match season.residual(&series.baseline, t, x) {
-                    Some(r) => r,
+            let Some(x) = differencing.value(&series.baseline, t, x) else {
+                unmatched += 1;
+                continue;
+            };
+            // Residuals are tested in units of their spread, learned first.
+            let x = if test.seasonal {
+                match test.spread.reference(target) {
+                    Some(r) => scaled(x, r.stddev),
                     None => {
-                        unmatched += 1;
+                        test.spread.push(x);
                         continue;
                     }
-                },
+                }
+            } else {
+                x
             };
-            if test.update(cfg, x) {
+            if test.update(cfg, limits, x) {
                 test.drift_at_ms = Some(t);
                 test.detections += 1;
             }
         }
-        let v = verdict(cfg, &test, series.eval_time_ms);
-        season::annotate(v, season, unmatched).with_state(test.encode())
+        let v = verdict(cfg, &test, series.eval_time_ms, consumed_from);
+        season::annotate(v, differencing, unmatched).with_state(test.encode())
     }
 }
 
-fn verdict(cfg: &Config, test: &Test, eval_time_ms: i64) -> Verdict {
-    let holding = held_detection(test.drift_at_ms, eval_time_ms, cfg.hold_seconds);
+fn verdict(cfg: &Config, test: &Test, eval_time_ms: i64, consumed_from_ms: Option<i64>) -> Verdict {
+    let limits = cfg.limits(test.seasonal);
+    let holding = held_detection(
+        test.drift_at_ms,
+        eval_time_ms,
+        cfg.hold_seconds,
+        consumed_from_ms,
+    );
+    let spread = test
+        .spread
+        .reference(u64::from(cfg.reference_samples))
+        .filter(|_| test.seasonal);
     let (up, down) = test.statistics();
     let current = if test.n < cfg.min_instances {
         0.0
@@ -392,12 +517,16 @@ fn verdict(cfg: &Config, test: &Test, eval_time_ms: i64) -> Verdict {
             );
             push_value(&mut s, test.drift_statistic.abs());
             s.push_str(" > ");
-            push_value(&mut s, cfg.threshold);
+            push_value(&mut s, limits.threshold);
             s.push_str(", mean ");
             push_value(&mut s, test.mean);
             s.push_str(&format!(" over {} samples)", test.n));
             s
         }
+        None if test.seasonal && spread.is_none() => format!(
+            "learning the residuals' spread: {} of {} samples",
+            test.spread.count, cfg.reference_samples
+        ),
         None if test.n < cfg.min_instances => {
             format!(
                 "{} of {} samples before detection starts",
@@ -408,7 +537,7 @@ fn verdict(cfg: &Config, test: &Test, eval_time_ms: i64) -> Verdict {
             let mut s = String::from("no drift (statistic ");
             push_value(&mut s, current.abs());
             s.push_str(" ≤ ");
-            push_value(&mut s, cfg.threshold);
+            push_value(&mut s, limits.threshold);
             s.push_str(", mean ");
             push_value(&mut s, test.mean);
             s.push_str(&format!(" over {} samples)", test.n));
@@ -417,10 +546,13 @@ fn verdict(cfg: &Config, test: &Test, eval_time_ms: i64) -> Verdict {
     };
     let mut v = Verdict::new(holding.is_some(), score, summary)
         .annotate("statistic", format_value(score))
-        .annotate("threshold", format_value(cfg.threshold))
+        .annotate("threshold", format_value(limits.threshold))
         .annotate("mean", format_value(bounded(test.mean)))
         .annotate("samples", test.n.to_string())
         .annotate("detections", test.detections.to_string());
+    if let Some(spread) = spread {
+        v = v.annotate("stddev", format_value(spread.stddev));
+    }
     if let Some(at) = test.drift_at_ms {
         v = v.annotate("drift_at", at.to_string());
     }
@@ -441,7 +573,7 @@ mod tests {
         let cfg: Config = serde_json::from_str(config).unwrap();
         let mut test = Test::default();
         (0..values.len())
-            .filter(|&i| test.update(&cfg, values[i]))
+            .filter(|&i| test.update(&cfg, cfg.limits(false), values[i]))
             .collect()
     }
 
@@ -493,7 +625,7 @@ mod tests {
         let cfg = Config::default();
         let mut test = Test::default();
         for x in river_stream() {
-            test.update(&cfg, x);
+            test.update(&cfg, RAW_LIMITS, x);
         }
         assert_eq!(test.n, 288);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
@@ -541,6 +673,38 @@ mod tests {
             later.annotation("drift_at"),
             Some(ts[311].to_string().as_str())
         );
+    }
+
+    #[test]
+    fn a_detection_is_reported_at_the_next_evaluation_however_late() {
+        // Evaluated at sample 299, then once at sample 599 (75 min later, far past the
+        // 600 s hold): the detection at 311 is among the samples that evaluation
+        // consumed, so it fires; evaluated again with nothing new, it does not.
+        let xs = river_stream();
+        let ts = TestSeries::from_values(&xs).timestamps_ms;
+        let eval = |end: usize, state: Option<Vec<u8>>| {
+            let mut s = TestSeries::new(
+                &[("__name__", "test")],
+                ts[..end].to_vec(),
+                xs[..end].to_vec(),
+            );
+            s.state = state;
+            testing::run_detector_at::<PageHinkley>("{}", &[s], ts[end - 1])
+                .unwrap()
+                .remove(0)
+        };
+        let first = eval(300, None);
+        assert!(!first.verdict.firing, "{}", first.verdict.summary);
+        let late = eval(600, first.state.clone());
+        assert!(late.verdict.firing, "{}", late.verdict.summary);
+        assert_eq!(
+            late.verdict.annotation("drift_at"),
+            Some(ts[311].to_string().as_str())
+        );
+        let again = eval(600, late.state.clone());
+        assert!(!again.verdict.firing, "{}", again.verdict.summary);
+        // A first evaluation (no state) reaching that far back does not page for it.
+        assert!(!eval(600, None).verdict.firing);
     }
 
     #[test]
@@ -597,13 +761,13 @@ mod tests {
         let fresh = testing::run_detector::<PageHinkley>("{}", &[s()])
             .unwrap()
             .remove(0);
-        for junk in [vec![], vec![b'P', 2], vec![b'A', 1, 0]] {
+        for junk in [vec![], vec![b'P', 1], vec![b'P', 2], vec![b'A', 1, 0]] {
             let out = testing::run_detector::<PageHinkley>("{}", &[s().state(junk)])
                 .unwrap()
                 .remove(0);
             assert_eq!(out, fresh);
         }
-        assert_eq!(fresh.state.unwrap().len(), 83);
+        assert_eq!(fresh.state.unwrap().len(), 108);
     }
 
     #[test]
@@ -644,5 +808,31 @@ mod tests {
         assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
         assert_eq!(after.verdict.annotation("season_unmatched"), None);
         assert_season_unmatched_and_tolerance_checked::<PageHinkley>(config);
+    }
+
+    #[test]
+    fn a_rule_baseline_implies_the_season() {
+        use klaxon_anomaly_common::fixtures::assert_baseline_implies_the_season;
+        // Without season_seconds, the baseline one season back (60 s) sets the season:
+        // the verdicts equal those with season_seconds: 60.
+        assert_baseline_implies_the_season::<PageHinkley>(
+            r#"{"season_tolerance_seconds":1}"#,
+            10.0,
+        );
+        // On residuals the test runs in units of their σ̂, with δ 1 and λ 10.
+        let (_, after) = klaxon_anomaly_common::fixtures::season_before_and_after::<PageHinkley>(
+            r#"{"season_tolerance_seconds":1}"#,
+            10.0,
+        );
+        assert_eq!(after.verdict.annotation("threshold"), Some("10"));
+        let sd: f64 = after
+            .verdict
+            .annotation("stddev")
+            .and_then(|s| s.parse().ok())
+            .expect("stddev annotation");
+        assert!(
+            (0.6..1.1).contains(&sd),
+            "the fixture's residual σ is ≈ 0.82: {sd}"
+        );
     }
 }
