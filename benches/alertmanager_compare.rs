@@ -10,8 +10,10 @@
 //! 3. every alert is its own group (`group_by: [alertname, model_name]`),
 //!    so 9 000 notifications (the unsilenced alerts) reach a local webhook
 //!    receiver: notifications/s from the first delivery to the last (after
-//!    the 1 s `group_wait` both wait), and a check that no silenced alert
-//!    was delivered;
+//!    the 1 s `group_wait` both wait), the CPU time the server and this
+//!    harness (then only its receiver) used from the end of posting to the
+//!    last delivery, per notification (printed on stderr), and a check that
+//!    no silenced alert was delivered;
 //! 4. the same 10 000 alerts are re-posted 3 times (Prometheus re-sends
 //!    firing alerts): accepted alerts/s with 10 000 active alerts and 1 000
 //!    silences, best of 3;
@@ -91,6 +93,23 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         })
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// CPU time (user + system) a process has used so far, in seconds;
+/// `/proc/self/stat` for `None`.
+fn cpu_s(pid: Option<u32>) -> f64 {
+    let path = pid.map_or("/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command (which may hold spaces) closes with `)`:
+    // utime and stime are the 12th and 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -186,6 +205,11 @@ struct Outcome {
     first_accept_per_s: f64,
     notify_per_s: f64,
     delivered_after_post: Duration,
+    /// CPU the server used from the end of posting to the last delivery,
+    /// per notification.
+    server_cpu_us: f64,
+    /// CPU the harness (in that phase: the receiver) used, per notification.
+    receiver_cpu_us: f64,
     resend_accept_per_s: f64,
     rss_mib: f64,
 }
@@ -229,6 +253,7 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     let took = post_all(&client, base, &bodies).await;
     let first_accept_per_s = total as f64 / took.as_secs_f64();
     let posted = Instant::now();
+    let (server_cpu, harness_cpu) = (cpu_s(Some(pid)), cpu_s(None));
 
     // 3. Deliveries.
     let expected = total - SILENCES;
@@ -247,6 +272,8 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     // same for both, is not part of it).
     let notify_per_s = (expected - 1) as f64 / (last - first).as_secs_f64();
     let delivered_after_post = last.saturating_duration_since(posted);
+    let server_cpu_us = (cpu_s(Some(pid)) - server_cpu) * 1e6 / expected as f64;
+    let receiver_cpu_us = (cpu_s(None) - harness_cpu) * 1e6 / expected as f64;
     // A little longer: nothing more (in particular nothing silenced) arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     {
@@ -279,6 +306,8 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
         first_accept_per_s,
         notify_per_s,
         delivered_after_post,
+        server_cpu_us,
+        receiver_cpu_us,
         resend_accept_per_s: best,
         rss_mib: rss_mib(pid),
     }
@@ -471,6 +500,12 @@ fn main() {
         "| server | silences created/s | alerts accepted/s (first post) | notifications/s (first → last delivery) | last delivery after posting ended | alerts accepted/s (re-send, 10k active, best of 3) | RSS MiB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
+    for o in &outcomes {
+        eprintln!(
+            "{}: delivery phase CPU per notification: server {:.0} µs, receiver (harness) {:.0} µs",
+            o.name, o.server_cpu_us, o.receiver_cpu_us
+        );
+    }
     for o in &outcomes {
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.2} s | {:.0} | {:.0} |",
