@@ -10,8 +10,10 @@
 //! 3. every alert is its own group (`group_by: [alertname, model_name]`),
 //!    so 9 000 notifications (the unsilenced alerts) reach a local webhook
 //!    receiver: notifications/s from the first delivery to the last (after
-//!    the 1 s `group_wait` both wait), and a check that no silenced alert
-//!    was delivered;
+//!    the 1 s `group_wait` both wait), the CPU time the server and this
+//!    harness (then only its receiver) used from the end of posting to the
+//!    last delivery, per notification (printed on stderr), and a check that
+//!    no silenced alert was delivered;
 //! 4. the same 10 000 alerts are re-posted 3 times (Prometheus re-sends
 //!    firing alerts): accepted alerts/s with 10 000 active alerts and 1 000
 //!    silences, best of 3;
@@ -22,6 +24,14 @@
 //! cache, warmed by one start beforehand).
 //!
 //! Run: `cargo bench --bench alertmanager_compare`.
+//!
+//! `cargo bench --bench alertmanager_compare -- --receiver-ceiling` instead
+//! measures what the harness's receiver itself absorbs: a separate process
+//! (this executable, `--ceiling-client`) POSTs 9 000 webhook payloads of the
+//! size Klaxon's and Alertmanager's webhooks send, from a keep-alive
+//! `reqwest` client at several concurrencies, and the receiver times the
+//! first to the last as in the comparison. No server can be measured faster
+//! than that here.
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -83,6 +93,23 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         })
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// CPU time (user + system) a process has used so far, in seconds;
+/// `/proc/self/stat` for `None`.
+fn cpu_s(pid: Option<u32>) -> f64 {
+    let path = pid.map_or("/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command (which may hold spaces) closes with `)`:
+    // utime and stime are the 12th and 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -178,6 +205,11 @@ struct Outcome {
     first_accept_per_s: f64,
     notify_per_s: f64,
     delivered_after_post: Duration,
+    /// CPU the server used from the end of posting to the last delivery,
+    /// per notification.
+    server_cpu_us: f64,
+    /// CPU the harness (in that phase: the receiver) used, per notification.
+    receiver_cpu_us: f64,
     resend_accept_per_s: f64,
     rss_mib: f64,
 }
@@ -221,6 +253,7 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     let took = post_all(&client, base, &bodies).await;
     let first_accept_per_s = total as f64 / took.as_secs_f64();
     let posted = Instant::now();
+    let (server_cpu, harness_cpu) = (cpu_s(Some(pid)), cpu_s(None));
 
     // 3. Deliveries.
     let expected = total - SILENCES;
@@ -239,6 +272,8 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     // same for both, is not part of it).
     let notify_per_s = (expected - 1) as f64 / (last - first).as_secs_f64();
     let delivered_after_post = last.saturating_duration_since(posted);
+    let server_cpu_us = (cpu_s(Some(pid)) - server_cpu) * 1e6 / expected as f64;
+    let receiver_cpu_us = (cpu_s(None) - harness_cpu) * 1e6 / expected as f64;
     // A little longer: nothing more (in particular nothing silenced) arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     {
@@ -271,14 +306,134 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
         first_accept_per_s,
         notify_per_s,
         delivered_after_post,
+        server_cpu_us,
+        receiver_cpu_us,
         resend_accept_per_s: best,
         rss_mib: rss_mib(pid),
+    }
+}
+
+/// A webhook payload (version 4) of one alert, shaped and sized like the
+/// ones both servers send in the comparison.
+fn webhook_payload(i: usize) -> String {
+    let a = alert(i);
+    let labels = &a["labels"];
+    json!({
+        "receiver": "hook",
+        "status": "firing",
+        "alerts": [{
+            "status": "firing",
+            "labels": labels,
+            "annotations": a["annotations"],
+            "startsAt": "2026-12-01T21:00:00.000Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": a["generatorURL"],
+            "fingerprint": format!("{i:016x}"),
+        }],
+        "groupLabels": {"alertname": labels["alertname"], "model_name": labels["model_name"]},
+        "commonLabels": labels,
+        "commonAnnotations": a["annotations"],
+        "externalURL": "http://127.0.0.1:9093",
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{}\", model_name=\"{}\"}}", labels["alertname"].as_str().unwrap_or(""), labels["model_name"].as_str().unwrap_or("")),
+        "truncatedAlerts": 0,
+    })
+    .to_string()
+}
+
+/// The `--ceiling-client URL CONCURRENCY` side: POSTs the 9 000 unsilenced
+/// alerts' payloads to `URL` over `CONCURRENCY` keep-alive connections.
+fn ceiling_client(url: &str, concurrency: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bodies: Arc<Vec<String>> =
+        Arc::new((SILENCES..NAMES * MODELS).map(webhook_payload).collect());
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (client, url, bodies, next) = (
+                client.clone(),
+                url.to_string(),
+                bodies.clone(),
+                next.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(body) = bodies.get(i) else { break };
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("POST hook");
+                    assert!(r.status().is_success(), "POST hook: {}", r.status());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("poster");
+        }
+    });
+}
+
+/// The receiver's ceiling (see the module docs): notifications/s from the
+/// first to the last of 9 000 POSTs, per client concurrency.
+fn receiver_ceiling(rt: &tokio::runtime::Runtime) {
+    let expected = NAMES * MODELS - SILENCES;
+    println!(
+        "\nreceiver ceiling: {expected} webhook POSTs of {} bytes from a separate keep-alive client process\n",
+        webhook_payload(SILENCES).len()
+    );
+    println!("| client concurrency | notifications/s (first → last) |");
+    println!("|---:|---:|");
+    for concurrency in [1, 4, 16, 64] {
+        let counter = Arc::new(Counter::default());
+        let app = Router::new()
+            .route("/hook", post(hook))
+            .with_state(counter.clone());
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let server = rt.spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+        let exe = std::env::current_exe().expect("own path");
+        let status = Command::new(exe)
+            .arg("--ceiling-client")
+            .arg(&url)
+            .arg(concurrency.to_string())
+            .status()
+            .expect("run the ceiling client");
+        assert!(status.success(), "ceiling client failed: {status}");
+        assert_eq!(counter.notifications.load(Ordering::SeqCst), expected);
+        let first = counter.first.lock().expect("a first delivery");
+        let last = counter.last.lock().expect("a last delivery");
+        let per_s = (expected - 1) as f64 / (last - first).as_secs_f64();
+        println!("| {concurrency} | {per_s:.0} |");
+        server.abort();
     }
 }
 
 fn main() {
     klaxon_host::server::install_tls_provider();
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--ceiling-client") {
+        let url = args
+            .get(i + 1)
+            .expect("receiver URL after --ceiling-client");
+        let concurrency = args
+            .get(i + 2)
+            .and_then(|c| c.parse().ok())
+            .expect("concurrency after the URL");
+        ceiling_client(url, concurrency);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--serve-klaxon") {
         let receiver = args.get(i + 1).expect("receiver URL after --serve-klaxon");
         let data_dir = args.get(i + 2).map(std::path::PathBuf::from);
@@ -290,6 +445,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if args.iter().any(|a| a == "--receiver-ceiling") {
+        receiver_ceiling(&rt);
+        return;
+    }
     let mut outcomes = Vec::new();
     for which in ["alertmanager", "klaxon"] {
         let counter = Arc::new(Counter::default());
@@ -341,6 +500,12 @@ fn main() {
         "| server | silences created/s | alerts accepted/s (first post) | notifications/s (first → last delivery) | last delivery after posting ended | alerts accepted/s (re-send, 10k active, best of 3) | RSS MiB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
+    for o in &outcomes {
+        eprintln!(
+            "{}: delivery phase CPU per notification: server {:.0} µs, receiver (harness) {:.0} µs",
+            o.name, o.server_cpu_us, o.receiver_cpu_us
+        );
+    }
     for o in &outcomes {
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.2} s | {:.0} | {:.0} |",

@@ -1,6 +1,8 @@
 //! Notification delivery: one queue and worker per receiver integration.
-//! Each delivery calls the integration's notifier plugin on a blocking
-//! thread; retryable failures are retried with exponential backoff and
+//! Each delivery is a tokio task (at most `max_in_flight` per integration)
+//! that calls the integration's notifier plugin asynchronously (see
+//! [`crate::plugins::Plugin::send_with`]: no blocking thread, no hand-off
+//! between threads while the plugin waits on its receiver); retryable failures are retried with exponential backoff and
 //! jitter (honouring `Retry-After`) until `give_up_after`; permanent failures
 //! are not retried. Every attempt's outcome lands in the delivery log.
 //! Nothing here blocks rule evaluation or routing: the dispatcher only
@@ -501,11 +503,11 @@ enum Attempt {
 
 async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
     let started = tokio::time::Instant::now();
-    let wit = Arc::new(to_wit(notification));
+    let wit = to_wit(notification);
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        let outcome = attempt_once(ctx, wit.clone()).await;
+        let outcome = attempt_once(ctx, &wit).await;
         let (outcome_name, detail, retry_after) = match outcome {
             Attempt::Delivered(detail) => {
                 record(ctx, notification, "delivered", attempt, &detail);
@@ -532,33 +534,31 @@ async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
     }
 }
 
-async fn attempt_once(ctx: &IntegrationCtx, notification: Arc<types::Notification>) -> Attempt {
+async fn attempt_once(ctx: &IntegrationCtx, notification: &types::Notification) -> Attempt {
     let plugin = match ctx.plugins.get_kind(&ctx.plugin, PluginKind::Notifier) {
         Ok(p) => p,
         Err(e) => return Attempt::Permanent(e.to_string()),
     };
-    let config = ctx.config.clone();
     let http = match &ctx.http {
         Ok(http) => http.clone(),
         Err(e) => return Attempt::Permanent(e.clone()),
     };
     http.set_plugin_hosts(&plugin.allowed_hosts);
     let smtp = ctx.smtp.clone();
-    let result =
-        tokio::task::spawn_blocking(move || plugin.send_with(&config, &notification, http, smtp))
-            .await;
+    let result = plugin
+        .send_with(&ctx.config, notification, http, smtp)
+        .await;
     match result {
-        Ok(Ok(Ok(delivery))) => Attempt::Delivered(format!(
+        Ok(Ok(delivery)) => Attempt::Delivered(format!(
             "status {}: {}",
             delivery.status_code, delivery.detail
         )),
-        Ok(Ok(Err(types::DeliveryError::Permanent(msg)))) => Attempt::Permanent(msg),
-        Ok(Ok(Err(types::DeliveryError::Retryable(r)))) => {
+        Ok(Err(types::DeliveryError::Permanent(msg))) => Attempt::Permanent(msg),
+        Ok(Err(types::DeliveryError::Retryable(r))) => {
             Attempt::Retry(r.reason, r.retry_after_ms.map(Duration::from_millis))
         }
-        Ok(Err(e @ CallError::Timeout(_))) => Attempt::Retry(format!("notifier {e}"), None),
-        Ok(Err(e)) => Attempt::Permanent(format!("notifier {e}")),
-        Err(e) => Attempt::Permanent(format!("notifier task failed: {e}")),
+        Err(e @ CallError::Timeout(_)) => Attempt::Retry(format!("notifier {e}"), None),
+        Err(e) => Attempt::Permanent(format!("notifier {e}")),
     }
 }
 

@@ -1,6 +1,12 @@
 //! Host-side bindings generated from `wit/klaxon.wit`, one module per world.
 //! The `types` and `log` interfaces are generated once (in `detector`) and
 //! shared by the other worlds, so one `log` host implementation serves all.
+//!
+//! The notifier world is bound asynchronously: its `http` and `smtp`
+//! imports are `async` host functions awaiting the network on the caller's
+//! tokio runtime, and its exports are called with `*_async` (the guest runs
+//! on a wasmtime fiber, so a delivery waiting on its receiver holds no
+//! thread). Detectors and composites stay synchronous.
 
 /// The detector world; owns the shared `types` and `log` bindings.
 pub mod detector {
@@ -22,11 +28,17 @@ pub mod composite {
     });
 }
 
-/// The notifier world; adds the `http` and `smtp` imports.
+/// The notifier world; adds the `http` and `smtp` imports (async on the
+/// host side, blocking as the guest sees them).
 pub mod notifier {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "notifier",
+        imports: {
+            "klaxon:plugin/http.send": async,
+            "klaxon:plugin/smtp.send": async,
+        },
+        exports: { default: async },
         with: {
             "klaxon:plugin/types": super::detector::klaxon::plugin::types,
             "klaxon:plugin/log": super::detector::klaxon::plugin::log,

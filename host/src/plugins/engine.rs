@@ -2,6 +2,11 @@
 //! settings, the pooling allocator, epoch interruption and its ticker thread,
 //! and the on-disk cache of compiled components.
 //!
+//! One engine (and its Winch twin) serves both synchronous calls (detectors,
+//! composites) and asynchronous ones (notifiers): wasmtime 48 chooses sync
+//! or async per call, not per engine, so notifiers need no engine of their
+//! own and share the pool and the compile cache's keys.
+//!
 //! Never imports rules, route or notify: it only turns bytes into runnable
 //! components.
 

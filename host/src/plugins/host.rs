@@ -3,8 +3,10 @@
 //! implementations of the `log`, `http` and `smtp` imports (`http` through
 //! the SSRF guard of [`super::netguard`]).
 //!
-//! Plugin calls must run on a blocking thread (`spawn_blocking`), never on an
-//! async worker: WASI's sync bindings and the `http` import block on tokio.
+//! Detector and composite calls are synchronous and run on a blocking
+//! thread (`spawn_blocking`), never on an async worker. Notifier calls are
+//! asynchronous (WASI's async bindings; `http` and `smtp` await the network
+//! on the caller's runtime), so a delivery runs as a plain tokio task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +169,12 @@ pub(crate) fn add_base_imports(linker: &mut Linker<CallState>) -> wasmtime::Resu
     wasmtime_wasi::p2::add_to_linker_sync(linker)
 }
 
+/// Like [`add_base_imports`], WASI's async bindings: for notifiers, whose
+/// calls are made with wasmtime's `*_async` functions.
+pub(crate) fn add_base_imports_async(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)
+}
+
 impl log::Host for CallState {
     fn log(&mut self, level: log::Level, message: String) {
         if self.log_budget == 0 {
@@ -251,9 +259,15 @@ impl HttpCapability {
         self.max_timeout * self.max_requests_per_call
     }
 
+    /// Sends one request for a plugin, blocking on the capability's runtime
+    /// (never call it on an async worker); see [`HttpCapability::send`].
+    pub fn execute(&self, req: http::Request) -> Result<http::Response, http::HttpError> {
+        self.handle.block_on(self.send(req))
+    }
+
     /// Sends one request for a plugin; see the WIT `http` interface. Errors
     /// name the host, never the whole URL (which may carry a token).
-    pub fn execute(&self, req: http::Request) -> Result<http::Response, http::HttpError> {
+    pub async fn send(&self, req: http::Request) -> Result<http::Response, http::HttpError> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| http::HttpError::InvalidRequest(format!("bad method `{}`", req.method)))?;
         let url = reqwest::Url::parse(&req.url).map_err(|e| {
@@ -276,10 +290,9 @@ impl HttpCapability {
         let request = builder
             .build()
             .map_err(|e| http::HttpError::InvalidRequest(e.without_url().to_string()))?;
-        let client = self.client.clone();
         let max = self.max_response_bytes;
-        self.handle.block_on(async move {
-            let mut resp = client.execute(request).await.map_err(classify)?;
+        {
+            let mut resp = self.client.execute(request).await.map_err(classify)?;
             let status = resp.status().as_u16();
             let headers = resp
                 .headers()
@@ -304,7 +317,7 @@ impl HttpCapability {
                 headers,
                 body,
             })
-        })
+        }
     }
 }
 
@@ -344,7 +357,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl http::Host for CallState {
-    fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
+    async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
         let Some(cap) = self.http.clone() else {
             return Err(http::HttpError::Denied(
                 "this plugin has no http capability".into(),
@@ -360,7 +373,7 @@ impl http::Host for CallState {
         // Never the whole URL: paths and queries carry tokens (Slack, Teams).
         let target = redact_url(&req.url);
         tracing::debug!(plugin = %self.plugin, method = %req.method, url = %target, "plugin http request");
-        let result = cap.execute(req);
+        let result = cap.send(req).await;
         if let Err(http::HttpError::Denied(reason)) = &result {
             tracing::warn!(plugin = %self.plugin, url = %target, %reason, "plugin http request refused");
         }
@@ -407,8 +420,18 @@ impl SmtpCapability {
             .any(|(h, p)| *p == port && h.eq_ignore_ascii_case(host))
     }
 
-    /// Builds the MIME message and sends it; see the WIT `smtp` interface.
+    /// Sends one message, blocking on the capability's runtime (never call
+    /// it on an async worker); see [`SmtpCapability::send`].
     pub fn execute(&self, server: smtp::Server, msg: smtp::Message) -> Result<(), smtp::SmtpError> {
+        self.handle.block_on(self.send(server, msg))
+    }
+
+    /// Builds the MIME message and sends it; see the WIT `smtp` interface.
+    pub async fn send(
+        &self,
+        server: smtp::Server,
+        msg: smtp::Message,
+    ) -> Result<(), smtp::SmtpError> {
         use lettre::AsyncTransport as _;
         use lettre::transport::smtp::authentication::Credentials;
         use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -451,9 +474,7 @@ impl SmtpCapability {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
         let transport = builder.build();
-        let result = self
-            .handle
-            .block_on(async move { tokio::time::timeout(timeout, transport.send(email)).await });
+        let result = tokio::time::timeout(timeout, transport.send(email)).await;
         match result {
             Err(_) => Err(smtp::SmtpError::Timeout),
             Ok(Ok(_)) => Ok(()),
@@ -532,7 +553,7 @@ fn classify_smtp(e: &lettre::transport::smtp::Error, password: &str) -> smtp::Sm
 }
 
 impl smtp::Host for CallState {
-    fn send(
+    async fn send(
         &mut self,
         server: smtp::Server,
         message: smtp::Message,
@@ -551,7 +572,7 @@ impl smtp::Host for CallState {
         self.smtp_messages += 1;
         // Never the password: host, port, mode and recipients only.
         tracing::debug!(plugin = %self.plugin, host = %server.host, port = server.port, tls = ?server.tls, recipients = message.to.len(), "plugin smtp message");
-        cap.execute(server, message)
+        cap.send(server, message).await
     }
 }
 

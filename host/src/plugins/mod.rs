@@ -2,6 +2,15 @@
 //! binary, or files), checks which world they implement, and runs every call
 //! in a fresh sandboxed instance under a deadline and a memory cap.
 //!
+//! Detector and composite calls are synchronous (callers run them on a
+//! blocking thread). Notifier calls are asynchronous ([`Plugin::send_with`]
+//! is an `async fn`): the instance runs on a wasmtime fiber, its `http` and
+//! `smtp` imports await the network on the caller's runtime, and a guest
+//! computing for long yields to the runtime every epoch tick, so a delivery
+//! needs no thread of its own and no hand-off between threads. Their load
+//! probes (`info`, `check-config`) drive the same async calls to completion
+//! in place (they get no network, so they never wait).
+//!
 //! A trapping, looping or memory-hungry plugin fails only its own call: the
 //! error is returned to the caller, counted in the plugin's stats, and the
 //! host keeps serving. Plugins get an empty WASI context (no files, no
@@ -539,6 +548,39 @@ impl Plugin {
             / engine::EPOCH_TICK.as_millis().max(1) as u64;
         store.set_epoch_deadline(ticks.max(1));
         store.epoch_deadline_trap();
+        self.meter_fuel(&mut store);
+        store
+    }
+
+    /// A store for an async call (notifiers' `send`): the guest yields to
+    /// the runtime at every epoch tick while it computes, and traps
+    /// ([`Trap::Interrupt`], a timeout) once the call's wall-clock deadline
+    /// has passed, as the synchronous stores' epoch deadline does. Time
+    /// spent awaiting the network counts towards the deadline.
+    fn new_async_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
+        let state = CallState::new(self.info.name.clone(), &self.limits, caps.http, caps.smtp);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline = Instant::now() + self.limits.timeout + extra_time;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(wasmtime::UpdateDeadline::Interrupt)
+            } else {
+                // tokio's own yield: the task goes behind the others
+                // ready to run (a plain self-wake could be polled again
+                // first and starve them).
+                Ok(wasmtime::UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
+        self.meter_fuel(&mut store);
+        store
+    }
+
+    fn meter_fuel(&self, store: &mut Store<CallState>) {
         if self.fuel_metered {
             // Every store of a metering engine needs fuel: no budget is the
             // most there is.
@@ -546,7 +588,6 @@ impl Plugin {
                 tracing::error!(plugin = %self.info.name, error = %e, "cannot set the call's fuel");
             }
         }
-        store
     }
 
     /// Runs `f` in a fresh instance, classifying failures and updating stats.
@@ -559,6 +600,17 @@ impl Plugin {
         let start = Instant::now();
         let mut store = self.new_store(caps, extra_time);
         let result = f(&mut store);
+        self.finish_call(start, store, extra_time, result)
+    }
+
+    /// Records a finished call in the stats and classifies its failure.
+    fn finish_call<R>(
+        &self,
+        start: Instant,
+        mut store: Store<CallState>,
+        extra_time: Duration,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         store.data_mut().flush_stdio();
         let elapsed = start.elapsed();
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -603,7 +655,12 @@ impl Plugin {
             |store| match runner {
                 Runner::Detector(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
                 Runner::Composite(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
-                Runner::Notifier(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
+                Runner::Notifier(pre) => futures::executor::block_on(async {
+                    pre.instantiate_async(&mut *store)
+                        .await?
+                        .call_info(&mut *store)
+                        .await
+                }),
             },
         )?;
         Ok(PluginInfo {
@@ -632,9 +689,12 @@ impl Plugin {
                 Runner::Composite(pre) => pre
                     .instantiate(&mut *store)?
                     .call_check_config(&mut *store, config),
-                Runner::Notifier(pre) => pre
-                    .instantiate(&mut *store)?
-                    .call_check_config(&mut *store, config),
+                Runner::Notifier(pre) => futures::executor::block_on(async {
+                    pre.instantiate_async(&mut *store)
+                        .await?
+                        .call_check_config(&mut *store, config)
+                        .await
+                }),
             },
         );
         match result {
@@ -711,18 +771,19 @@ impl Plugin {
     /// Delivers a notification. `http` is the receiver's capability; the
     /// deadline is the plugin's timeout plus the capability's request budget.
     /// The plugin gets no `smtp`; see [`Plugin::send_with`].
-    pub fn send(
+    pub async fn send(
         &self,
         config: &str,
         notification: &types::Notification,
         http: Arc<HttpCapability>,
     ) -> Result<Result<types::Delivery, types::DeliveryError>, CallError> {
-        self.send_with(config, notification, http, None)
+        self.send_with(config, notification, http, None).await
     }
 
     /// Like [`Plugin::send`], with the integration's `smtp` capability too;
-    /// the deadline then also covers the SMTP budget.
-    pub fn send_with(
+    /// the deadline then also covers the SMTP budget. Runs on the caller's
+    /// tokio runtime (the network calls await on it); see the module docs.
+    pub async fn send_with(
         &self,
         config: &str,
         notification: &types::Notification,
@@ -737,10 +798,14 @@ impl Plugin {
             http: Some(http),
             smtp,
         };
-        self.with_call(caps, budget, |store| {
-            let instance = pre.instantiate(&mut *store)?;
-            instance.call_send(&mut *store, config, notification)
-        })
+        let start = Instant::now();
+        let mut store = self.new_async_store(caps, budget);
+        let result = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_send(&mut store, config, notification).await
+        }
+        .await;
+        self.finish_call(start, store, budget, result)
     }
 
     fn check_verdict(&self, v: &types::Verdict) -> Result<(), CallError> {
@@ -821,7 +886,7 @@ fn link(engine: &Engine, name: &str, component: &Component) -> Result<Runner, Pl
     }
     if has("send") {
         let mut linker: Linker<CallState> = Linker::new(engine);
-        host::add_base_imports(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
+        host::add_base_imports_async(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
         bindings::notifier::Notifier::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,

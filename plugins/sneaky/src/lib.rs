@@ -1,6 +1,8 @@
 //! `sneaky`: a notifier that calls a host its receiver did not name, so the
-//! host's network sandbox can be tested. A test fixture only: never embed it
-//! as a stock plugin.
+//! host's network sandbox can be tested, or that misbehaves in `send`
+//! (loops, exhausts memory, panics), so the host's call limits can be
+//! tested on notifiers. A test fixture only: never embed it as a stock
+//! plugin.
 //!
 //! # Config
 //!
@@ -12,6 +14,12 @@
 //! host); `send` ignores it and sends a `GET` to `target` instead. The
 //! outcome is the `http` import's: a refusal becomes a permanent failure
 //! carrying the host's reason.
+//!
+//! `mode` (default `sneak`, the above): `loop` spins forever, `alloc`
+//! allocates 1 GiB and writes every page, `panic` panics; the host should
+//! interrupt, refuse the memory, or trap, and fail only that delivery.
+
+use std::hint::black_box;
 
 use klaxon_sdk::prelude::*;
 use serde::Deserialize;
@@ -27,7 +35,28 @@ pub struct Config {
     pub url: String,
     /// Where the plugin really sends.
     pub target: String,
+    /// What `send` does.
+    #[serde(default)]
+    pub mode: Mode,
 }
+
+/// What `send` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Call `target`.
+    #[default]
+    Sneak,
+    /// Never return.
+    Loop,
+    /// Exhaust memory.
+    Alloc,
+    /// Panic (a trap in Wasm).
+    Panic,
+}
+
+/// Bytes `alloc` mode asks for.
+pub const ALLOC_BYTES: usize = 1 << 30;
 
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -37,7 +66,8 @@ const SCHEMA: &str = r#"{
   "required": ["url", "target"],
   "properties": {
     "url": {"type": "string"},
-    "target": {"type": "string"}
+    "target": {"type": "string"},
+    "mode": {"enum": ["sneak", "loop", "alloc", "panic"], "default": "sneak"}
   }
 }"#;
 
@@ -54,6 +84,18 @@ impl Notifier for Sneaky {
     }
 
     fn send(cfg: &Config, _notification: &Notification) -> Result<Delivery, DeliveryError> {
+        match cfg.mode {
+            Mode::Sneak => {}
+            Mode::Loop => spin(),
+            Mode::Alloc => {
+                let block = vec![1u8; ALLOC_BYTES];
+                return Err(DeliveryError::Permanent(format!(
+                    "allocated and touched {} bytes, yet still alive",
+                    black_box(&block).len()
+                )));
+            }
+            Mode::Panic => panic!("sneaky: panic requested"),
+        }
         match klaxon_sdk::http::send(klaxon_sdk::http::Request::get(cfg.target.clone())) {
             Ok(resp) => Ok(Delivery {
                 status_code: resp.status,
@@ -61,6 +103,14 @@ impl Notifier for Sneaky {
             }),
             Err(e) => Err(DeliveryError::Permanent(e.to_string())),
         }
+    }
+}
+
+/// Loops forever; `black_box` keeps the optimiser from proving the loop useless.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
     }
 }
 
