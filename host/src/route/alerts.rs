@@ -8,12 +8,16 @@
 //! Also what muting needs: every stored alert is shown to the inhibitor, and
 //! [`Muter`] answers "is this alert silenced or inhibited now, and by what".
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
 
 use crate::alert::Alert;
 use crate::silence::Silences;
@@ -44,15 +48,16 @@ impl StoredAlert {
         if newer.updated_at < self.updated_at {
             return newer.merge(self.clone(), now);
         }
-        let mut res = newer.clone();
-        if self.alert.starts_at < newer.alert.starts_at {
+        let (newer_resolved, newer_end) = (newer.resolved(now), newer.end());
+        let mut res = newer;
+        if self.alert.starts_at < res.alert.starts_at {
             res.alert.starts_at = self.alert.starts_at;
         }
-        if newer.resolved(now) {
-            if self.resolved(now) && self.end() > newer.end() {
+        if newer_resolved {
+            if self.resolved(now) && self.end() > newer_end {
                 res.alert.ends_at = self.alert.ends_at;
             }
-        } else if self.end() > newer.end() && !self.timeout {
+        } else if self.end() > newer_end && !self.timeout {
             res.alert.ends_at = self.alert.ends_at;
             res.timeout = false;
         }
@@ -60,16 +65,81 @@ impl StoredAlert {
     }
 }
 
+/// Name-value pairs borrowed from a request, sorted by name, names unique.
+pub type BorrowedPairs<'a, const N: usize> = SmallVec<[(Cow<'a, str>, Cow<'a, str>); N]>;
+
+/// An alert as posted to `POST /api/v2/alerts`, validated, its text still
+/// borrowed from the request: the store compares it with the stored alert
+/// and builds only what differs, so a re-sent alert allocates nothing.
+#[derive(Debug)]
+pub struct PostedAlert<'a> {
+    /// Sorted by name, names unique, no empty value.
+    pub labels: BorrowedPairs<'a, 8>,
+    /// Sorted by name, names unique.
+    pub annotations: BorrowedPairs<'a, 4>,
+    pub generator_url: Cow<'a, str>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// The end time is a timeout (`resolve_timeout`), not one the sender set.
+    pub timeout: bool,
+}
+
+impl PostedAlert<'_> {
+    /// The alert as stored, sharing the text of `known` (the stored alert
+    /// of the same fingerprint) where it is the same.
+    fn to_stored(&self, known: Option<&Alert>, now: DateTime<Utc>) -> StoredAlert {
+        let labels = match known {
+            Some(k) if k.labels.equals_sorted(&self.labels) => k.labels.clone(),
+            _ => Labels::from_sorted(&self.labels),
+        };
+        let annotations = match known {
+            Some(k) if same_pairs(&k.annotations, &self.annotations) => k.annotations.clone(),
+            _ => Arc::new(
+                self.annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        };
+        let generator_url = match known {
+            Some(k) if *k.generator_url == *self.generator_url => k.generator_url.clone(),
+            _ => Arc::from(&*self.generator_url),
+        };
+        StoredAlert {
+            alert: Alert {
+                labels,
+                annotations,
+                starts_at: self.starts_at,
+                ends_at: Some(self.ends_at),
+                generator_url,
+            },
+            updated_at: now,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Whether `map` holds exactly these pairs (sorted by name, names unique).
+fn same_pairs(map: &BTreeMap<String, String>, pairs: &[(Cow<'_, str>, Cow<'_, str>)]) -> bool {
+    map.len() == pairs.len()
+        && map
+            .iter()
+            .zip(pairs)
+            .all(|((k, v), (pk, pv))| k == pk && v == pv)
+}
+
 /// Every alert the host knows, by fingerprint.
 pub struct AlertStore {
-    alerts: DashMap<u64, StoredAlert>,
+    /// Keyed by fingerprint, itself a hash: hashed again with Fx (one
+    /// multiplication) rather than SipHash.
+    alerts: DashMap<u64, StoredAlert, FxBuildHasher>,
     inhibitor: ArcSwap<Inhibitor>,
 }
 
 impl AlertStore {
     pub fn new(inhibitor: Arc<Inhibitor>) -> Self {
         Self {
-            alerts: DashMap::new(),
+            alerts: DashMap::with_hasher(FxBuildHasher),
             inhibitor: ArcSwap::new(inhibitor),
         }
     }
@@ -93,20 +163,29 @@ impl AlertStore {
             // One lookup (one shard lock) per alert; the stored alert and
             // the one handed on share their text (`Alert` clones are cheap).
             let merged = match self.alerts.entry(fp) {
-                Entry::Occupied(mut slot) => {
-                    let old = slot.get();
-                    let merged = if (alert.end() > old.alert.starts_at && alert.end() < old.end())
-                        || (alert.alert.starts_at > old.alert.starts_at
-                            && alert.alert.starts_at < old.end())
-                    {
-                        old.merge(alert, now)
-                    } else {
-                        alert
-                    };
-                    slot.insert(merged.clone());
-                    merged.alert
-                }
+                Entry::Occupied(mut slot) => merge_into(slot.get_mut(), alert, now),
                 Entry::Vacant(slot) => slot.insert(alert).alert.clone(),
+            };
+            inhibitor.observe(&merged);
+            out.push(merged);
+        }
+        out
+    }
+
+    /// Like [`AlertStore::put`], for alerts posted to the API: an alert
+    /// whose labels, annotations and generator URL are those stored keeps
+    /// the stored text, and only its times change (no allocation).
+    pub fn put_posted(&self, incoming: &[PostedAlert<'_>], now: DateTime<Utc>) -> Vec<Alert> {
+        let mut out = Vec::with_capacity(incoming.len());
+        let inhibitor = self.inhibitor.load();
+        for posted in incoming {
+            let fp = Labels::fingerprint_of_sorted(&posted.labels);
+            let merged = match self.alerts.entry(fp) {
+                Entry::Occupied(mut slot) => {
+                    let alert = posted.to_stored(Some(&slot.get().alert), now);
+                    merge_into(slot.get_mut(), alert, now)
+                }
+                Entry::Vacant(slot) => slot.insert(posted.to_stored(None, now)).alert.clone(),
             };
             inhibitor.observe(&merged);
             out.push(merged);
@@ -137,6 +216,21 @@ impl AlertStore {
         self.inhibitor.load().gc(now);
         before - self.alerts.len()
     }
+}
+
+/// Stores `alert` over `old` (the stored alert of the same fingerprint),
+/// merged with it when their activity overlaps, as Alertmanager does;
+/// returns the alert as stored.
+fn merge_into(old: &mut StoredAlert, alert: StoredAlert, now: DateTime<Utc>) -> Alert {
+    let merged = if (alert.end() > old.alert.starts_at && alert.end() < old.end())
+        || (alert.alert.starts_at > old.alert.starts_at && alert.alert.starts_at < old.end())
+    {
+        old.merge(alert, now)
+    } else {
+        alert
+    };
+    *old = merged;
+    old.alert.clone()
 }
 
 /// Why an alert is muted right now.
