@@ -21,7 +21,10 @@
 //! with its data dir (silences, delivery journal, and the plugin compile
 //! cache, warmed by one start beforehand).
 //!
-//! Run: `cargo bench --bench alertmanager_compare`.
+//! Run: `cargo bench --bench alertmanager_compare`. For profiling one
+//! server's re-send phase (e.g. `perf record -p` on it): `AM_COMPARE_ONLY=klaxon`
+//! (or `alertmanager`) runs that server alone, `AM_COMPARE_RESENDS=N` re-posts
+//! N times instead of 3.
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -253,8 +256,13 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     }
 
     // 4. Re-sends.
+    let resends: usize = std::env::var("AM_COMPARE_RESENDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    eprintln!("{name}: re-sending {resends} times");
     let mut best = 0.0f64;
-    for _ in 0..3 {
+    for _ in 0..resends {
         let took = post_all(&client, base, &bodies).await;
         best = best.max(total as f64 / took.as_secs_f64());
     }
@@ -290,8 +298,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let only = std::env::var("AM_COMPARE_ONLY").ok();
     let mut outcomes = Vec::new();
     for which in ["alertmanager", "klaxon"] {
+        if only.as_deref().is_some_and(|o| o != which) {
+            continue;
+        }
         let counter = Arc::new(Counter::default());
         let app = Router::new()
             .route("/hook", post(hook))

@@ -85,6 +85,15 @@ pub struct PostedAlert<'a> {
 }
 
 impl PostedAlert<'_> {
+    /// The [`text_hash`] of this alert.
+    fn text_hash(&self) -> u64 {
+        text_hash(
+            self.labels.iter().map(|(k, v)| (&**k, &**v)),
+            self.annotations.iter().map(|(k, v)| (&**k, &**v)),
+            &self.generator_url,
+        )
+    }
+
     /// The alert as stored, sharing the text of `known` (the stored alert
     /// of the same fingerprint) where it is the same.
     fn to_stored(&self, known: Option<&Alert>, now: DateTime<Utc>) -> StoredAlert {
@@ -105,6 +114,26 @@ impl PostedAlert<'_> {
             Some(k) if *k.generator_url == *self.generator_url => k.generator_url.clone(),
             _ => Arc::from(&*self.generator_url),
         };
+        self.with_text(labels, annotations, generator_url, now)
+    }
+
+    /// The alert as stored, its text that of `known` (the same text).
+    fn with_text_of(&self, known: &Alert, now: DateTime<Utc>) -> StoredAlert {
+        self.with_text(
+            known.labels.clone(),
+            known.annotations.clone(),
+            known.generator_url.clone(),
+            now,
+        )
+    }
+
+    fn with_text(
+        &self,
+        labels: Labels,
+        annotations: Arc<BTreeMap<String, String>>,
+        generator_url: Arc<str>,
+        now: DateTime<Utc>,
+    ) -> StoredAlert {
         StoredAlert {
             alert: Alert {
                 labels,
@@ -117,6 +146,51 @@ impl PostedAlert<'_> {
             timeout: self.timeout,
         }
     }
+}
+
+/// A hash of an alert's text (labels, annotations, generator URL), kept
+/// beside the stored alert: a re-sent alert whose fingerprint (the store's
+/// key, FNV-64 of the labels) and text hash (foldhash, 64 bits, over
+/// everything) both match the stored one's is taken as unchanged, and its
+/// stored text is kept without reading it (reading it costs a cache miss
+/// per string).
+fn text_hash<'a>(
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+    annotations: impl Iterator<Item = (&'a str, &'a str)>,
+    generator_url: &str,
+) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::quality::FixedState::with_seed(0x6b6c_6178_6f6e).build_hasher();
+    let mut text = |s: &str| {
+        h.write_usize(s.len());
+        h.write(s.as_bytes());
+    };
+    for (k, v) in labels {
+        text(k);
+        text(v);
+    }
+    text("");
+    for (k, v) in annotations {
+        text(k);
+        text(v);
+    }
+    text(generator_url);
+    h.finish()
+}
+
+/// The [`text_hash`] of a stored alert.
+fn alert_text_hash(a: &Alert) -> u64 {
+    text_hash(
+        a.labels.iter(),
+        a.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &a.generator_url,
+    )
+}
+
+/// A stored alert and the hash of its text.
+struct Slot {
+    stored: StoredAlert,
+    text: u64,
 }
 
 /// Whether `map` holds exactly these pairs (sorted by name, names unique).
@@ -132,7 +206,7 @@ fn same_pairs(map: &BTreeMap<String, String>, pairs: &[(Cow<'_, str>, Cow<'_, st
 pub struct AlertStore {
     /// Keyed by fingerprint, itself a hash: hashed again with Fx (one
     /// multiplication) rather than SipHash.
-    alerts: DashMap<u64, StoredAlert, FxBuildHasher>,
+    alerts: DashMap<u64, Slot, FxBuildHasher>,
     inhibitor: ArcSwap<Inhibitor>,
 }
 
@@ -148,7 +222,7 @@ impl AlertStore {
     /// stored alert first.
     pub fn set_inhibitor(&self, inhibitor: Arc<Inhibitor>) {
         for a in self.alerts.iter() {
-            inhibitor.observe(&a.alert);
+            inhibitor.observe(&a.stored.alert);
         }
         self.inhibitor.store(inhibitor);
     }
@@ -162,9 +236,14 @@ impl AlertStore {
             let fp = alert.alert.fingerprint();
             // One lookup (one shard lock) per alert; the stored alert and
             // the one handed on share their text (`Alert` clones are cheap).
+            let text = alert_text_hash(&alert.alert);
             let merged = match self.alerts.entry(fp) {
-                Entry::Occupied(mut slot) => merge_into(slot.get_mut(), alert, now),
-                Entry::Vacant(slot) => slot.insert(alert).alert.clone(),
+                Entry::Occupied(mut slot) => {
+                    let slot = slot.get_mut();
+                    slot.text = text;
+                    merge_into(&mut slot.stored, alert, now)
+                }
+                Entry::Vacant(slot) => slot.insert(Slot { stored: alert, text }).stored.alert.clone(),
             };
             inhibitor.observe(&merged);
             out.push(merged);
@@ -180,12 +259,22 @@ impl AlertStore {
         let inhibitor = self.inhibitor.load();
         for posted in incoming {
             let fp = Labels::fingerprint_of_sorted(&posted.labels);
+            let text = posted.text_hash();
             let merged = match self.alerts.entry(fp) {
                 Entry::Occupied(mut slot) => {
-                    let alert = posted.to_stored(Some(&slot.get().alert), now);
-                    merge_into(slot.get_mut(), alert, now)
+                    let slot = slot.get_mut();
+                    let alert = if slot.text == text {
+                        posted.with_text_of(&slot.stored.alert, now)
+                    } else {
+                        slot.text = text;
+                        posted.to_stored(Some(&slot.stored.alert), now)
+                    };
+                    merge_into(&mut slot.stored, alert, now)
                 }
-                Entry::Vacant(slot) => slot.insert(posted.to_stored(None, now)).alert.clone(),
+                Entry::Vacant(slot) => {
+                    let stored = posted.to_stored(None, now);
+                    slot.insert(Slot { stored, text }).stored.alert.clone()
+                }
             };
             inhibitor.observe(&merged);
             out.push(merged);
@@ -195,7 +284,7 @@ impl AlertStore {
 
     /// Every stored alert.
     pub fn list(&self) -> Vec<StoredAlert> {
-        self.alerts.iter().map(|e| e.value().clone()).collect()
+        self.alerts.iter().map(|e| e.value().stored.clone()).collect()
     }
 
     /// Number of stored alerts.
@@ -212,7 +301,7 @@ impl AlertStore {
     /// their resolution was delivered); returns how many.
     pub fn gc(&self, now: DateTime<Utc>) -> usize {
         let before = self.alerts.len();
-        self.alerts.retain(|_, a| !a.resolved(now));
+        self.alerts.retain(|_, a| !a.stored.resolved(now));
         self.inhibitor.load().gc(now);
         before - self.alerts.len()
     }

@@ -189,8 +189,49 @@ pub fn route_group_key(route_key: &str, group_labels: &Labels) -> String {
 
 /// An aggregation group's identity: its route (node id) and group key. Two
 /// routes may form the same key (same matchers); their groups stay apart.
-/// The key is shared by the group, its schedule entries and its log entries.
-type GroupId = (usize, Arc<str>);
+/// The key is shared by the group, its schedule entries and its log entries;
+/// its hash is computed once, so looking a group up by a cached id reads
+/// no key text (equal ids share the key, compared by pointer first).
+#[derive(Debug, Clone)]
+struct GroupId {
+    route: usize,
+    key: Arc<str>,
+    hash: u64,
+}
+
+impl GroupId {
+    fn new(route: usize, key: Arc<str>) -> Self {
+        use std::hash::BuildHasher as _;
+        let hash = rustc_hash::FxBuildHasher.hash_one((route, &*key));
+        Self { route, key, hash }
+    }
+}
+
+impl PartialEq for GroupId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.route == other.route && self.key == other.key
+    }
+}
+
+impl Eq for GroupId {}
+
+impl std::hash::Hash for GroupId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Ord for GroupId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.route, &self.key).cmp(&(other.route, &other.key))
+    }
+}
+
+impl PartialOrd for GroupId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// The groups one alert belongs to: one in the common case, inline.
 type GroupIds = SmallVec<[GroupId; 1]>;
@@ -437,7 +478,7 @@ impl Dispatcher {
                     .values()
                     .map(|g| GroupSnapshot {
                         labels: g.labels.clone(),
-                        receiver: self.routing.routes[g.id.0].receiver.clone(),
+                        receiver: self.routing.routes[g.id.route].receiver.clone(),
                         alerts: g.alerts.sorted(),
                     })
                     .collect();
@@ -462,7 +503,12 @@ impl Dispatcher {
             .map(|route| {
                 let labels = self.routing.routes[route].group_labels(&alert.labels);
                 let key = route_group_key(&self.routing.tree.node(route).key, &labels);
-                (route, Arc::from(key))
+                let id = GroupId::new(route, Arc::from(key));
+                // Share the key of a group that exists (compared by pointer).
+                match self.groups.get_key_value(&id) {
+                    Some((existing, _)) => existing.clone(),
+                    None => id,
+                }
             })
             .collect();
         self.routes_of.insert(fp, ids.clone());
@@ -477,14 +523,14 @@ impl Dispatcher {
         for alert in batch {
             let ids = self.groups_of(&alert);
             for id in ids {
-                let settings = &self.routing.routes[id.0];
+                let settings = &self.routing.routes[id.route];
                 let group_wait = settings.group_wait;
                 let schedule = &mut self.schedule;
                 let group = match self.groups.entry(id) {
                     Entry::Occupied(slot) => slot.into_mut(),
                     Entry::Vacant(slot) => {
                         let id = slot.key().clone();
-                        tracing::debug!(group = %id.1, receiver = %settings.receiver, "new alert group");
+                        tracing::debug!(group = %id.key, receiver = %settings.receiver, "new alert group");
                         schedule.push(Reverse((now + group_wait, id.clone())));
                         slot.insert(AggrGroup {
                             id,
@@ -551,8 +597,8 @@ impl Dispatcher {
             self.groups.remove(id);
             return;
         }
-        let settings = &self.routing.routes[id.0];
-        let key = &*id.1;
+        let settings = &self.routing.routes[id.route];
+        let key = &*id.key;
         let now_utc = Utc::now();
         let muted = is_muted(settings, key, now_utc);
         let mut alerts = group.alerts.sorted();
@@ -603,7 +649,7 @@ impl Dispatcher {
             let entry = self
                 .log
                 .0
-                .get(&(id.1.clone(), self.receivers[id.0].clone(), idx));
+                .get(&(id.key.clone(), self.receivers[id.route].clone(), idx));
             if !needs_update(
                 entry,
                 &firing,
@@ -670,11 +716,11 @@ impl Dispatcher {
     }
 
     fn on_flushed(&mut self, done: Flushed, now: Instant) {
-        let receiver = self.receivers[done.id.0].clone();
+        let receiver = self.receivers[done.id.route].clone();
         for (idx, outcome) in done.outcomes.iter().enumerate() {
             if *outcome == Some(true) {
                 self.log.0.insert(
-                    (done.id.1.clone(), receiver.clone(), idx),
+                    (done.id.key.clone(), receiver.clone(), idx),
                     LogEntry {
                         firing: done.firing.clone(),
                         resolved: done.resolved.clone(),
@@ -707,7 +753,7 @@ impl Dispatcher {
             // Keep log entries that still remember firing alerts, so a group
             // that comes back is deduplicated against what was last sent.
             self.log.0.retain(|(key, r, _), entry| {
-                key != &done.id.1 || r != &receiver || !entry.firing.is_empty()
+                key != &done.id.key || r != &receiver || !entry.firing.is_empty()
             });
         }
     }
