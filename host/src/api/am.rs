@@ -571,12 +571,16 @@ mod tests {
             BTreeMap::from([("s".to_string(), "two".to_string())])
         );
         // A repeated name whose last value is empty: the label is absent.
-        let alert = post(&store, br#"[{"labels": {"a": "1", "z": "x", "z": ""}}]"#, now)
-            .expect("valid");
+        let alert = post(
+            &store,
+            br#"[{"labels": {"a": "1", "z": "x", "z": ""}}]"#,
+            now,
+        )
+        .expect("valid");
         assert_eq!(alert[0].labels, Labels::new([("a", "1")]));
         // Names are checked in sorted order.
-        let err = post(&store, br#"[{"labels": {"z-z": "1", "a-a": "2"}}]"#, now)
-            .expect_err("invalid");
+        let err =
+            post(&store, br#"[{"labels": {"z-z": "1", "a-a": "2"}}]"#, now).expect_err("invalid");
         assert_eq!(err, "labels: invalid name \"a-a\"");
         let err = post(&store, br#"[{"labels": {"a": ""}}]"#, now).expect_err("invalid");
         assert_eq!(err, "labels: at least one label pair required");

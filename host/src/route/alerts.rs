@@ -243,7 +243,14 @@ impl AlertStore {
                     slot.text = text;
                     merge_into(&mut slot.stored, alert, now)
                 }
-                Entry::Vacant(slot) => slot.insert(Slot { stored: alert, text }).stored.alert.clone(),
+                Entry::Vacant(slot) => slot
+                    .insert(Slot {
+                        stored: alert,
+                        text,
+                    })
+                    .stored
+                    .alert
+                    .clone(),
             };
             inhibitor.observe(&merged);
             out.push(merged);
@@ -284,7 +291,10 @@ impl AlertStore {
 
     /// Every stored alert.
     pub fn list(&self) -> Vec<StoredAlert> {
-        self.alerts.iter().map(|e| e.value().stored.clone()).collect()
+        self.alerts
+            .iter()
+            .map(|e| e.value().stored.clone())
+            .collect()
     }
 
     /// Number of stored alerts.

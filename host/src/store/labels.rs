@@ -148,9 +148,7 @@ impl Labels {
     /// no empty value (checked in debug builds).
     pub fn from_sorted<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Labels {
         debug_assert!(
-            pairs
-                .windows(2)
-                .all(|w| w[0].0.as_ref() < w[1].0.as_ref())
+            pairs.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref())
                 && pairs.iter().all(|(_, v)| !v.as_ref().is_empty())
         );
         Labels::from_sorted_unique(pairs)
@@ -350,6 +348,9 @@ mod tests {
         );
         assert!(!Labels::new([("a", "bc")]).equals_sorted(&[("ab", "c")]));
         let empty: [(&str, &str); 0] = [];
-        assert_eq!(Labels::fingerprint_of_sorted(&empty), Labels::empty().fingerprint());
+        assert_eq!(
+            Labels::fingerprint_of_sorted(&empty),
+            Labels::empty().fingerprint()
+        );
     }
 }
