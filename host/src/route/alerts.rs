@@ -4,6 +4,8 @@
 //! Alertmanager merges them (earliest start; an explicit end beats a
 //! timeout); alerts posted without an end time resolve by themselves after
 //! `resolve_timeout` unless re-sent. Resolved alerts are dropped by `gc`.
+//! An alert posted again with the text stored keeps the stored text (the
+//! API hands it over borrowed, [`PostedAlert`]): a re-send allocates nothing.
 //!
 //! Also what muting needs: every stored alert is shown to the inhibitor, and
 //! [`Muter`] answers "is this alert silenced or inhibited now, and by what".
