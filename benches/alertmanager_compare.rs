@@ -32,6 +32,10 @@
 //! `reqwest` client at several concurrencies, and the receiver times the
 //! first to the last as in the comparison. No server can be measured faster
 //! than that here.
+//!
+//! For profiling one server's re-send phase (e.g. `perf record -p` on it): `AM_COMPARE_ONLY=klaxon`
+//! (or `alertmanager`) runs that server alone, `AM_COMPARE_RESENDS=N` re-posts
+//! N times instead of 3.
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -288,8 +292,13 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     }
 
     // 4. Re-sends.
+    let resends: usize = std::env::var("AM_COMPARE_RESENDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    eprintln!("{name}: re-sending {resends} times");
     let mut best = 0.0f64;
-    for _ in 0..3 {
+    for _ in 0..resends {
         let took = post_all(&client, base, &bodies).await;
         best = best.max(total as f64 / took.as_secs_f64());
     }
@@ -449,8 +458,12 @@ fn main() {
         receiver_ceiling(&rt);
         return;
     }
+    let only = std::env::var("AM_COMPARE_ONLY").ok();
     let mut outcomes = Vec::new();
     for which in ["alertmanager", "klaxon"] {
+        if only.as_deref().is_some_and(|o| o != which) {
+            continue;
+        }
         let counter = Arc::new(Counter::default());
         let app = Router::new()
             .route("/hook", post(hook))

@@ -8,7 +8,6 @@
 //! as the alerts of Klaxon's own rules.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -23,7 +22,7 @@ use serde_json::{Value, json};
 use super::{AppState, Live};
 use crate::alert::{Alert, ZERO_TIME, fingerprint_hex, rfc3339};
 use crate::route::tree::parse_matcher;
-use crate::route::{DispatcherQuery, MuteStatus, StoredAlert};
+use crate::route::{BorrowedPairs, DispatcherQuery, MuteStatus, PostedAlert};
 use crate::silence::{PostableSilence, Silence, SilenceError, matches_filter, sort_for_api};
 use crate::store::{Labels, Matcher, is_label_name};
 
@@ -43,44 +42,45 @@ impl IntoResponse for AmError {
 }
 
 /// One alert of `POST /api/v2/alerts`, its strings borrowed from the body
-/// where they need no unescaping (a re-sent alert then allocates only what
-/// is stored).
+/// where they need no unescaping, its pairs inline (a re-sent alert then
+/// allocates nothing).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PostableAlert<'a> {
     #[serde(borrow)]
-    labels: Pairs<'a>,
+    labels: Pairs<'a, 8>,
     #[serde(default, borrow)]
-    annotations: Pairs<'a>,
+    annotations: Pairs<'a, 4>,
     #[serde(default)]
     starts_at: Option<DateTime<Utc>>,
     #[serde(default)]
     ends_at: Option<DateTime<Utc>>,
-    #[serde(default, rename = "generatorURL")]
-    generator_url: Option<String>,
+    #[serde(default, borrow, rename = "generatorURL")]
+    generator_url: Option<Text<'a>>,
 }
 
-/// A JSON object of strings as (name, value) pairs in document order.
+/// A JSON object of strings as (name, value) pairs in document order, the
+/// first `N` inline.
 #[derive(Debug, Default)]
-struct Pairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+struct Pairs<'a, const N: usize>(BorrowedPairs<'a, N>);
 
 /// A string borrowed from the input when it has no escapes.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+impl<'de: 'a, 'a, const N: usize> Deserialize<'de> for Pairs<'a, N> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = Pairs<'a>;
+        struct Visit<'a, const N: usize>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a, const N: usize> serde::de::Visitor<'de> for Visit<'a, N> {
+            type Value = Pairs<'a, N>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a map of strings")
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(
                 self,
                 mut map: M,
-            ) -> Result<Pairs<'a>, M::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(4));
+            ) -> Result<Pairs<'a, N>, M::Error> {
+                let mut pairs = BorrowedPairs::new();
                 while let Some((Text(k), Text(v))) = map.next_entry::<Text<'de>, Text<'de>>()? {
                     pairs.push((k, v));
                 }
@@ -91,10 +91,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
     }
 }
 
-impl<'a> Pairs<'a> {
+impl<'a, const N: usize> Pairs<'a, N> {
     /// Sorted by name, the last value of a repeated name kept (what a JSON
     /// object decoded into a map holds).
-    fn into_sorted(self) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
+    fn into_sorted(self) -> BorrowedPairs<'a, N> {
         let mut pairs = self.0;
         pairs.reverse();
         // Stable: among equal names the last given now comes first.
@@ -138,13 +138,14 @@ pub async fn post_alerts(
     let mut valid = Vec::with_capacity(posted.len());
     let mut errors = Vec::new();
     for (i, p) in posted.into_iter().enumerate() {
-        match to_stored(p, now, timeout) {
+        match validate(p, now, timeout) {
             Ok(a) => valid.push(a),
             Err(e) => errors.push(format!("alerts[{i}]: {e}")),
         }
     }
     if !valid.is_empty() {
-        let merged = state.alerts.put(valid, now);
+        let merged = state.alerts.put_posted(&valid, now);
+        drop(valid);
         let dispatch = state.live.load().dispatch.clone();
         if dispatch.send(merged).await.is_err() {
             return Err(AmError(
@@ -160,11 +161,11 @@ pub async fn post_alerts(
 }
 
 /// Alertmanager's defaults and `Alert.Validate`, naming the field.
-fn to_stored(
-    p: PostableAlert<'_>,
+fn validate<'a>(
+    p: PostableAlert<'a>,
     now: DateTime<Utc>,
     timeout: chrono::Duration,
-) -> Result<StoredAlert, String> {
+) -> Result<PostedAlert<'a>, String> {
     let starts_at = match (is_zero(&p.starts_at), is_zero(&p.ends_at)) {
         (false, _) => p.starts_at.unwrap_or(now),
         (true, true) => now,
@@ -178,36 +179,25 @@ fn to_stored(
     if ends_at < starts_at {
         return Err("endsAt: start time must be before end time".into());
     }
-    let labels = p.labels.into_sorted();
-    let mut pairs = Vec::with_capacity(labels.len());
-    for (name, value) in &labels {
-        if !is_label_name(name) {
-            return Err(format!("labels: invalid name {name:?}"));
-        }
-        if !value.is_empty() {
-            pairs.push((name.as_ref(), value.as_ref()));
-        }
+    let mut labels = p.labels.into_sorted();
+    if let Some((name, _)) = labels.iter().find(|(name, _)| !is_label_name(name)) {
+        return Err(format!("labels: invalid name {name:?}"));
     }
-    if pairs.is_empty() {
+    // An empty value is no label.
+    labels.retain(|(_, value)| !value.is_empty());
+    if labels.is_empty() {
         return Err("labels: at least one label pair required".into());
     }
     let annotations = p.annotations.into_sorted();
     if let Some((name, _)) = annotations.iter().find(|(name, _)| !is_label_name(name)) {
         return Err(format!("annotations: invalid name {name:?}"));
     }
-    let annotations: BTreeMap<String, String> = annotations
-        .into_iter()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    Ok(StoredAlert {
-        alert: Alert {
-            labels: Labels::new(pairs),
-            annotations: Arc::new(annotations),
-            starts_at,
-            ends_at: Some(ends_at),
-            generator_url: p.generator_url.unwrap_or_default().into(),
-        },
-        updated_at: now,
+    Ok(PostedAlert {
+        labels,
+        annotations,
+        generator_url: p.generator_url.map(|t| t.0).unwrap_or_default(),
+        starts_at,
+        ends_at,
         timeout: timed_out,
     })
 }
@@ -549,38 +539,82 @@ pub async fn receivers(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::route::AlertStore;
+    use crate::route::inhibit::Inhibitor;
+
+    /// Parses a body and stores its alerts as `POST /api/v2/alerts` does.
+    fn post(store: &AlertStore, body: &[u8], now: DateTime<Utc>) -> Result<Vec<Alert>, String> {
+        let posted: Vec<PostableAlert> = serde_json::from_slice(body).expect("parses");
+        let valid = posted
+            .into_iter()
+            .map(|p| validate(p, now, chrono::Duration::minutes(5)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(store.put_posted(&valid, now))
+    }
 
     #[test]
     fn posted_labels_are_read_like_a_map_with_escapes_and_repeats() {
+        let store = AlertStore::new(Arc::new(Inhibitor::default()));
         let body = br#"[{"labels": {"b": "2", "a": "x\"y", "b": "3", "c": ""},
                          "annotations": {"s": "one", "s": "two"}}]"#;
-        let posted: Vec<PostableAlert> = serde_json::from_slice(body).expect("parses");
         let now = Utc::now();
-        let stored = posted
-            .into_iter()
-            .map(|p| to_stored(p, now, chrono::Duration::minutes(5)))
-            .collect::<Result<Vec<_>, _>>()
-            .expect("valid");
-        let alert = &stored[0].alert;
+        let stored = post(&store, body, now).expect("valid");
+        let alert = &stored[0];
         // Sorted, the last repeat wins, an empty value is no label.
         assert_eq!(alert.labels, Labels::new([("a", "x\"y"), ("b", "3")]));
+        assert_eq!(alert.fingerprint(), alert.labels.fingerprint());
         assert_eq!(
             *alert.annotations,
             BTreeMap::from([("s".to_string(), "two".to_string())])
         );
         // A repeated name whose last value is empty: the label is absent.
-        let posted: Vec<PostableAlert> =
-            serde_json::from_slice(br#"[{"labels": {"a": "1", "z": "x", "z": ""}}]"#)
-                .expect("parses");
-        let p = posted.into_iter().next().expect("one alert");
-        let alert = to_stored(p, now, chrono::Duration::minutes(5)).expect("valid");
-        assert_eq!(alert.alert.labels, Labels::new([("a", "1")]));
+        let alert = post(
+            &store,
+            br#"[{"labels": {"a": "1", "z": "x", "z": ""}}]"#,
+            now,
+        )
+        .expect("valid");
+        assert_eq!(alert[0].labels, Labels::new([("a", "1")]));
         // Names are checked in sorted order.
-        let posted: Vec<PostableAlert> =
-            serde_json::from_slice(br#"[{"labels": {"z-z": "1", "a-a": "2"}}]"#).expect("parses");
-        let p = posted.into_iter().next().expect("one alert");
-        let err = to_stored(p, now, chrono::Duration::minutes(5)).expect_err("invalid");
+        let err =
+            post(&store, br#"[{"labels": {"z-z": "1", "a-a": "2"}}]"#, now).expect_err("invalid");
         assert_eq!(err, "labels: invalid name \"a-a\"");
+        let err = post(&store, br#"[{"labels": {"a": ""}}]"#, now).expect_err("invalid");
+        assert_eq!(err, "labels: at least one label pair required");
+    }
+
+    #[test]
+    fn a_resent_alert_keeps_the_stored_text_and_takes_the_new_times() {
+        let store = AlertStore::new(Arc::new(Inhibitor::default()));
+        let body = br#"[{"labels": {"alertname": "A", "model_name": "m"},
+                         "annotations": {"summary": "bad", "runbook_url": "https://r"},
+                         "generatorURL": "http://prom/graph"}]"#;
+        let t0 = Utc::now();
+        let first = post(&store, body, t0).expect("valid").remove(0);
+        let t1 = t0 + chrono::Duration::seconds(30);
+        let again = post(&store, body, t1).expect("valid").remove(0);
+        // The same text, shared rather than rebuilt.
+        assert_eq!(again.labels, first.labels);
+        assert!(Arc::ptr_eq(&again.annotations, &first.annotations));
+        assert!(Arc::ptr_eq(&again.generator_url, &first.generator_url));
+        // Start kept, end (resolve timeout) pushed on.
+        assert_eq!(again.starts_at, first.starts_at);
+        assert_eq!(again.ends_at, Some(t1 + chrono::Duration::minutes(5)));
+        let stored = store.list();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].updated_at, t1);
+        // A changed annotation or URL is taken; the labels stay shared.
+        let changed = br#"[{"labels": {"model_name": "m", "alertname": "A"},
+                            "annotations": {"summary": "worse", "runbook_url": "https://r"},
+                            "generatorURL": "http://prom/other"}]"#;
+        let third = post(&store, changed, t1).expect("valid").remove(0);
+        assert_eq!(third.labels, first.labels);
+        assert_eq!(third.annotations["summary"], "worse");
+        assert_eq!(third.annotations["runbook_url"], "https://r");
+        assert_eq!(&*third.generator_url, "http://prom/other");
+        assert_eq!(store.list()[0].alert, third);
     }
 }

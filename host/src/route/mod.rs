@@ -24,11 +24,14 @@
 //! notify; never imports rules.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -42,7 +45,7 @@ pub mod inhibit;
 pub mod timeinterval;
 pub mod tree;
 
-pub use alerts::{AlertStore, MuteStatus, Muter, StoredAlert};
+pub use alerts::{AlertStore, BorrowedPairs, MuteStatus, Muter, PostedAlert, StoredAlert};
 pub use timeinterval::RouteTimeIntervals;
 pub use tree::{RouteError, RouteOpts, RouteTree};
 
@@ -186,21 +189,161 @@ pub fn route_group_key(route_key: &str, group_labels: &Labels) -> String {
 
 /// An aggregation group's identity: its route (node id) and group key. Two
 /// routes may form the same key (same matchers); their groups stay apart.
-/// The key is shared by the group, its schedule entries and its log entries.
-type GroupId = (usize, Arc<str>);
+/// The key is shared by the group, its schedule entries and its log entries;
+/// its hash is computed once, so looking a group up by a cached id reads
+/// no key text (equal ids share the key, compared by pointer first).
+#[derive(Debug, Clone)]
+struct GroupId {
+    route: usize,
+    key: Arc<str>,
+    hash: u64,
+}
+
+impl GroupId {
+    fn new(route: usize, key: Arc<str>) -> Self {
+        use std::hash::BuildHasher as _;
+        let hash = rustc_hash::FxBuildHasher.hash_one((route, &*key));
+        Self { route, key, hash }
+    }
+}
+
+impl PartialEq for GroupId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.route == other.route && self.key == other.key
+    }
+}
+
+impl Eq for GroupId {}
+
+impl std::hash::Hash for GroupId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Ord for GroupId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.route, &self.key).cmp(&(other.route, &other.key))
+    }
+}
+
+impl PartialOrd for GroupId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The groups one alert belongs to: one in the common case, inline.
+type GroupIds = SmallVec<[GroupId; 1]>;
+
+/// A set of alert fingerprints, sorted; one or two inline (most groups
+/// hold one alert), so a log entry of a small group allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Fingerprints(SmallVec<[u64; 2]>);
+
+impl Fingerprints {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn is_subset(&self, of: &Fingerprints) -> bool {
+        self.0.len() <= of.0.len() && self.0.iter().all(|fp| of.0.binary_search(fp).is_ok())
+    }
+}
+
+impl FromIterator<u64> for Fingerprints {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        let mut fps: SmallVec<[u64; 2]> = iter.into_iter().collect();
+        fps.sort_unstable();
+        fps.dedup();
+        Fingerprints(fps)
+    }
+}
 
 /// What the notification log remembers of the last delivery.
 #[derive(Debug, Clone)]
 struct LogEntry {
-    firing: HashSet<u64>,
-    resolved: HashSet<u64>,
+    firing: Fingerprints,
+    resolved: Fingerprints,
     at: Instant,
+}
+
+/// The alerts of one aggregation group by fingerprint: a few inline,
+/// searched in place (most groups hold one alert), a map past that.
+#[derive(Debug)]
+enum GroupAlerts {
+    Few(SmallVec<[Alert; 1]>),
+    Many(FxHashMap<u64, Alert>),
+}
+
+/// Past this many alerts a group's alerts move into a map.
+const FEW_ALERTS: usize = 8;
+
+impl GroupAlerts {
+    fn new() -> Self {
+        GroupAlerts::Few(SmallVec::new())
+    }
+
+    fn get(&self, fp: u64) -> Option<&Alert> {
+        match self {
+            GroupAlerts::Few(few) => few.iter().find(|a| a.fingerprint() == fp),
+            GroupAlerts::Many(map) => map.get(&fp),
+        }
+    }
+
+    /// Stores `alert`, replacing the one with its fingerprint.
+    fn insert(&mut self, alert: Alert) {
+        let fp = alert.fingerprint();
+        match self {
+            GroupAlerts::Few(few) => {
+                if let Some(slot) = few.iter_mut().find(|a| a.fingerprint() == fp) {
+                    *slot = alert;
+                } else if few.len() < FEW_ALERTS {
+                    few.push(alert);
+                } else {
+                    let mut map: FxHashMap<u64, Alert> =
+                        few.drain(..).map(|a| (a.fingerprint(), a)).collect();
+                    map.insert(fp, alert);
+                    *self = GroupAlerts::Many(map);
+                }
+            }
+            GroupAlerts::Many(map) => {
+                map.insert(fp, alert);
+            }
+        }
+    }
+
+    fn remove(&mut self, fp: u64) {
+        match self {
+            GroupAlerts::Few(few) => few.retain(|a| a.fingerprint() != fp),
+            GroupAlerts::Many(map) => {
+                map.remove(&fp);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            GroupAlerts::Few(few) => few.is_empty(),
+            GroupAlerts::Many(map) => map.is_empty(),
+        }
+    }
+
+    /// The alerts, sorted by labels.
+    fn sorted(&self) -> Vec<Alert> {
+        let mut alerts: Vec<Alert> = match self {
+            GroupAlerts::Few(few) => few.to_vec(),
+            GroupAlerts::Many(map) => map.values().cloned().collect(),
+        };
+        alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+        alerts
+    }
 }
 
 struct AggrGroup {
     id: GroupId,
     labels: Labels,
-    alerts: HashMap<u64, Alert>,
+    alerts: GroupAlerts,
     next_flush: Instant,
     has_flushed: bool,
     flushing: bool,
@@ -209,8 +352,8 @@ struct AggrGroup {
 /// Reported back to the dispatcher when a flush's deliveries finished.
 struct Flushed {
     id: GroupId,
-    firing: HashSet<u64>,
-    resolved: HashSet<u64>,
+    firing: Fingerprints,
+    resolved: Fingerprints,
     /// The resolved alerts as flushed: dropped if unchanged and all succeeded.
     resolved_alerts: Vec<Alert>,
     /// Per integration: `Some(true)` delivered (or nothing to send), `Some(false)` failed, `None` not attempted.
@@ -237,8 +380,10 @@ pub enum DispatcherQuery {
 /// The routing task's state.
 pub struct Dispatcher {
     routing: Routing,
+    /// Each route's receiver name, shared by its log entries.
+    receivers: Vec<Arc<str>>,
     notify: NotifyHandle,
-    groups: HashMap<GroupId, AggrGroup>,
+    groups: FxHashMap<GroupId, AggrGroup>,
     log: NotificationLog,
     muter: Option<Muter>,
     /// Flush times of the groups not flushing, soonest first. Entries go
@@ -249,14 +394,14 @@ pub struct Dispatcher {
     /// (Prometheus re-sends every firing alert each evaluation) walks no
     /// tree and formats no key. Entries leave with the alert's resolution;
     /// the cache lives as long as this dispatcher, i.e. one routing tree.
-    routes_of: HashMap<u64, Arc<[GroupId]>>,
+    routes_of: FxHashMap<u64, GroupIds>,
 }
 
 /// Alertmanager's notification log: what each integration was last told
 /// about each group, keyed by (group key, receiver, integration index) so it
 /// outlives the dispatcher across a config reload.
 #[derive(Default)]
-pub struct NotificationLog(HashMap<(Arc<str>, String, usize), LogEntry>);
+pub struct NotificationLog(FxHashMap<(Arc<str>, Arc<str>, usize), LogEntry>);
 
 impl Dispatcher {
     /// A dispatcher with only a root route, delivering through `notify`.
@@ -266,14 +411,20 @@ impl Dispatcher {
 
     /// A dispatcher routing through a tree, delivering through `notify`.
     pub fn with_routing(routing: Routing, notify: NotifyHandle) -> Self {
+        let receivers = routing
+            .routes
+            .iter()
+            .map(|r| Arc::from(r.receiver.as_str()))
+            .collect();
         Self {
             routing,
+            receivers,
             notify,
-            groups: HashMap::new(),
+            groups: FxHashMap::default(),
             log: NotificationLog::default(),
             muter: None,
             schedule: BinaryHeap::new(),
-            routes_of: HashMap::new(),
+            routes_of: FxHashMap::default(),
         }
     }
 
@@ -325,14 +476,10 @@ impl Dispatcher {
                 let mut out: Vec<GroupSnapshot> = self
                     .groups
                     .values()
-                    .map(|g| {
-                        let mut alerts: Vec<Alert> = g.alerts.values().cloned().collect();
-                        alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
-                        GroupSnapshot {
-                            labels: g.labels.clone(),
-                            receiver: self.routing.routes[g.id.0].receiver.clone(),
-                            alerts,
-                        }
+                    .map(|g| GroupSnapshot {
+                        labels: g.labels.clone(),
+                        receiver: self.routing.routes[g.id.route].receiver.clone(),
+                        alerts: g.alerts.sorted(),
                     })
                     .collect();
                 out.sort_by(|a, b| (&a.receiver, &a.labels).cmp(&(&b.receiver, &b.labels)));
@@ -341,13 +488,14 @@ impl Dispatcher {
         }
     }
 
-    /// The groups `alert` belongs to (cached by fingerprint).
-    fn groups_of(&mut self, alert: &Alert) -> Arc<[GroupId]> {
+    /// The groups `alert` belongs to (cached by fingerprint; a clone of a
+    /// cached entry allocates nothing in the common case of one group).
+    fn groups_of(&mut self, alert: &Alert) -> GroupIds {
         let fp = alert.fingerprint();
         if let Some(ids) = self.routes_of.get(&fp) {
             return ids.clone();
         }
-        let ids: Arc<[GroupId]> = self
+        let ids: GroupIds = self
             .routing
             .tree
             .match_labels(&alert.labels)
@@ -355,47 +503,56 @@ impl Dispatcher {
             .map(|route| {
                 let labels = self.routing.routes[route].group_labels(&alert.labels);
                 let key = route_group_key(&self.routing.tree.node(route).key, &labels);
-                (route, Arc::from(key))
+                let id = GroupId::new(route, Arc::from(key));
+                // Share the key of a group that exists (compared by pointer).
+                match self.groups.get_key_value(&id) {
+                    Some((existing, _)) => existing.clone(),
+                    None => id,
+                }
             })
             .collect();
         self.routes_of.insert(fp, ids.clone());
         ids
     }
 
+    /// Files each alert into its groups. A known alert (the common case:
+    /// Prometheus re-sends every firing alert) costs one lookup per group
+    /// and replaces the group's copy in place: no allocation.
     fn insert(&mut self, batch: Vec<Alert>, now: Instant) {
         let now_utc = Utc::now();
         for alert in batch {
             let ids = self.groups_of(&alert);
-            for id in ids.iter() {
-                let route = id.0;
-                let settings = &self.routing.routes[route];
+            for id in ids {
+                let settings = &self.routing.routes[id.route];
                 let group_wait = settings.group_wait;
                 let schedule = &mut self.schedule;
-                if !self.groups.contains_key(id) {
-                    tracing::debug!(group = %id.1, receiver = %settings.receiver, "new alert group");
-                    schedule.push(Reverse((now + group_wait, id.clone())));
-                    let group = AggrGroup {
-                        id: id.clone(),
-                        labels: settings.group_labels(&alert.labels),
-                        alerts: HashMap::new(),
-                        next_flush: now + group_wait,
-                        has_flushed: false,
-                        flushing: false,
-                    };
-                    self.groups.insert(id.clone(), group);
-                }
-                let Some(group) = self.groups.get_mut(id) else {
-                    continue;
+                let group = match self.groups.entry(id) {
+                    Entry::Occupied(slot) => slot.into_mut(),
+                    Entry::Vacant(slot) => {
+                        let id = slot.key().clone();
+                        tracing::debug!(group = %id.key, receiver = %settings.receiver, "new alert group");
+                        schedule.push(Reverse((now + group_wait, id.clone())));
+                        slot.insert(AggrGroup {
+                            id,
+                            labels: settings.group_labels(&alert.labels),
+                            alerts: GroupAlerts::new(),
+                            next_flush: now + group_wait,
+                            has_flushed: false,
+                            flushing: false,
+                        })
+                    }
                 };
                 // An alert older than group_wait need not wait for company.
-                let age = (now_utc - alert.starts_at).to_std().unwrap_or_default();
-                if !group.has_flushed && age >= group_wait && group.next_flush > now {
-                    group.next_flush = now;
-                    if !group.flushing {
-                        schedule.push(Reverse((now, group.id.clone())));
+                if !group.has_flushed && group.next_flush > now {
+                    let age = (now_utc - alert.starts_at).to_std().unwrap_or_default();
+                    if age >= group_wait {
+                        group.next_flush = now;
+                        if !group.flushing {
+                            schedule.push(Reverse((now, group.id.clone())));
+                        }
                     }
                 }
-                group.alerts.insert(alert.fingerprint(), alert.clone());
+                group.alerts.insert(alert.clone());
             }
         }
     }
@@ -440,12 +597,11 @@ impl Dispatcher {
             self.groups.remove(id);
             return;
         }
-        let settings = &self.routing.routes[id.0];
-        let key = &*id.1;
+        let settings = &self.routing.routes[id.route];
+        let key = &*id.key;
         let now_utc = Utc::now();
         let muted = is_muted(settings, key, now_utc);
-        let mut alerts: Vec<Alert> = group.alerts.values().cloned().collect();
-        alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut alerts = group.alerts.sorted();
         // Resolved alerts leave the group once the flush succeeded, muted or not.
         let resolved_all: Vec<Alert> = alerts
             .iter()
@@ -466,8 +622,8 @@ impl Dispatcher {
             group.next_flush = now + settings.group_interval;
             let flushed = Flushed {
                 id: id.clone(),
-                firing: HashSet::new(),
-                resolved: HashSet::new(),
+                firing: Fingerprints::default(),
+                resolved: Fingerprints::default(),
                 resolved_alerts: resolved_all,
                 outcomes: vec![None; settings.send_resolved.len()],
             };
@@ -477,8 +633,8 @@ impl Dispatcher {
         }
         let (resolved_alerts, firing_alerts): (Vec<&Alert>, Vec<&Alert>) =
             alerts.iter().partition(|a| a.is_resolved_at(now_utc));
-        let firing: HashSet<u64> = firing_alerts.iter().map(|a| a.fingerprint()).collect();
-        let resolved: HashSet<u64> = resolved_alerts.iter().map(|a| a.fingerprint()).collect();
+        let firing: Fingerprints = firing_alerts.iter().map(|a| a.fingerprint()).collect();
+        let resolved: Fingerprints = resolved_alerts.iter().map(|a| a.fingerprint()).collect();
         group.flushing = true;
         group.has_flushed = true;
         group.next_flush = now + settings.group_interval;
@@ -493,7 +649,7 @@ impl Dispatcher {
             let entry = self
                 .log
                 .0
-                .get(&(id.1.clone(), settings.receiver.clone(), idx));
+                .get(&(id.key.clone(), self.receivers[id.route].clone(), idx));
             if !needs_update(
                 entry,
                 &firing,
@@ -560,11 +716,11 @@ impl Dispatcher {
     }
 
     fn on_flushed(&mut self, done: Flushed, now: Instant) {
-        let receiver = self.routing.routes[done.id.0].receiver.clone();
+        let receiver = self.receivers[done.id.route].clone();
         for (idx, outcome) in done.outcomes.iter().enumerate() {
             if *outcome == Some(true) {
                 self.log.0.insert(
-                    (done.id.1.clone(), receiver.clone(), idx),
+                    (done.id.key.clone(), receiver.clone(), idx),
                     LogEntry {
                         firing: done.firing.clone(),
                         resolved: done.resolved.clone(),
@@ -583,8 +739,8 @@ impl Dispatcher {
         if all_ok {
             for sent in &done.resolved_alerts {
                 let fp = sent.fingerprint();
-                if group.alerts.get(&fp) == Some(sent) {
-                    group.alerts.remove(&fp);
+                if group.alerts.get(fp) == Some(sent) {
+                    group.alerts.remove(fp);
                     // Resolved and told: a return walks the tree again
                     // (the entry is also rebuilt if another route's group
                     // still holds the alert).
@@ -597,7 +753,7 @@ impl Dispatcher {
             // Keep log entries that still remember firing alerts, so a group
             // that comes back is deduplicated against what was last sent.
             self.log.0.retain(|(key, r, _), entry| {
-                key != &done.id.1 || r != &receiver || !entry.firing.is_empty()
+                key != &done.id.key || r != &receiver || !entry.firing.is_empty()
             });
         }
     }
@@ -623,8 +779,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
 /// Alertmanager's DedupStage decision.
 fn needs_update(
     entry: Option<&LogEntry>,
-    firing: &HashSet<u64>,
-    resolved: &HashSet<u64>,
+    firing: &Fingerprints,
+    resolved: &Fingerprints,
     send_resolved: bool,
     repeat: Duration,
     now: Instant,

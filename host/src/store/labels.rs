@@ -120,6 +120,40 @@ impl Labels {
         }))
     }
 
+    /// The fingerprint the label set of these pairs would have, without
+    /// building it: `pairs` sorted by name, names unique, no empty value
+    /// (what [`Labels::new`] keeps).
+    pub fn fingerprint_of_sorted<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> u64 {
+        let mut hash = FNV_OFFSET_BASIS;
+        for (name, value) in pairs {
+            hash = fnv1a(hash, name.as_ref().as_bytes());
+            hash = fnv1a(hash, &[SEPARATOR]);
+            hash = fnv1a(hash, value.as_ref().as_bytes());
+            hash = fnv1a(hash, &[SEPARATOR]);
+        }
+        hash
+    }
+
+    /// Whether these are exactly the pairs of `self` (sorted by name, names
+    /// unique, no empty value), compared without building a label set.
+    pub fn equals_sorted<N: AsRef<str>, V: AsRef<str>>(&self, pairs: &[(N, V)]) -> bool {
+        self.len() == pairs.len()
+            && self
+                .iter()
+                .zip(pairs)
+                .all(|((n, v), (pn, pv))| n == pn.as_ref() && v == pv.as_ref())
+    }
+
+    /// Builds a label set from pairs already sorted by name, names unique,
+    /// no empty value (checked in debug builds).
+    pub fn from_sorted<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Labels {
+        debug_assert!(
+            pairs.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref())
+                && pairs.iter().all(|(_, v)| !v.as_ref().is_empty())
+        );
+        Labels::from_sorted_unique(pairs)
+    }
+
     /// The Prometheus / Alertmanager fingerprint (`model.LabelSet.Fingerprint()`):
     /// FNV-1a 64 over `name 0xff value 0xff` for each label in name order.
     pub fn fingerprint(&self) -> u64 {
@@ -291,5 +325,32 @@ impl Serialize for Labels {
 impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Labels {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Labels {
         Labels::new(iter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_pairs_fingerprint_and_compare_like_the_label_set() {
+        let pairs = [("alertname", "A"), ("model_name", "m\"1")];
+        let labels = Labels::new(pairs);
+        assert_eq!(Labels::fingerprint_of_sorted(&pairs), labels.fingerprint());
+        assert!(labels.equals_sorted(&pairs));
+        assert_eq!(Labels::from_sorted(&pairs), labels);
+        assert!(!labels.equals_sorted(&[("alertname", "A")]));
+        assert!(!labels.equals_sorted(&[("alertname", "A"), ("model_name", "m")]));
+        // Name and value boundaries count: `a=bc` is not `ab=c`.
+        assert_ne!(
+            Labels::fingerprint_of_sorted(&[("a", "bc")]),
+            Labels::fingerprint_of_sorted(&[("ab", "c")])
+        );
+        assert!(!Labels::new([("a", "bc")]).equals_sorted(&[("ab", "c")]));
+        let empty: [(&str, &str); 0] = [];
+        assert_eq!(
+            Labels::fingerprint_of_sorted(&empty),
+            Labels::empty().fingerprint()
+        );
     }
 }
