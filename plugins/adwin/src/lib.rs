@@ -98,7 +98,7 @@
 //! false alert episodes per week; a 3σ level shift is flagged 7-11 samples after it.
 
 use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Differencing, Season};
-use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
+use klaxon_anomaly_common::state::{StateReader, StateWriter, first_unseen, unseen};
 use klaxon_anomaly_common::{bounded, check_hold_seconds, held_detection};
 use klaxon_sdk::prelude::*;
 use serde::Deserialize;
@@ -458,12 +458,10 @@ impl Detector for Adwin {
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
         let previous = series.state.and_then(State::decode);
-        let differencing = Differencing::of(
+        let differencing = Differencing::of_series(
             cfg.season_seconds,
             cfg.season_tolerance_seconds,
-            &series.window,
-            &series.baseline,
-            series.eval_time_ms,
+            series,
             previous.as_ref().is_some_and(|s| s.seasonal),
         );
         // A window of raw samples is no window of residuals: switching starts over.
@@ -471,11 +469,9 @@ impl Detector for Adwin {
         // A detection among this evaluation's new samples is reported even when older
         // than the hold (a rule evaluated less often than `hold_seconds`); not on a
         // first evaluation, whose window may reach far back.
-        let consumed_from = kept.as_ref().and_then(|s| {
-            unseen(&series.window, s.last_seen_ms)
-                .next()
-                .map(|(t, _)| t)
-        });
+        let consumed_from = kept
+            .as_ref()
+            .and_then(|s| first_unseen(&series.window, s.last_seen_ms));
         let mut state = kept.unwrap_or(State {
             seasonal: differencing.seasonal,
             ..State::default()

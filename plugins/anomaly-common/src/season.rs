@@ -28,7 +28,8 @@
 //! same phase. (A gap at the end of last season's data does shift it, by at most
 //! the baseline's length.) A rule without a baseline has no season.
 
-use klaxon_sdk::{Verdict, Window};
+use klaxon_sdk::{Series, Verdict, Window};
+use serde::Deserialize;
 
 /// Default lookback from one season back, in seconds (Prometheus's lookback delta).
 pub const DEFAULT_TOLERANCE_SECONDS: f64 = 300.0;
@@ -191,6 +192,23 @@ impl Differencing {
         }
     }
 
+    /// [`Differencing::of`] for one series of an evaluation.
+    pub fn of_series(
+        season_seconds: Option<f64>,
+        tolerance_seconds: f64,
+        series: &Series<'_>,
+        was_seasonal: bool,
+    ) -> Self {
+        Self::of(
+            season_seconds,
+            tolerance_seconds,
+            &series.window,
+            &series.baseline,
+            series.eval_time_ms,
+            was_seasonal,
+        )
+    }
+
     /// The value a detector tests for the finite sample `x` at `t_ms`: `x` itself
     /// on raw samples, its residual on seasonal ones; `None` (unmatched) when there
     /// is no residual.
@@ -220,6 +238,47 @@ pub fn annotate(v: Verdict, differencing: Differencing, unmatched: usize) -> Ver
         v.annotate("season_unmatched", unmatched.to_string())
     } else {
         v
+    }
+}
+
+/// What a control chart (`ewma`, `cusum`) does with the rule's baseline window: the
+/// config field `baseline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaselineUse {
+    /// Residuals against the same phase of the baseline (the season its offset implies).
+    #[default]
+    Season,
+    /// The baseline's mean and standard deviation are the in-control reference.
+    Reference,
+}
+
+impl BaselineUse {
+    /// Checks `baseline` against `season_seconds`; the error names the field.
+    pub fn check(self, season_seconds: Option<f64>) -> Result<(), String> {
+        if self == Self::Reference && season_seconds.is_some() {
+            return Err(
+                "baseline: \"reference\" uses the baseline as the reference, so season_seconds (residuals against it) cannot be set too".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The differencing of an evaluation: raw samples when the baseline is the
+    /// reference, otherwise [`Differencing::of_series`].
+    pub fn differencing(
+        self,
+        season_seconds: Option<f64>,
+        tolerance_seconds: f64,
+        series: &Series<'_>,
+        was_seasonal: bool,
+    ) -> Differencing {
+        match self {
+            Self::Reference => Differencing::RAW,
+            Self::Season => {
+                Differencing::of_series(season_seconds, tolerance_seconds, series, was_seasonal)
+            }
+        }
     }
 }
 

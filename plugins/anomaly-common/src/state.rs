@@ -135,6 +135,12 @@ pub fn unseen<'a>(
     timestamps.iter().copied().zip(values.iter().copied())
 }
 
+/// The time of the oldest sample of `window` newer than `last_seen_ms`: where the
+/// samples an evaluation consumes begin (`None` when there are none).
+pub fn first_unseen(window: &Window<'_>, last_seen_ms: Option<i64>) -> Option<i64> {
+    unseen(window, last_seen_ms).next().map(|(t, _)| t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

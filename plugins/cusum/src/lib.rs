@@ -87,7 +87,7 @@
 //! false alert episodes per week; a 3σ level shift is flagged 3-7 samples after it.
 //! (With a 30-sample Phase I it was 18 a week, hence the 120-sample default.)
 
-use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Differencing, Season};
+use klaxon_anomaly_common::season::{self, BaselineUse, DEFAULT_TOLERANCE_SECONDS, Season};
 use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
 use klaxon_anomaly_common::{Direction, Reference, Warmup, scaled};
 use klaxon_sdk::prelude::*;
@@ -128,17 +128,6 @@ impl Default for Config {
             direction: Direction::Both,
         }
     }
-}
-
-/// What a chart does with the rule's baseline window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BaselineUse {
-    /// Residuals against the same phase of the baseline (the season its offset implies).
-    #[default]
-    Season,
-    /// The baseline's mean and standard deviation are the in-control reference.
-    Reference,
 }
 
 const SCHEMA: &str = r#"{
@@ -259,11 +248,7 @@ impl Detector for Cusum {
             return Err(format!("h: must be a finite number above 0, got {}", cfg.h));
         }
         Season::check(cfg.season_seconds, cfg.season_tolerance_seconds)?;
-        if cfg.baseline == BaselineUse::Reference && cfg.season_seconds.is_some() {
-            return Err(
-                "baseline: \"reference\" uses the baseline as the reference, so season_seconds (residuals against it) cannot be set too".into(),
-            );
-        }
+        cfg.baseline.check(cfg.season_seconds)?;
         if cfg.reference_samples < 2 {
             return Err(format!(
                 "reference_samples: must be at least 2 (a standard deviation needs two), got {}",
@@ -277,17 +262,12 @@ impl Detector for Cusum {
         let previous = series.state.and_then(Chart::decode);
         // With a baseline the sums run on residuals against its season (set, or
         // implied by the baseline), unless the baseline is the reference.
-        let differencing = match cfg.baseline {
-            BaselineUse::Reference => Differencing::RAW,
-            BaselineUse::Season => Differencing::of(
-                cfg.season_seconds,
-                cfg.season_tolerance_seconds,
-                &series.window,
-                &series.baseline,
-                series.eval_time_ms,
-                previous.is_some_and(|c| c.seasonal),
-            ),
-        };
+        let differencing = cfg.baseline.differencing(
+            cfg.season_seconds,
+            cfg.season_tolerance_seconds,
+            series,
+            previous.is_some_and(|c| c.seasonal),
+        );
         let seasonal = differencing.seasonal;
         // On seasonal residuals the baseline supplies last season's values, and the
         // reference (of the residuals) is learned in Phase I.

@@ -108,7 +108,7 @@
 //! walk, ~σ·√n): scale `threshold` with the metric's spread.
 
 use klaxon_anomaly_common::season::{self, DEFAULT_TOLERANCE_SECONDS, Differencing, Season};
-use klaxon_anomaly_common::state::{StateReader, StateWriter, unseen};
+use klaxon_anomaly_common::state::{StateReader, StateWriter, first_unseen, unseen};
 use klaxon_anomaly_common::{
     Direction, Warmup, bounded, check_hold_seconds, held_detection, scaled,
 };
@@ -423,12 +423,10 @@ impl Detector for PageHinkley {
 
     fn evaluate(cfg: &Config, series: &Series<'_>) -> Output {
         let previous = series.state.and_then(Test::decode);
-        let differencing = Differencing::of(
+        let differencing = Differencing::of_series(
             cfg.season_seconds,
             cfg.season_tolerance_seconds,
-            &series.window,
-            &series.baseline,
-            series.eval_time_ms,
+            series,
             previous.is_some_and(|t| t.seasonal),
         );
         // A test of raw samples is no test of residuals: switching starts over.
@@ -436,11 +434,9 @@ impl Detector for PageHinkley {
         // A detection among this evaluation's new samples is reported even when older
         // than the hold (a rule evaluated less often than `hold_seconds`); not on a
         // first evaluation, whose window may reach far back.
-        let consumed_from = kept.as_ref().and_then(|s| {
-            unseen(&series.window, s.last_seen_ms)
-                .next()
-                .map(|(t, _)| t)
-        });
+        let consumed_from = kept
+            .as_ref()
+            .and_then(|s| first_unseen(&series.window, s.last_seen_ms));
         let mut test = kept.unwrap_or(Test {
             seasonal: differencing.seasonal,
             ..Test::default()
