@@ -171,14 +171,21 @@ fn silenced(name: &str, model: &str) -> bool {
     m * NAMES + n < SILENCES
 }
 
-async fn post_all(client: &reqwest::Client, base: &str, bodies: &Arc<Vec<String>>) -> Duration {
+/// POSTs every body to `url` over `connections` keep-alive connections
+/// (each takes the next body not yet sent); returns how long that took.
+async fn post_all(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: &Arc<Vec<String>>,
+    connections: usize,
+) -> Duration {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (client, base, bodies, next) = (
+    for _ in 0..connections {
+        let (client, url, bodies, next) = (
             client.clone(),
-            base.to_string(),
+            url.to_string(),
             bodies.clone(),
             next.clone(),
         );
@@ -187,13 +194,13 @@ async fn post_all(client: &reqwest::Client, base: &str, bodies: &Arc<Vec<String>
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(body) = bodies.get(i) else { break };
                 let r = client
-                    .post(format!("{base}/api/v2/alerts"))
+                    .post(&url)
                     .header("content-type", "application/json")
                     .body(body.clone())
                     .send()
                     .await
-                    .expect("POST alerts");
-                assert!(r.status().is_success(), "POST alerts: {}", r.status());
+                    .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+                assert!(r.status().is_success(), "POST {url}: {}", r.status());
             }
         }));
     }
@@ -254,7 +261,13 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
             .collect(),
     );
     let first_post = Instant::now();
-    let took = post_all(&client, base, &bodies).await;
+    let took = post_all(
+        &client,
+        &format!("{base}/api/v2/alerts"),
+        &bodies,
+        CONNECTIONS,
+    )
+    .await;
     let first_accept_per_s = total as f64 / took.as_secs_f64();
     let posted = Instant::now();
     let (server_cpu, harness_cpu) = (cpu_s(Some(pid)), cpu_s(None));
@@ -299,7 +312,13 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     eprintln!("{name}: re-sending {resends} times");
     let mut best = 0.0f64;
     for _ in 0..resends {
-        let took = post_all(&client, base, &bodies).await;
+        let took = post_all(
+            &client,
+            &format!("{base}/api/v2/alerts"),
+            &bodies,
+            CONNECTIONS,
+        )
+        .await;
         best = best.max(total as f64 / took.as_secs_f64());
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -360,36 +379,7 @@ fn ceiling_client(url: &str, concurrency: usize) {
         .expect("runtime");
     let bodies: Arc<Vec<String>> =
         Arc::new((SILENCES..NAMES * MODELS).map(webhook_payload).collect());
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (client, url, bodies, next) = (
-                client.clone(),
-                url.to_string(),
-                bodies.clone(),
-                next.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(body) = bodies.get(i) else { break };
-                    let r = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .expect("POST hook");
-                    assert!(r.status().is_success(), "POST hook: {}", r.status());
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("poster");
-        }
-    });
+    rt.block_on(post_all(&reqwest::Client::new(), url, &bodies, concurrency));
 }
 
 /// The receiver's ceiling (see the module docs): notifications/s from the
