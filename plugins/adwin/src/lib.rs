@@ -546,7 +546,7 @@ klaxon_sdk::export_detector!(Adwin);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use klaxon_anomaly_common::fixtures::{replay, river_stream};
+    use klaxon_anomaly_common::fixtures::{replay, river_prefix, river_stream};
     use klaxon_sdk::testing::{self, TestSeries};
 
     /// Detection indices and the window length right after each detection.
@@ -606,17 +606,7 @@ mod tests {
     fn verdict_holds_and_reports_the_shift() {
         let xs = river_stream();
         let ts = TestSeries::from_values(&xs).timestamps_ms;
-        let eval = |end: usize, state: Option<Vec<u8>>| {
-            let mut s = TestSeries::new(
-                &[("__name__", "test")],
-                ts[..end].to_vec(),
-                xs[..end].to_vec(),
-            );
-            s.state = state;
-            testing::run_detector_at::<Adwin>("{}", &[s], ts[end - 1])
-                .unwrap()
-                .remove(0)
-        };
+        let eval = |end: usize, state: Option<Vec<u8>>| river_prefix::<Adwin>("{}", end, state);
         let out = eval(308, None);
         let v = &out.verdict;
         assert!(v.firing, "{}", v.summary);

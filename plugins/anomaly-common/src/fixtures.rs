@@ -3,6 +3,7 @@
 //! - [`river_stream`]: 600 samples, N(0, 1) then N(3, 1) from sample 300, rounded to 3
 //!   decimals (`testdata/ph.py` made them with Python's `random.Random(7)`); the
 //!   river-computed vectors in the `page_hinkley` and `adwin` tests run over it.
+//! - [`river_prefix`]: one evaluation of the stream's first samples, with a state.
 //! - [`replay`]: evaluates a stream the way the host does, window after overlapping
 //!   window with the state handed back, to check streaming detectors against a
 //!   one-shot evaluation.
@@ -21,6 +22,23 @@ pub fn river_stream() -> Vec<f64> {
         .split(',')
         .map(|x| x.trim().parse().expect("river_stream.txt holds numbers"))
         .collect()
+}
+
+/// Evaluates the first `end` samples of [`river_stream`] (15 s apart) at the newest
+/// one's time with `config` and the state of an earlier evaluation, as the host does
+/// for a rule whose window reaches back to the stream's start.
+pub fn river_prefix<D: Detector>(config: &str, end: usize, state: Option<Vec<u8>>) -> Output {
+    let xs = river_stream();
+    let ts = TestSeries::from_values(&xs).timestamps_ms;
+    let mut s = TestSeries::new(
+        &[("__name__", "test")],
+        ts[..end].to_vec(),
+        xs[..end].to_vec(),
+    );
+    s.state = state;
+    testing::run_detector_at::<D>(config, &[s], ts[end - 1])
+        .expect("the river stream evaluates")
+        .remove(0)
 }
 
 /// Evaluates `values` (15 s apart, as [`TestSeries::from_values`] spaces them) in

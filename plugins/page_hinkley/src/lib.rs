@@ -560,7 +560,7 @@ klaxon_sdk::export_detector!(PageHinkley);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use klaxon_anomaly_common::fixtures::{replay, river_stream};
+    use klaxon_anomaly_common::fixtures::{replay, river_prefix, river_stream};
     use klaxon_sdk::testing::{self, STEP_MS, TestSeries};
 
     /// Indices at which river 0.26.1's `drift.PageHinkley(**kwargs)` reports
@@ -636,17 +636,8 @@ mod tests {
     fn verdict_holds_after_a_detection() {
         let xs = river_stream();
         let ts = TestSeries::from_values(&xs).timestamps_ms;
-        let eval = |end: usize, state: Option<Vec<u8>>| {
-            let mut s = TestSeries::new(
-                &[("__name__", "test")],
-                ts[..end].to_vec(),
-                xs[..end].to_vec(),
-            );
-            s.state = state;
-            testing::run_detector_at::<PageHinkley>("{}", &[s], ts[end - 1])
-                .unwrap()
-                .remove(0)
-        };
+        let eval =
+            |end: usize, state: Option<Vec<u8>>| river_prefix::<PageHinkley>("{}", end, state);
         // Evaluated at the detecting sample (index 311): firing.
         let out = eval(312, None);
         let v = &out.verdict;
@@ -678,17 +669,8 @@ mod tests {
         // consumed, so it fires; evaluated again with nothing new, it does not.
         let xs = river_stream();
         let ts = TestSeries::from_values(&xs).timestamps_ms;
-        let eval = |end: usize, state: Option<Vec<u8>>| {
-            let mut s = TestSeries::new(
-                &[("__name__", "test")],
-                ts[..end].to_vec(),
-                xs[..end].to_vec(),
-            );
-            s.state = state;
-            testing::run_detector_at::<PageHinkley>("{}", &[s], ts[end - 1])
-                .unwrap()
-                .remove(0)
-        };
+        let eval =
+            |end: usize, state: Option<Vec<u8>>| river_prefix::<PageHinkley>("{}", end, state);
         let first = eval(300, None);
         assert!(!first.verdict.firing, "{}", first.verdict.summary);
         let late = eval(600, first.state.clone());
