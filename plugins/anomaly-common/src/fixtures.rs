@@ -117,6 +117,26 @@ pub fn season_before_and_after<D: Detector>(config: &str, shift: f64) -> (Output
     (judge(300), judge(310))
 }
 
+/// The `season_seconds` behaviour every streaming detector shares, with
+/// `season_seconds: 60`: on a ±20 cycle with noise ≈ 0.8, residuals against one season
+/// back keep the test quiet, a shift of 10 fires within 10 samples with the
+/// detector's `statistic` annotation and `season_seconds`, and nothing is unmatched;
+/// then [`assert_season_unmatched_and_tolerance_checked`].
+pub fn assert_season_charts_residuals<D: Detector>(statistic: &str) {
+    let config = r#"{"season_seconds":60,"season_tolerance_seconds":1}"#;
+    let (before, after) = season_before_and_after::<D>(config, 10.0);
+    assert!(!before.verdict.firing, "{}", before.verdict.summary);
+    assert!(after.verdict.firing, "{}", after.verdict.summary);
+    assert!(
+        after.verdict.annotation(statistic).is_some(),
+        "no `{statistic}` annotation: {}",
+        after.verdict.summary
+    );
+    assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
+    assert_eq!(after.verdict.annotation("season_unmatched"), None);
+    assert_season_unmatched_and_tolerance_checked::<D>(config);
+}
+
 /// The `season_seconds` contract every streaming detector shares, for `config` (which
 /// sets `season_seconds: 60` and a tolerance under it): with no baseline sample one
 /// season back, every sample is skipped, counted in `season_unmatched`, and the

@@ -667,19 +667,7 @@ mod tests {
 
     #[test]
     fn season_seconds_charts_residuals_against_last_season() {
-        use klaxon_anomaly_common::fixtures::{
-            assert_season_unmatched_and_tolerance_checked, season_before_and_after,
-        };
-        // A ±20 cycle with noise ≈ 0.8: on residuals against one season back the test
-        // is quiet, and a shift of 10 fires within 10 samples.
-        let config = r#"{"season_seconds":60,"season_tolerance_seconds":1}"#;
-        let (before, after) = season_before_and_after::<Ewma>(config, 10.0);
-        assert!(!before.verdict.firing, "{}", before.verdict.summary);
-        assert!(after.verdict.firing, "{}", after.verdict.summary);
-        assert!(after.verdict.annotation("ewma").is_some());
-        assert_eq!(after.verdict.annotation("season_seconds"), Some("60"));
-        assert_eq!(after.verdict.annotation("season_unmatched"), None);
-        assert_season_unmatched_and_tolerance_checked::<Ewma>(config);
+        klaxon_anomaly_common::fixtures::assert_season_charts_residuals::<Ewma>("ewma");
     }
 
     #[test]
