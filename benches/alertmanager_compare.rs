@@ -382,6 +382,23 @@ fn ceiling_client(url: &str, concurrency: usize) {
     rt.block_on(post_all(&reqwest::Client::new(), url, &bodies, concurrency));
 }
 
+/// Starts the harness's webhook receiver on a free loopback port: its
+/// counter, its base URL (`/hook` receives) and its task.
+fn start_receiver(
+    rt: &tokio::runtime::Runtime,
+) -> (Arc<Counter>, String, tokio::task::JoinHandle<()>) {
+    let counter = Arc::new(Counter::default());
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(counter.clone());
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind receiver");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = rt.spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+    (counter, base, server)
+}
+
 /// The receiver's ceiling (see the module docs): notifications/s from the
 /// first to the last of 9 000 POSTs, per client concurrency.
 fn receiver_ceiling(rt: &tokio::runtime::Runtime) {
@@ -393,15 +410,8 @@ fn receiver_ceiling(rt: &tokio::runtime::Runtime) {
     println!("| client concurrency | notifications/s (first → last) |");
     println!("|---:|---:|");
     for concurrency in [1, 4, 16, 64] {
-        let counter = Arc::new(Counter::default());
-        let app = Router::new()
-            .route("/hook", post(hook))
-            .with_state(counter.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind receiver");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let server = rt.spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+        let (counter, receiver, server) = start_receiver(rt);
+        let url = format!("{receiver}/hook");
         let exe = std::env::current_exe().expect("own path");
         let status = Command::new(exe)
             .arg("--ceiling-client")
@@ -454,15 +464,7 @@ fn main() {
         if only.as_deref().is_some_and(|o| o != which) {
             continue;
         }
-        let counter = Arc::new(Counter::default());
-        let app = Router::new()
-            .route("/hook", post(hook))
-            .with_state(counter.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind receiver");
-        let receiver = format!("http://{}", listener.local_addr().expect("addr"));
-        rt.spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+        let (counter, receiver, _server) = start_receiver(&rt);
 
         let dir = tempfile::tempdir().expect("tempdir");
         let (proc, base, name): (Proc, String, &'static str) = if which == "klaxon" {

@@ -564,37 +564,9 @@ mod tests {
         ])
     }
 
-    #[test]
-    fn a_perfect_detector_scores_perfectly() {
-        let entry = Entry {
-            name: "oracle",
-            eval: stale_oracle,
-            config: "",
-            input: Input::Metric,
-            feed: Feed::Windowed {
-                window: 120,
-                baseline: None,
-            },
-            nab: None,
-            meant_for: &[Fault::Stale],
-            rule: crate::sim::AlertRule::default(),
-            interval: 1,
-            variant: "",
-        };
-        let r = fault_trials(&entry, Fault::Stale, DAY_MS, 0, &mut |_| {});
-        assert_eq!(
-            (r.trials, r.detected, r.true_alerts, r.false_alerts),
-            (TRIALS, TRIALS, TRIALS, 0)
-        );
-        // Gap from t0: the evaluation at t0 sees the t0-1 min sample (age 1 min, not
-        // more), the next sees age 2 min: the second evaluation of the fault.
-        assert!(r.ttd.iter().all(|&t| t == 2.0), "{:?}", r.ttd);
-        assert_eq!(r.precision(), Some(1.0));
-    }
-
-    #[test]
-    fn time_to_detect_counts_the_rules_own_evaluations() {
-        let entry = Entry {
+    /// [`stale_oracle`] as a harness rule meant for stale feeds, evaluated every minute.
+    fn stale_oracle_entry() -> Entry {
+        Entry {
             name: "oracle",
             eval: stale_oracle,
             config: "",
@@ -609,7 +581,25 @@ mod tests {
             interval: 1,
             variant: "",
         }
-        .every(10);
+    }
+
+    #[test]
+    fn a_perfect_detector_scores_perfectly() {
+        let entry = stale_oracle_entry();
+        let r = fault_trials(&entry, Fault::Stale, DAY_MS, 0, &mut |_| {});
+        assert_eq!(
+            (r.trials, r.detected, r.true_alerts, r.false_alerts),
+            (TRIALS, TRIALS, TRIALS, 0)
+        );
+        // Gap from t0: the evaluation at t0 sees the t0-1 min sample (age 1 min, not
+        // more), the next sees age 2 min: the second evaluation of the fault.
+        assert!(r.ttd.iter().all(|&t| t == 2.0), "{:?}", r.ttd);
+        assert_eq!(r.precision(), Some(1.0));
+    }
+
+    #[test]
+    fn time_to_detect_counts_the_rules_own_evaluations() {
+        let entry = stale_oracle_entry().every(10);
         let r = fault_trials(&entry, Fault::Stale, DAY_MS, 0, &mut |_| {});
         assert_eq!((r.detected, r.false_alerts), (TRIALS, 0));
         // Every 10 min: the first evaluation at or after the gap's start sees it
