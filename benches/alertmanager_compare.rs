@@ -260,14 +260,9 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
             .map(|c| Value::Array(c.iter().map(|&i| alert(i)).collect()).to_string())
             .collect(),
     );
+    let alerts_url = format!("{base}/api/v2/alerts");
     let first_post = Instant::now();
-    let took = post_all(
-        &client,
-        &format!("{base}/api/v2/alerts"),
-        &bodies,
-        CONNECTIONS,
-    )
-    .await;
+    let took = post_all(&client, &alerts_url, &bodies, CONNECTIONS).await;
     let first_accept_per_s = total as f64 / took.as_secs_f64();
     let posted = Instant::now();
     let (server_cpu, harness_cpu) = (cpu_s(Some(pid)), cpu_s(None));
@@ -312,13 +307,7 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     eprintln!("{name}: re-sending {resends} times");
     let mut best = 0.0f64;
     for _ in 0..resends {
-        let took = post_all(
-            &client,
-            &format!("{base}/api/v2/alerts"),
-            &bodies,
-            CONNECTIONS,
-        )
-        .await;
+        let took = post_all(&client, &alerts_url, &bodies, CONNECTIONS).await;
         best = best.max(total as f64 / took.as_secs_f64());
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
