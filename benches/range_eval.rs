@@ -8,8 +8,7 @@
 //! compared (exactly: NaN would count as different).
 //!
 //! Run: `cargo bench --bench range_eval` (`-- --runs N`, default 10;
-//! `--query "p99 latency"` for one query; `--tune-allocator` to set the
-//! allocator up as `klaxon serve` does).
+//! `--query "p99 latency"` for one query).
 
 use std::time::Instant;
 
@@ -48,10 +47,6 @@ const QUERIES: [(&str, &str); 5] = [
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--tune-allocator") {
-        // As `klaxon serve` sets glibc's allocator up.
-        klaxon_host::memory::tune_allocator();
-    }
     let runs: usize = args
         .iter()
         .position(|a| a == "--runs")

@@ -89,8 +89,6 @@ pub fn spawn_klaxon_deployed(data_dir: &std::path::Path) -> (Proc, String) {
 
 /// Like [`serve_klaxon`], with a data dir (compile cache, journal, silences).
 pub fn serve_klaxon_in(yaml: &str, data_dir: Option<std::path::PathBuf>) {
-    // As `klaxon serve` does.
-    klaxon_host::memory::tune_allocator();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -155,7 +155,6 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    klaxon_host::memory::tune_allocator();
     let args = Args::parse();
     let json_logs = matches!(args.command, Command::Serve { log_json: true, .. });
     cli::init_tracing(json_logs);
