@@ -37,10 +37,11 @@ pub mod composite {
     });
 }
 
-/// The `notifier` world, which adds the `http` and `smtp` imports.
+/// The `batch-notifier` world: the `notifier` world (which adds the `http`
+/// and `smtp` imports) plus `send-batch`.
 pub mod notifier {
     wit_bindgen::generate!({
-        world: "notifier",
+        world: "batch-notifier",
         path: "../wit",
         with: {
             "klaxon:plugin/types@0.1.0": crate::bindings::detector::klaxon::plugin::types,
@@ -55,6 +56,8 @@ pub mod notifier {
 pub use detector::klaxon::plugin::log as wit_log;
 /// The shared `types` interface.
 pub use detector::klaxon::plugin::types;
+/// The `batch` import (batch-notifier world only).
+pub use notifier::klaxon::plugin::batch as wit_batch;
 /// The `http` import (notifier world only).
 pub use notifier::klaxon::plugin::http as wit_http;
 /// The `smtp` import (notifier world only).

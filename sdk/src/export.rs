@@ -99,7 +99,8 @@ macro_rules! export_composite {
     };
 }
 
-/// Exports a [`Notifier`](crate::Notifier) as the component's `notifier` world.
+/// Exports a [`Notifier`](crate::Notifier) as the component's `batch-notifier`
+/// world: `send`, and `send-batch` sending each notification in turn.
 #[macro_export]
 macro_rules! export_notifier {
     ($notifier:ty) => {
@@ -127,6 +128,18 @@ macro_rules! export_notifier {
                 > {
                     $crate::__private::notifier_send::<$notifier>(config, notification)
                 }
+
+                fn send_batch(
+                    config: ::std::string::String,
+                    notifications: ::std::vec::Vec<$crate::__private::wit_types::Notification>,
+                ) -> ::std::vec::Vec<
+                    ::std::result::Result<
+                        $crate::__private::wit_types::Delivery,
+                        $crate::__private::wit_types::DeliveryError,
+                    >,
+                > {
+                    $crate::__private::notifier_send_batch::<$notifier>(config, notifications)
+                }
             }
 
             // `notifier_exports` routes wit-bindgen's macro to
@@ -145,7 +158,7 @@ macro_rules! export_notifier {
 }
 
 /// The notifier's core Wasm exports, in place of wit-bindgen's
-/// `__export_world_notifier_cabi!`.
+/// `__export_world_batch_notifier_cabi!`.
 ///
 /// wit-bindgen names a world-level export's core symbol after the function, and the
 /// notifier world exports `send`: with Rust's `export_name` that is also the linker
@@ -157,7 +170,7 @@ macro_rules! export_notifier {
 /// lifting/lowering functions, so only the names differ.
 ///
 /// Tied to wit-bindgen 0.61's generated macro shape: `export_notifier_world!` calls
-/// `<types path>::__export_world_notifier_cabi!($ty with_types_in <types path>)`; the
+/// `<types path>::__export_world_batch_notifier_cabi!($ty with_types_in <types path>)`; the
 /// SDK passes `__private::notifier_exports` as that path, where this macro is
 /// re-exported under the expected name.
 #[doc(hidden)]
@@ -188,6 +201,23 @@ macro_rules! __klaxon_notifier_core_exports {
             #[unsafe(export_name = "cm32p2||send_post")]
             unsafe extern "C" fn post_return_send(arg0: *mut u8) {
                 unsafe { $crate::__private::notifier::__post_return_send::<$ty>(arg0) }
+            }
+            #[unsafe(export_name = "cm32p2||send-batch")]
+            unsafe extern "C" fn export_send_batch(
+                arg0: *mut u8,
+                arg1: usize,
+                arg2: *mut u8,
+                arg3: usize,
+            ) -> *mut u8 {
+                unsafe {
+                    $crate::__private::notifier::_export_send_batch_cabi::<$ty>(
+                        arg0, arg1, arg2, arg3,
+                    )
+                }
+            }
+            #[unsafe(export_name = "cm32p2||send-batch_post")]
+            unsafe extern "C" fn post_return_send_batch(arg0: *mut u8) {
+                unsafe { $crate::__private::notifier::__post_return_send_batch::<$ty>(arg0) }
             }
         };
     };

@@ -197,8 +197,40 @@ pub fn notifier_send<N: Notifier>(
     install_panic_hook();
     let cfg = checked_config(&config, N::check_config)
         .map_err(|e| wit::DeliveryError::Permanent(format!("invalid config: {e}")))?;
+    send_one::<N>(&cfg, notification)
+}
+
+/// `send-batch` of a notifier: the config checked once, then each
+/// notification sent as `send` would.
+pub fn notifier_send_batch<N: Notifier>(
+    config: String,
+    notifications: Vec<wit::Notification>,
+) -> Vec<Result<wit::Delivery, wit::DeliveryError>> {
+    install_panic_hook();
+    let cfg = checked_config(&config, N::check_config);
+    notifications
+        .into_iter()
+        .enumerate()
+        .map(|(index, n)| {
+            let outcome = match &cfg {
+                Ok(cfg) => send_one::<N>(cfg, n),
+                Err(e) => Err(wit::DeliveryError::Permanent(format!(
+                    "invalid config: {e}"
+                ))),
+            };
+            // So that a later trap in the same call does not send it again.
+            crate::bindings::wit_batch::report(index as u32, outcome.as_ref());
+            outcome
+        })
+        .collect()
+}
+
+fn send_one<N: Notifier>(
+    cfg: &N::Config,
+    notification: wit::Notification,
+) -> Result<wit::Delivery, wit::DeliveryError> {
     let notification = notification_from_wit(notification);
-    match N::send(&cfg, &notification) {
+    match N::send(cfg, &notification) {
         Ok(d) => Ok(wit::Delivery {
             status_code: d.status_code,
             detail: d.detail,

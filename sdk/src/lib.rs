@@ -111,6 +111,6 @@ pub mod __private {
     /// Stands in for the notifier bindings module inside wit-bindgen's export macro,
     /// so that the core exports come from `__klaxon_notifier_core_exports!`.
     pub mod notifier_exports {
-        pub use crate::__klaxon_notifier_core_exports as __export_world_notifier_cabi;
+        pub use crate::__klaxon_notifier_core_exports as __export_world_batch_notifier_cabi;
     }
 }

@@ -143,16 +143,35 @@ impl Journal {
 
     /// Marks an entry delivered or given up on.
     pub fn done(&self, id: u64) {
+        self.done_many(&[id]);
+    }
+
+    /// Marks entries delivered or given up on, in one write.
+    pub fn done_many(&self, ids: &[u64]) {
         let mut inner = self.inner.lock();
-        if inner.pending.remove(&id).is_none() {
+        let mut text = String::new();
+        let mut lines = 0;
+        for &id in ids {
+            if inner.pending.remove(&id).is_none() {
+                continue;
+            }
+            match encode(&Line::Done(id)) {
+                Ok(line) => text.push_str(&line),
+                Err(e) => {
+                    tracing::error!(file = %self.path.display(), error = %e, "cannot encode a finished delivery");
+                    continue;
+                }
+            }
+            lines += 1;
+        }
+        if lines == 0 {
             return;
         }
-        let result = encode(&Line::Done(id)).and_then(|l| inner.file.write_all(l.as_bytes()));
-        if let Err(e) = result {
+        if let Err(e) = inner.file.write_all(text.as_bytes()) {
             tracing::error!(file = %self.path.display(), error = %e, "cannot journal a finished delivery");
             return;
         }
-        inner.lines += 1;
+        inner.lines += lines;
         if inner.lines > inner.pending.len() * 2 + COMPACT_SLACK {
             match rewrite(&self.path, &inner.pending) {
                 Ok(file) => {

@@ -44,6 +44,9 @@ use crate::plugins::{
 /// How many delivery records the log keeps.
 const DELIVERY_LOG_CAPACITY: usize = 1000;
 
+/// The most notifications one `send-batch` call delivers.
+const MAX_BATCH: usize = 16;
+
 /// A notification for one integration of one receiver; `done` reports
 /// whether it was delivered (after retries).
 pub struct DeliveryRequest {
@@ -200,6 +203,15 @@ struct IntegrationCtx {
     log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
     rate: Option<RateLimit>,
     journal: Option<Arc<journal::Journal>>,
+}
+
+impl IntegrationCtx {
+    /// Whether the integration's live notifier delivers batches.
+    fn sends_batches(&self) -> bool {
+        self.plugins
+            .get_kind(&self.plugin, PluginKind::Notifier)
+            .is_ok_and(|p| p.sends_batches())
+    }
 }
 
 /// Starts a worker per integration of every receiver; returns the handle to
@@ -404,6 +416,11 @@ impl Bucket {
         }
     }
 
+    /// Whole tokens available (after [`Bucket::ready_at`] refilled them).
+    fn available(&self) -> usize {
+        self.tokens.max(0.0) as usize
+    }
+
     /// When a token is available (now, if one is).
     fn ready_at(&mut self, now: tokio::time::Instant) -> tokio::time::Instant {
         self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.per_sec).min(self.burst);
@@ -463,24 +480,54 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
                     seq += 1;
                     queue.push(Queued { rank: Reverse((priority(&request.notification), seq)), request });
                 }
-                let Some(Queued { request, .. }) = queue.pop() else {
+                // A backlog leaves in batches (one plugin instance for
+                // several notifications) that still keep every delivery
+                // slot busy; a short queue leaves one at a time.
+                let mut take = batch_size(queue.len(), ctx.settings.max_in_flight);
+                if let Some(b) = bucket.as_ref() {
+                    take = take.min(b.available().max(1));
+                }
+                if take > 1 && !ctx.sends_batches() {
+                    take = 1;
+                }
+                let mut batch = Vec::with_capacity(take);
+                while batch.len() < take {
+                    let Some(Queued { request, .. }) = queue.pop() else {
+                        break;
+                    };
+                    if let Some(b) = bucket.as_mut() {
+                        b.take();
+                    }
+                    batch.push(request);
+                }
+                if batch.is_empty() {
                     continue;
-                };
-                if let Some(b) = bucket.as_mut() {
-                    b.take();
                 }
                 let ctx = ctx.clone();
                 running.spawn(async move {
-                    let delivered = deliver(&ctx, &request.notification).await;
-                    if let (Some(j), Some(id)) = (&ctx.journal, request.journal_id) {
-                        j.done(id);
+                    let delivered = if let [request] = &batch[..] {
+                        vec![deliver(&ctx, &request.notification).await]
+                    } else {
+                        deliver_batch(&ctx, &batch).await
+                    };
+                    if let Some(j) = &ctx.journal {
+                        let ids: Vec<u64> = batch.iter().filter_map(|r| r.journal_id).collect();
+                        j.done_many(&ids);
                     }
-                    let _ = request.done.send(delivered);
+                    for (request, delivered) in batch.into_iter().zip(delivered) {
+                        let _ = request.done.send(delivered);
+                    }
                     drop(permit);
                 });
             }
         }
     }
+}
+
+/// How many queued notifications one delivery takes: the backlog shared
+/// out over the delivery slots, at most [`MAX_BATCH`].
+fn batch_size(queued: usize, max_in_flight: usize) -> usize {
+    (queued / max_in_flight.max(1)).clamp(1, MAX_BATCH)
 }
 
 /// Waits until `at`; returns at once when `at` has passed (a timer would
@@ -502,12 +549,43 @@ enum Attempt {
 }
 
 async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
-    let started = tokio::time::Instant::now();
     let wit = to_wit(notification);
+    deliver_from(ctx, notification, &wit, tokio::time::Instant::now(), None).await
+}
+
+/// Delivers several notifications, the first attempt in one `send-batch`
+/// call; retries go one by one. When the batch call fails (the plugin
+/// trapped or ran out of time), the notifications whose outcome the plugin
+/// had reported keep it and the others are sent again on their own, so a
+/// notification that breaks the plugin fails alone and none is sent twice.
+async fn deliver_batch(ctx: &IntegrationCtx, requests: &[DeliveryRequest]) -> Vec<bool> {
+    let started = tokio::time::Instant::now();
+    let wits: Vec<types::Notification> = requests.iter().map(|r| to_wit(&r.notification)).collect();
+    let mut firsts = attempt_batch(ctx, &wits).await;
+    let deliveries = requests
+        .iter()
+        .zip(&wits)
+        .zip(firsts.iter_mut())
+        .map(|((r, wit), first)| deliver_from(ctx, &r.notification, wit, started, first.take()));
+    futures::future::join_all(deliveries).await
+}
+
+/// Delivers one notification: `first` is the outcome of its first attempt
+/// when a batch call made it already.
+async fn deliver_from(
+    ctx: &IntegrationCtx,
+    notification: &Notification,
+    wit: &types::Notification,
+    started: tokio::time::Instant,
+    mut first: Option<Attempt>,
+) -> bool {
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        let outcome = attempt_once(ctx, &wit).await;
+        let outcome = match first.take() {
+            Some(outcome) => outcome,
+            None => attempt_once(ctx, wit).await,
+        };
         let (outcome_name, detail, retry_after) = match outcome {
             Attempt::Delivered(detail) => {
                 record(ctx, notification, "delivered", attempt, &detail);
@@ -549,16 +627,52 @@ async fn attempt_once(ctx: &IntegrationCtx, notification: &types::Notification) 
         .send_with(&ctx.config, notification, http, smtp)
         .await;
     match result {
-        Ok(Ok(delivery)) => Attempt::Delivered(format!(
+        Ok(outcome) => attempt_of(outcome),
+        Err(e @ CallError::Timeout(_)) => Attempt::Retry(format!("notifier {e}"), None),
+        Err(e) => Attempt::Permanent(format!("notifier {e}")),
+    }
+}
+
+/// The first attempt of several notifications in one `send-batch` call:
+/// each one's outcome, `None` for those the call did not settle (it failed
+/// before the plugin reported them; they are sent again on their own).
+async fn attempt_batch(
+    ctx: &IntegrationCtx,
+    notifications: &[types::Notification],
+) -> Vec<Option<Attempt>> {
+    let unsettled = || notifications.iter().map(|_| None).collect();
+    let Ok(plugin) = ctx.plugins.get_kind(&ctx.plugin, PluginKind::Notifier) else {
+        return unsettled();
+    };
+    let Ok(http) = ctx.http.as_ref().map(Arc::clone) else {
+        return unsettled();
+    };
+    http.set_plugin_hosts(&plugin.allowed_hosts);
+    let outcome = plugin
+        .send_batch_with(&ctx.config, notifications, http, ctx.smtp.clone())
+        .await;
+    if let Some(e) = &outcome.error {
+        let settled = outcome.reported.iter().filter(|r| r.is_some()).count();
+        tracing::warn!(receiver = %ctx.receiver, integration = %ctx.plugin, notifications = notifications.len(), settled, error = %e, "batch call failed; sending the unsettled notifications on their own");
+    }
+    outcome
+        .reported
+        .into_iter()
+        .map(|r| r.map(attempt_of))
+        .collect()
+}
+
+/// What a notifier said about one notification.
+fn attempt_of(outcome: Result<types::Delivery, types::DeliveryError>) -> Attempt {
+    match outcome {
+        Ok(delivery) => Attempt::Delivered(format!(
             "status {}: {}",
             delivery.status_code, delivery.detail
         )),
-        Ok(Err(types::DeliveryError::Permanent(msg))) => Attempt::Permanent(msg),
-        Ok(Err(types::DeliveryError::Retryable(r))) => {
+        Err(types::DeliveryError::Permanent(msg)) => Attempt::Permanent(msg),
+        Err(types::DeliveryError::Retryable(r)) => {
             Attempt::Retry(r.reason, r.retry_after_ms.map(Duration::from_millis))
         }
-        Err(e @ CallError::Timeout(_)) => Attempt::Retry(format!("notifier {e}"), None),
-        Err(e) => Attempt::Permanent(format!("notifier {e}")),
     }
 }
 

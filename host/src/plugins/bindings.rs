@@ -46,6 +46,25 @@ pub mod notifier {
     });
 }
 
+/// The batch-notifier world: the notifier world plus `send-batch`. Its
+/// imports are the notifier world's, bound once by that world's linker
+/// functions; a component exporting `send-batch` is called through these
+/// bindings for batches and through [`notifier`]'s for the rest.
+pub mod batch_notifier {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "batch-notifier",
+        exports: { default: async },
+        with: {
+            "klaxon:plugin/types": super::detector::klaxon::plugin::types,
+            "klaxon:plugin/log": super::detector::klaxon::plugin::log,
+            "klaxon:plugin/http": super::notifier::klaxon::plugin::http,
+            "klaxon:plugin/smtp": super::notifier::klaxon::plugin::smtp,
+        },
+    });
+}
+
+pub use batch_notifier::klaxon::plugin::batch;
 pub use detector::klaxon::plugin::log;
 pub use detector::klaxon::plugin::types;
 pub use notifier::klaxon::plugin::http;

@@ -19,7 +19,7 @@ use wasmtime_wasi::{
 };
 
 use super::PluginLimits;
-use super::bindings::{http, log, smtp};
+use super::bindings::{batch, http, log, smtp, types};
 use super::netguard::{GuardedResolver, NetPolicy, Refusal, find_refusal, redact_url};
 
 /// Bytes of stdout and of stderr kept per call.
@@ -38,6 +38,12 @@ pub(crate) struct CallState {
     http_requests: u32,
     smtp: Option<Arc<SmtpCapability>>,
     smtp_messages: u32,
+    /// Notifications the call delivers (`send-batch` delivers several): the
+    /// per-call quotas of requests, messages and log lines are per
+    /// notification.
+    notifications: u32,
+    /// What a `send-batch` call reported so far, by notification index.
+    pub(crate) batch_reports: Vec<Option<Result<types::Delivery, types::DeliveryError>>>,
 }
 
 impl CallState {
@@ -76,7 +82,18 @@ impl CallState {
             http_requests: 0,
             smtp,
             smtp_messages: 0,
+            notifications: 1,
+            batch_reports: Vec::new(),
         }
+    }
+
+    /// Makes the call's quotas those of `n` notifications, and room for
+    /// their reports.
+    pub(crate) fn set_notifications(&mut self, n: u32) {
+        let n = n.max(1);
+        self.log_budget = self.log_budget / self.notifications * n;
+        self.notifications = n;
+        self.batch_reports = vec![None; n as usize];
     }
 
     /// Moves what the plugin printed into the log, line by line, within budget.
@@ -363,9 +380,9 @@ impl http::Host for CallState {
                 "this plugin has no http capability".into(),
             ));
         };
-        if self.http_requests >= cap.max_requests_per_call {
+        if self.http_requests >= cap.max_requests_per_call * self.notifications {
             return Err(http::HttpError::Denied(format!(
-                "at most {} requests per call",
+                "at most {} requests per notification",
                 cap.max_requests_per_call
             )));
         }
@@ -552,6 +569,16 @@ fn classify_smtp(e: &lettre::transport::smtp::Error, password: &str) -> smtp::Sm
     }
 }
 
+impl batch::Host for CallState {
+    fn report(&mut self, index: u32, outcome: Result<types::Delivery, types::DeliveryError>) {
+        // An index outside the batch is ignored: the call's result list,
+        // checked by the caller, is what counts then.
+        if let Some(slot) = self.batch_reports.get_mut(index as usize) {
+            *slot = Some(outcome);
+        }
+    }
+}
+
 impl smtp::Host for CallState {
     async fn send(
         &mut self,
@@ -563,9 +590,9 @@ impl smtp::Host for CallState {
                 "this plugin has no smtp capability".into(),
             ));
         };
-        if self.smtp_messages >= cap.max_messages_per_call {
+        if self.smtp_messages >= cap.max_messages_per_call * self.notifications {
             return Err(smtp::SmtpError::Denied(format!(
-                "at most {} messages per call",
+                "at most {} messages per notification",
                 cap.max_messages_per_call
             )));
         }

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
+use bindings::batch_notifier::BatchNotifierPre;
 use bindings::composite::CompositePre;
 use bindings::detector::DetectorPre;
 use bindings::notifier::NotifierPre;
@@ -327,7 +328,9 @@ pub struct PluginStatsSnapshot {
 enum Runner {
     Detector(DetectorPre<CallState>),
     Composite(CompositePre<CallState>),
-    Notifier(NotifierPre<CallState>),
+    /// The `notifier` world's bindings, and the `batch-notifier` world's
+    /// when the component exports `send-batch` too.
+    Notifier(NotifierPre<CallState>, Option<BatchNotifierPre<CallState>>),
 }
 
 /// One loaded plugin version, ready to be called from any thread.
@@ -655,7 +658,7 @@ impl Plugin {
             |store| match runner {
                 Runner::Detector(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
                 Runner::Composite(pre) => pre.instantiate(&mut *store)?.call_info(&mut *store),
-                Runner::Notifier(pre) => futures::executor::block_on(async {
+                Runner::Notifier(pre, _) => futures::executor::block_on(async {
                     pre.instantiate_async(&mut *store)
                         .await?
                         .call_info(&mut *store)
@@ -689,7 +692,7 @@ impl Plugin {
                 Runner::Composite(pre) => pre
                     .instantiate(&mut *store)?
                     .call_check_config(&mut *store, config),
-                Runner::Notifier(pre) => futures::executor::block_on(async {
+                Runner::Notifier(pre, _) => futures::executor::block_on(async {
                     pre.instantiate_async(&mut *store)
                         .await?
                         .call_check_config(&mut *store, config)
@@ -790,7 +793,7 @@ impl Plugin {
         http: Arc<HttpCapability>,
         smtp: Option<Arc<SmtpCapability>>,
     ) -> Result<Result<types::Delivery, types::DeliveryError>, CallError> {
-        let Runner::Notifier(pre) = &self.runner else {
+        let Runner::Notifier(pre, _) = &self.runner else {
             return Err(CallError::WrongKind(self.info.kind));
         };
         let budget = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
@@ -806,6 +809,77 @@ impl Plugin {
         }
         .await;
         self.finish_call(start, store, budget, result)
+    }
+
+    /// Whether [`Plugin::send_batch_with`] delivers several notifications in
+    /// one call (the component exports `send-batch`).
+    pub fn sends_batches(&self) -> bool {
+        matches!(self.runner, Runner::Notifier(_, Some(_)))
+    }
+
+    /// Delivers `notifications` in one instance through `send-batch`. The
+    /// call's deadline and its quotas of requests, messages and log lines
+    /// are those of one notification, times their number. When the call
+    /// fails (trap, deadline, a wrong number of results), the outcomes the
+    /// plugin reported before failing (`batch.report`) are kept in
+    /// [`BatchOutcome::reported`]; the caller sends the others on their
+    /// own, so one bad notification fails alone and none goes out twice.
+    pub async fn send_batch_with(
+        &self,
+        config: &str,
+        notifications: &[types::Notification],
+        http: Arc<HttpCapability>,
+        smtp: Option<Arc<SmtpCapability>>,
+    ) -> BatchOutcome {
+        let Runner::Notifier(_, Some(pre)) = &self.runner else {
+            return BatchOutcome {
+                reported: vec![None; notifications.len()],
+                error: Some(CallError::WrongKind(self.info.kind)),
+            };
+        };
+        let n = u32::try_from(notifications.len())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let one = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
+        // n notifications' network budget and n - 1 more plugin timeouts.
+        let budget = one * n + self.limits.timeout * (n - 1);
+        let caps = Capabilities {
+            http: Some(http),
+            smtp,
+        };
+        let start = Instant::now();
+        let mut store = self.new_async_store(caps, budget);
+        store.data_mut().set_notifications(n);
+        let result = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .call_send_batch(&mut store, config, notifications)
+                .await
+        }
+        .await;
+        let mut reported = std::mem::take(&mut store.data_mut().batch_reports);
+        reported.resize(notifications.len(), None);
+        match self.finish_call(start, store, budget, result) {
+            Ok(results) if results.len() == notifications.len() => BatchOutcome {
+                reported: results.into_iter().map(Some).collect(),
+                error: None,
+            },
+            Ok(results) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                BatchOutcome {
+                    reported,
+                    error: Some(CallError::InvalidOutput(format!(
+                        "{} results for {} notifications",
+                        results.len(),
+                        notifications.len()
+                    ))),
+                }
+            }
+            Err(e) => BatchOutcome {
+                reported,
+                error: Some(e),
+            },
+        }
     }
 
     fn check_verdict(&self, v: &types::Verdict) -> Result<(), CallError> {
@@ -825,6 +899,16 @@ impl Plugin {
     }
 }
 
+/// What a `send-batch` call made of its notifications.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// Each notification's outcome, in order: all of them when the call
+    /// succeeded; when it failed, those the plugin reported before failing.
+    pub reported: Vec<Option<Result<types::Delivery, types::DeliveryError>>>,
+    /// Why the call failed, if it did.
+    pub error: Option<CallError>,
+}
+
 /// The outbound capabilities one call gets (none for detectors, composites,
 /// `info` and `check-config`).
 #[derive(Default)]
@@ -842,7 +926,7 @@ impl Runner {
         match self {
             Runner::Detector(_) => PluginKind::Detector,
             Runner::Composite(_) => PluginKind::Composite,
-            Runner::Notifier(_) => PluginKind::Notifier,
+            Runner::Notifier(..) => PluginKind::Notifier,
         }
     }
 }
@@ -892,11 +976,23 @@ fn link(engine: &Engine, name: &str, component: &Component) -> Result<Runner, Pl
             |s| s,
         )
         .map_err(|e| unsupported(format!("{e:#}")))?;
+        // The batch-notifier world's one import more (unused by plain
+        // notifiers).
+        bindings::batch::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| unsupported(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| unsupported(format!("{e:#}")))?;
+        // `send-batch` is optional: without it (or with another signature)
+        // every notification goes through `send`.
+        let batch = has("send-batch")
+            .then(|| BatchNotifierPre::new(pre.clone()))
+            .and_then(|b| {
+                b.map_err(|e| tracing::warn!(plugin = name, error = %format!("{e:#}"), "`send-batch` export unusable; sending one notification per call"))
+                    .ok()
+            });
         return NotifierPre::new(pre)
-            .map(Runner::Notifier)
+            .map(|p| Runner::Notifier(p, batch))
             .map_err(|e| unsupported(format!("{e:#}")));
     }
     let mut linker: Linker<CallState> = Linker::new(engine);

@@ -18,6 +18,10 @@
 //! `mode` (default `sneak`, the above): `loop` spins forever, `alloc`
 //! allocates 1 GiB and writes every page, `panic` panics; the host should
 //! interrupt, refuse the memory, or trap, and fail only that delivery.
+//! `explode` panics on a notification whose common labels have
+//! `explode="true"` and POSTs any other's group key (`{"groupKey": …}`) to
+//! `target`: one bad notification among several sent in one `send-batch`
+//! call, which should fail alone.
 
 use std::hint::black_box;
 
@@ -53,6 +57,8 @@ pub enum Mode {
     Alloc,
     /// Panic (a trap in Wasm).
     Panic,
+    /// Panic on notifications labelled `explode="true"`, POST the others.
+    Explode,
 }
 
 /// Bytes `alloc` mode asks for.
@@ -67,7 +73,7 @@ const SCHEMA: &str = r#"{
   "properties": {
     "url": {"type": "string"},
     "target": {"type": "string"},
-    "mode": {"enum": ["sneak", "loop", "alloc", "panic"], "default": "sneak"}
+    "mode": {"enum": ["sneak", "loop", "alloc", "panic", "explode"], "default": "sneak"}
   }
 }"#;
 
@@ -83,9 +89,10 @@ impl Notifier for Sneaky {
         .schema(SCHEMA)
     }
 
-    fn send(cfg: &Config, _notification: &Notification) -> Result<Delivery, DeliveryError> {
+    fn send(cfg: &Config, notification: &Notification) -> Result<Delivery, DeliveryError> {
         match cfg.mode {
             Mode::Sneak => {}
+            Mode::Explode => return explode_or_post(cfg, notification),
             Mode::Loop => spin(),
             Mode::Alloc => {
                 let block = vec![1u8; ALLOC_BYTES];
@@ -103,6 +110,30 @@ impl Notifier for Sneaky {
             }),
             Err(e) => Err(DeliveryError::Permanent(e.to_string())),
         }
+    }
+}
+
+/// `explode` mode: panics on a notification labelled `explode="true"`,
+/// POSTs the group key of any other to `target`.
+fn explode_or_post(cfg: &Config, notification: &Notification) -> Result<Delivery, DeliveryError> {
+    let explodes = notification
+        .common_labels
+        .iter()
+        .any(|(k, v)| k == "explode" && v == "true");
+    if explodes {
+        panic!("sneaky: notification {} explodes", notification.group_key);
+    }
+    let body = serde_json::json!({ "groupKey": notification.group_key }).to_string();
+    let request = klaxon_sdk::http::Request::post(cfg.target.clone())
+        .header("content-type", "application/json")
+        .body(body);
+    match klaxon_sdk::http::send(request) {
+        Ok(resp) if resp.status < 300 => Ok(Delivery {
+            status_code: resp.status,
+            detail: "posted".into(),
+        }),
+        Ok(resp) => Err(DeliveryError::Permanent(format!("HTTP {}", resp.status))),
+        Err(e) => Err(DeliveryError::Permanent(e.to_string())),
     }
 }
 
