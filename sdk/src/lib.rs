@@ -43,7 +43,9 @@
 //!
 //! - [`detector`]: the [`Detector`] trait, for plugins that judge metric series.
 //! - [`composite`]: the [`Composite`] trait and the child signals it combines.
-//! - [`notifier`]: the [`Notifier`] trait, the notification it delivers and its outcome.
+//! - [`notifier`]: the [`Notifier`] trait, the notification it delivers and its outcome
+//!   ([`export_notifier!`] exports the `batch-notifier` world: `send`, and `send-batch`
+//!   calling [`Notifier::send`] for each notification of a batch in turn).
 //! - [`series`]: the columnar evaluation [`Batch`] and the per-series view over it.
 //! - [`labels`]: lazy parsing and formatting of Prometheus label notation.
 //! - [`verdict`]: what a detector or composite returns ([`Verdict`], [`Output`]).

@@ -32,7 +32,9 @@ pub trait Notifier {
         Ok(())
     }
 
-    /// Makes one delivery attempt.
+    /// Makes one delivery attempt. The host may call it for several
+    /// notifications in one instance (a batch, in turn): keep no state
+    /// between calls that one notification could leave for the next.
     fn send(cfg: &Self::Config, notification: &Notification) -> Result<Delivery, DeliveryError>;
 }
 
