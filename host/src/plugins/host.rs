@@ -388,11 +388,14 @@ impl http::Host for CallState {
         }
         self.http_requests += 1;
         // Never the whole URL: paths and queries carry tokens (Slack, Teams).
-        let target = redact_url(&req.url);
-        tracing::debug!(plugin = %self.plugin, method = %req.method, url = %target, "plugin http request");
+        // Redacting parses the URL: only for a line that is logged.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(plugin = %self.plugin, method = %req.method, url = %redact_url(&req.url), "plugin http request");
+        }
+        let url = req.url.clone();
         let result = cap.send(req).await;
         if let Err(http::HttpError::Denied(reason)) = &result {
-            tracing::warn!(plugin = %self.plugin, url = %target, %reason, "plugin http request refused");
+            tracing::warn!(plugin = %self.plugin, url = %redact_url(&url), %reason, "plugin http request refused");
         }
         result
     }
