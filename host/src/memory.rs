@@ -25,10 +25,11 @@ const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// Sets mimalloc up for a long-running server that gives memory back:
 /// arenas committed as they are used rather than up front (10 MiB less at
 /// rest), freed pages purged at once rather than 10 ms later by whichever
-/// thread allocates next (an idle thread never does: 124 MiB instead of
-/// 47 MiB right after the ingestion comparison's text import; no
-/// measurable cost on the delivery path), and no transparent huge pages
-/// (with them it purges in 2 MiB units).
+/// thread next allocates (an idle thread never does: 63-132 MiB instead of
+/// 48-49 MiB right after the ingestion comparison's text import, and it
+/// stays; purging at once costs the delivery path about a tenth of its CPU
+/// in page faults), and no transparent huge pages (with them it purges in
+/// 2 MiB units).
 /// Runs from the executable's constructors, before `main` and before the
 /// first allocation reserves an arena; `MIMALLOC_*` environment variables
 /// still override it.
