@@ -5,11 +5,18 @@
 //! ends the batch call; the host keeps the outcomes the plugin reported
 //! before that and sends the rest on their own, so only the bad one fails
 //! and none is sent twice.
+//!
+//! Each notification of a batch gets one call's deadline, restarted when
+//! the plugin reports the one before: a slow batch is not cut short, a
+//! plugin stuck on one notification is.
 
 mod common;
 
 use std::time::Duration;
 
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
 use common::*;
 use klaxon_host::alert::Notification;
 use klaxon_host::config::Config;
@@ -23,9 +30,16 @@ const PER_INTEGRATION: usize = 8;
 const EXPLODING: usize = 3;
 
 fn notification(receiver: &str, i: usize) -> Notification {
+    let explode = (receiver == "boom" && i == EXPLODING).then_some("true");
+    notification_with(receiver, i, explode)
+}
+
+/// A notification of group `m{i}` for `receiver`, labelled `explode=VALUE`
+/// when given (what the fixture `sneaky` does with it in `explode` mode).
+fn notification_with(receiver: &str, i: usize, explode: Option<&str>) -> Notification {
     let mut labels = json!({"alertname": "Drift", "model_name": format!("m{i}")});
-    if receiver == "boom" && i == EXPLODING {
-        labels["explode"] = json!("true");
+    if let Some(value) = explode {
+        labels["explode"] = json!(value);
     }
     serde_json::from_value(json!({
         "receiver": receiver,
@@ -161,6 +175,130 @@ receivers:
             assert_eq!(record.outcome, "delivered", "{record:?}");
         }
         assert_eq!(record.attempt, 1, "{record:?}");
+    }
+    handle.shutdown();
+}
+
+/// A receiver that takes `delay` to answer each POST; the bodies it got.
+async fn start_slow_receiver(delay: Duration) -> (String, Received) {
+    let received = Received::default();
+    async fn hook(
+        State((r, delay)): State<(Received, Duration)>,
+        Json(body): Json<Value>,
+    ) -> &'static str {
+        tokio::time::sleep(delay).await;
+        r.bodies.lock().await.push(body);
+        "ok"
+    }
+    let app = axum::Router::new()
+        .route("/hook", post(hook))
+        .with_state((received.clone(), delay));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("receiver addr");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("receiver serves");
+    });
+    (format!("http://{addr}"), received)
+}
+
+/// A batch as a whole may take longer than one notification's deadline
+/// (each notification the plugin reports gives the next one its time), but
+/// a plugin stuck on one notification is stopped at that notification's
+/// deadline: the ones it reported stay delivered, and the stuck one times
+/// out (and is retried alone until given up).
+#[tokio::test]
+async fn each_notification_of_a_batch_gets_one_calls_time() {
+    const STUCK: usize = PER_INTEGRATION - 1;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, sneaky) = FIXTURES
+        .iter()
+        .find(|(n, _)| *n == "sneaky")
+        .expect("fixture built");
+    let wasm = dir.path().join("sneaky.wasm");
+    std::fs::write(&wasm, sneaky).expect("write fixture");
+    // 120 ms per POST: the batch's first seven take 840 ms, more than one
+    // notification's whole deadline (100 ms + 3 requests x 200 ms).
+    let (url, received) = start_slow_receiver(Duration::from_millis(120)).await;
+    let yaml = format!(
+        r#"
+plugins:
+  files: ["{wasm}"]
+  overrides:
+    sneaky: {{ timeout: 100ms }}
+notify:
+  max_in_flight: 1
+  http_timeout: 200ms
+  initial_backoff: 50ms
+  max_backoff: 100ms
+  give_up_after: 1s
+route:
+  receiver: boom
+receivers:
+  - name: boom
+    plugin_configs:
+      - plugin: sneaky
+        config: {{ url: "{url}/hook", target: "{url}/hook", mode: explode }}
+        allowed_networks: ["127.0.0.1/32"]
+"#,
+        wasm = wasm.display(),
+    );
+    let config = Config::parse(&yaml, "test.yml").expect("config parses");
+    let plugins = klaxon_host::server::load_plugins(&config, None)
+        .await
+        .expect("plugins load");
+    let handle = notify::start(&config, plugins.clone(), None).expect("notify starts");
+
+    let mut outcomes = Vec::new();
+    for i in 0..PER_INTEGRATION {
+        let (done, outcome) = oneshot::channel();
+        let explode = (i == STUCK).then_some("loop");
+        handle
+            .enqueue(DeliveryRequest {
+                receiver: "boom".into(),
+                integration: 0,
+                notification: notification_with("boom", i, explode),
+                done,
+                journal_id: None,
+            })
+            .expect("queued");
+        outcomes.push((i, outcome));
+    }
+    for (i, outcome) in outcomes {
+        let delivered = tokio::time::timeout(Duration::from_secs(60), outcome)
+            .await
+            .expect("delivery ends")
+            .expect("worker reports");
+        assert_eq!(delivered, i != STUCK, "m{i}");
+    }
+
+    let got = received.all().await;
+    let mut keys: Vec<String> = got
+        .iter()
+        .map(|b| b["groupKey"].as_str().unwrap_or_default().to_string())
+        .collect();
+    keys.sort_unstable();
+    let expected: Vec<String> = (0..PER_INTEGRATION)
+        .filter(|&i| i != STUCK)
+        .map(|i| format!("boom/m{i}"))
+        .collect();
+    assert_eq!(keys, expected, "each delivered once");
+
+    let log = handle.delivery_log();
+    for i in 0..PER_INTEGRATION {
+        let key = format!("boom/m{i}");
+        let records: Vec<_> = log.iter().filter(|r| r.group_key == key).collect();
+        let last = records.last().expect("a record");
+        if i == STUCK {
+            assert_eq!(last.outcome, "gave_up", "{records:?}");
+            assert!(last.detail.contains("timed out"), "{records:?}");
+        } else {
+            // All from the batch call, at their first attempt.
+            assert_eq!(records.len(), 1, "{records:?}");
+            assert_eq!(last.outcome, "delivered", "{records:?}");
+            assert_eq!(last.attempt, 1, "{records:?}");
+        }
     }
     handle.shutdown();
 }

@@ -557,7 +557,10 @@ async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
 /// call; retries go one by one. When the batch call fails (the plugin
 /// trapped or ran out of time), the notifications whose outcome the plugin
 /// had reported keep it and the others are sent again on their own, so a
-/// notification that breaks the plugin fails alone and none is sent twice.
+/// notification that breaks the plugin fails alone and none that was
+/// reported is sent twice. (One cut off in the middle of its request may
+/// have arrived and is sent again: delivery is at least once, as after a
+/// lone call's timeout.)
 async fn deliver_batch(ctx: &IntegrationCtx, requests: &[DeliveryRequest]) -> Vec<bool> {
     let started = tokio::time::Instant::now();
     let wits: Vec<types::Notification> = requests.iter().map(|r| to_wit(&r.notification)).collect();

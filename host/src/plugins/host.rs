@@ -44,6 +44,17 @@ pub(crate) struct CallState {
     notifications: u32,
     /// What a `send-batch` call reported so far, by notification index.
     pub(crate) batch_reports: Vec<Option<Result<types::Delivery, types::DeliveryError>>>,
+    /// When an asynchronous call is interrupted.
+    pub(crate) deadline: Deadline,
+}
+
+/// An asynchronous call's deadline: `at`, moved to `step` from now when a
+/// `send-batch` call first reports a notification (each notification of a
+/// batch gets one call's time).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) at: std::time::Instant,
+    pub(crate) step: Duration,
 }
 
 impl CallState {
@@ -84,6 +95,10 @@ impl CallState {
             smtp_messages: 0,
             notifications: 1,
             batch_reports: Vec::new(),
+            deadline: Deadline {
+                at: std::time::Instant::now() + limits.timeout,
+                step: limits.timeout,
+            },
         }
     }
 
@@ -575,8 +590,13 @@ fn classify_smtp(e: &lettre::transport::smtp::Error, password: &str) -> smtp::Sm
 impl batch::Host for CallState {
     fn report(&mut self, index: u32, outcome: Result<types::Delivery, types::DeliveryError>) {
         // An index outside the batch is ignored: the call's result list,
-        // checked by the caller, is what counts then.
+        // checked by the caller, is what counts then. Only a first report
+        // of a notification earns the next one its time, so a plugin cannot
+        // keep a call alive by reporting again.
         if let Some(slot) = self.batch_reports.get_mut(index as usize) {
+            if slot.is_none() {
+                self.deadline.at = std::time::Instant::now() + self.deadline.step;
+            }
             *slot = Some(outcome);
         }
     }

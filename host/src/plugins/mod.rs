@@ -47,7 +47,7 @@ use bindings::detector::DetectorPre;
 use bindings::notifier::NotifierPre;
 use bindings::types;
 pub use engine::{EngineSettings, PluginEngine, Tier};
-use host::CallState;
+use host::{CallState, Deadline};
 pub use host::{HttpCapability, SmtpCapability};
 
 // The notifiers' network sandbox: what the `http` capability may reach.
@@ -564,10 +564,14 @@ impl Plugin {
         let state = CallState::new(self.info.name.clone(), &self.limits, caps.http, caps.smtp);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let deadline = Instant::now() + self.limits.timeout + extra_time;
+        let allowed = self.limits.timeout + extra_time;
+        store.data_mut().deadline = Deadline {
+            at: Instant::now() + allowed,
+            step: allowed,
+        };
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(move |ctx| {
+            if Instant::now() >= ctx.data().deadline.at {
                 Ok(wasmtime::UpdateDeadline::Interrupt)
             } else {
                 // tokio's own yield: the task goes behind the others
@@ -818,12 +822,16 @@ impl Plugin {
     }
 
     /// Delivers `notifications` in one instance through `send-batch`. The
-    /// call's deadline and its quotas of requests, messages and log lines
-    /// are those of one notification, times their number. When the call
+    /// call's quotas of requests, messages and log lines are those of one
+    /// notification, times their number; its deadline is one
+    /// notification's, started again each time the plugin first reports a
+    /// notification's outcome, so a plugin stuck on one is stopped as soon
+    /// as a lone call would be. When the call
     /// fails (trap, deadline, a wrong number of results), the outcomes the
     /// plugin reported before failing (`batch.report`) are kept in
     /// [`BatchOutcome::reported`]; the caller sends the others on their
-    /// own, so one bad notification fails alone and none goes out twice.
+    /// own, so one bad notification fails alone and none reported goes out
+    /// twice.
     pub async fn send_batch_with(
         &self,
         config: &str,
@@ -840,9 +848,9 @@ impl Plugin {
         let n = u32::try_from(notifications.len())
             .unwrap_or(u32::MAX)
             .max(1);
-        let one = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
-        // n notifications' network budget and n - 1 more plugin timeouts.
-        let budget = one * n + self.limits.timeout * (n - 1);
+        // One notification's deadline, started again at each notification
+        // the plugin reports (see `host::Deadline`).
+        let budget = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
         let caps = Capabilities {
             http: Some(http),
             smtp,

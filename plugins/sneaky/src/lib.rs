@@ -19,9 +19,10 @@
 //! allocates 1 GiB and writes every page, `panic` panics; the host should
 //! interrupt, refuse the memory, or trap, and fail only that delivery.
 //! `explode` panics on a notification whose common labels have
-//! `explode="true"` and POSTs any other's group key (`{"groupKey": …}`) to
-//! `target`: one bad notification among several sent in one `send-batch`
-//! call, which should fail alone.
+//! `explode="true"`, spins forever on one with `explode="loop"`, and POSTs
+//! any other's group key (`{"groupKey": …}`) to `target`: one bad
+//! notification among several sent in one `send-batch` call, which should
+//! fail alone.
 
 use std::hint::black_box;
 
@@ -57,7 +58,8 @@ pub enum Mode {
     Alloc,
     /// Panic (a trap in Wasm).
     Panic,
-    /// Panic on notifications labelled `explode="true"`, POST the others.
+    /// Panic on notifications labelled `explode="true"`, spin on
+    /// `explode="loop"`, POST the others.
     Explode,
 }
 
@@ -114,14 +116,17 @@ impl Notifier for Sneaky {
 }
 
 /// `explode` mode: panics on a notification labelled `explode="true"`,
-/// POSTs the group key of any other to `target`.
+/// spins on `explode="loop"`, POSTs the group key of any other to `target`.
 fn explode_or_post(cfg: &Config, notification: &Notification) -> Result<Delivery, DeliveryError> {
-    let explodes = notification
+    let explode = notification
         .common_labels
         .iter()
-        .any(|(k, v)| k == "explode" && v == "true");
-    if explodes {
-        panic!("sneaky: notification {} explodes", notification.group_key);
+        .find(|(k, _)| k == "explode")
+        .map(|(_, v)| v.as_str());
+    match explode {
+        Some("true") => panic!("sneaky: notification {} explodes", notification.group_key),
+        Some("loop") => spin(),
+        _ => {}
     }
     let body = serde_json::json!({ "groupKey": notification.group_key }).to_string();
     let request = klaxon_sdk::http::Request::post(cfg.target.clone())
