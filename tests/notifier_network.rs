@@ -18,7 +18,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::any;
 use common::*;
-use klaxon_host::plugins::stock::FIXTURES;
 use serde_json::{Value, json};
 
 /// A server answering every request with a 307 to `location`; counts hits.
@@ -121,12 +120,7 @@ async fn refused_destinations_are_recorded_and_get_nothing() {
     // A notifier that declares one URL and calls another host (the fixture
     // `sneaky`, loaded from a file as a user's plugin would be).
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, sneaky) = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == "sneaky")
-        .expect("fixture built");
-    let sneaky_wasm = dir.path().join("sneaky.wasm");
-    std::fs::write(&sneaky_wasm, sneaky).expect("write fixture");
+    let sneaky_wasm = fixture_file(dir.path(), "sneaky");
     let sneaky_reason = "host `localhost` is not allowed for this receiver";
     let mut routes = String::new();
     let mut receiver_yaml = String::new();

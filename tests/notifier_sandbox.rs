@@ -13,18 +13,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use klaxon_host::plugins::stock::FIXTURES;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_notifiers_fail_only_their_own_deliveries() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, sneaky) = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == "sneaky")
-        .expect("fixture built");
-    let wasm = dir.path().join("sneaky.wasm");
-    std::fs::write(&wasm, sneaky).expect("write fixture");
+    let wasm = fixture_file(dir.path(), "sneaky");
     let (ok_url, ok_received) = start_receiver().await;
 
     let modes = ["loop", "alloc", "panic"];

@@ -12,16 +12,14 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::routing::post;
 use common::*;
 use klaxon_host::alert::Notification;
 use klaxon_host::config::Config;
 use klaxon_host::notify::{self, DeliveryRequest};
-use klaxon_host::plugins::stock::FIXTURES;
+use klaxon_host::plugins::PluginRegistry;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -63,17 +61,59 @@ fn notification_with(receiver: &str, i: usize, explode: Option<&str>) -> Notific
     .expect("notification")
 }
 
+/// The receiver `boom`: the fixture `sneaky` in `explode` mode, posting to
+/// `url`/hook.
+fn boom_receiver(url: &str) -> String {
+    format!(
+        r#"  - name: boom
+    plugin_configs:
+      - plugin: sneaky
+        config: {{ url: "{url}/hook", target: "{url}/hook", mode: explode }}
+        allowed_networks: ["127.0.0.1/32"]
+"#
+    )
+}
+
+/// The plugins and the delivery queues of `yaml` (no routing, no server).
+async fn start_notify(yaml: &str) -> (notify::NotifyHandle, Arc<PluginRegistry>) {
+    let config = Config::parse(yaml, "test.yml").expect("config parses");
+    let plugins = klaxon_host::server::load_plugins(&config, None)
+        .await
+        .expect("plugins load");
+    let handle = notify::start(&config, plugins.clone(), None).expect("notify starts");
+    (handle, plugins)
+}
+
+/// Queues `notification` for its receiver's first integration; whether it
+/// was delivered arrives on the receiver returned.
+fn enqueue(handle: &notify::NotifyHandle, notification: Notification) -> oneshot::Receiver<bool> {
+    let (done, outcome) = oneshot::channel();
+    handle
+        .enqueue(DeliveryRequest {
+            receiver: notification.receiver.clone(),
+            integration: 0,
+            notification,
+            done,
+            journal_id: None,
+        })
+        .expect("queued");
+    outcome
+}
+
+/// Whether a queued notification was delivered (after its retries).
+async fn delivered(outcome: oneshot::Receiver<bool>) -> bool {
+    tokio::time::timeout(Duration::from_secs(60), outcome)
+        .await
+        .expect("delivery ends")
+        .expect("worker reports")
+}
+
 // A current-thread runtime: every request is queued before either worker
 // first runs, so each worker finds a backlog of eight for its one slot.
 #[tokio::test]
 async fn a_backlog_leaves_in_batches_and_a_bad_notification_fails_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, sneaky) = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == "sneaky")
-        .expect("fixture built");
-    let wasm = dir.path().join("sneaky.wasm");
-    std::fs::write(&wasm, sneaky).expect("write fixture");
+    let wasm = fixture_file(dir.path(), "sneaky");
     let (url, received) = start_receiver().await;
     let yaml = format!(
         r#"
@@ -86,45 +126,23 @@ route:
 receivers:
   - name: hook
     webhook_configs: [{{ url: "{url}/hook", allowed_networks: ["127.0.0.1/32"] }}]
-  - name: boom
-    plugin_configs:
-      - plugin: sneaky
-        config: {{ url: "{url}/hook", target: "{url}/hook", mode: explode }}
-        allowed_networks: ["127.0.0.1/32"]
-"#,
+{boom}"#,
         wasm = wasm.display(),
+        boom = boom_receiver(&url),
     );
-    let config = Config::parse(&yaml, "test.yml").expect("config parses");
-    let plugins = klaxon_host::server::load_plugins(&config, None)
-        .await
-        .expect("plugins load");
-    let handle = notify::start(&config, plugins.clone(), None).expect("notify starts");
+    let (handle, plugins) = start_notify(&yaml).await;
     let calls = |name: &str| plugins.get(name).expect("plugin loaded").stats().calls;
     let (webhook_calls, sneaky_calls) = (calls("webhook"), calls("sneaky"));
 
-    let mut outcomes = Vec::new();
-    for receiver in ["hook", "boom"] {
-        for i in 0..PER_INTEGRATION {
-            let (done, outcome) = oneshot::channel();
-            handle
-                .enqueue(DeliveryRequest {
-                    receiver: receiver.into(),
-                    integration: 0,
-                    notification: notification(receiver, i),
-                    done,
-                    journal_id: None,
-                })
-                .expect("queued");
-            outcomes.push((receiver, i, outcome));
-        }
-    }
-    for (receiver, i, outcome) in outcomes {
-        let delivered = tokio::time::timeout(Duration::from_secs(30), outcome)
-            .await
-            .expect("delivery ends")
-            .expect("worker reports");
+    let outcomes: Vec<_> = ["hook", "boom"]
+        .iter()
+        .flat_map(|r| (0..PER_INTEGRATION).map(move |i| notification(r, i)))
+        .map(|n| enqueue(&handle, n))
+        .collect();
+    for (n, outcome) in outcomes.into_iter().enumerate() {
+        let (receiver, i) = (["hook", "boom"][n / PER_INTEGRATION], n % PER_INTEGRATION);
         let expected = !(receiver == "boom" && i == EXPLODING);
-        assert_eq!(delivered, expected, "{receiver} m{i}");
+        assert_eq!(delivered(outcome).await, expected, "{receiver} m{i}");
     }
 
     // Each notification its own POST: every webhook one, every `boom` one
@@ -179,30 +197,6 @@ receivers:
     handle.shutdown();
 }
 
-/// A receiver that takes `delay` to answer each POST; the bodies it got.
-async fn start_slow_receiver(delay: Duration) -> (String, Received) {
-    let received = Received::default();
-    async fn hook(
-        State((r, delay)): State<(Received, Duration)>,
-        Json(body): Json<Value>,
-    ) -> &'static str {
-        tokio::time::sleep(delay).await;
-        r.bodies.lock().await.push(body);
-        "ok"
-    }
-    let app = axum::Router::new()
-        .route("/hook", post(hook))
-        .with_state((received.clone(), delay));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let addr = listener.local_addr().expect("receiver addr");
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("receiver serves");
-    });
-    (format!("http://{addr}"), received)
-}
-
 /// A batch as a whole may take longer than one notification's deadline
 /// (each notification the plugin reports gives the next one its time), but
 /// a plugin stuck on one notification is stopped at that notification's
@@ -212,12 +206,7 @@ async fn start_slow_receiver(delay: Duration) -> (String, Received) {
 async fn each_notification_of_a_batch_gets_one_calls_time() {
     const STUCK: usize = PER_INTEGRATION - 1;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, sneaky) = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == "sneaky")
-        .expect("fixture built");
-    let wasm = dir.path().join("sneaky.wasm");
-    std::fs::write(&wasm, sneaky).expect("write fixture");
+    let wasm = fixture_file(dir.path(), "sneaky");
     // 120 ms per POST: the batch's first seven take 840 ms, more than one
     // notification's whole deadline (100 ms + 3 requests x 200 ms).
     let (url, received) = start_slow_receiver(Duration::from_millis(120)).await;
@@ -236,41 +225,18 @@ notify:
 route:
   receiver: boom
 receivers:
-  - name: boom
-    plugin_configs:
-      - plugin: sneaky
-        config: {{ url: "{url}/hook", target: "{url}/hook", mode: explode }}
-        allowed_networks: ["127.0.0.1/32"]
-"#,
+{boom}"#,
         wasm = wasm.display(),
+        boom = boom_receiver(&url),
     );
-    let config = Config::parse(&yaml, "test.yml").expect("config parses");
-    let plugins = klaxon_host::server::load_plugins(&config, None)
-        .await
-        .expect("plugins load");
-    let handle = notify::start(&config, plugins.clone(), None).expect("notify starts");
+    let (handle, _plugins) = start_notify(&yaml).await;
 
-    let mut outcomes = Vec::new();
-    for i in 0..PER_INTEGRATION {
-        let (done, outcome) = oneshot::channel();
-        let explode = (i == STUCK).then_some("loop");
-        handle
-            .enqueue(DeliveryRequest {
-                receiver: "boom".into(),
-                integration: 0,
-                notification: notification_with("boom", i, explode),
-                done,
-                journal_id: None,
-            })
-            .expect("queued");
-        outcomes.push((i, outcome));
-    }
-    for (i, outcome) in outcomes {
-        let delivered = tokio::time::timeout(Duration::from_secs(60), outcome)
-            .await
-            .expect("delivery ends")
-            .expect("worker reports");
-        assert_eq!(delivered, i != STUCK, "m{i}");
+    let outcomes: Vec<_> = (0..PER_INTEGRATION)
+        .map(|i| notification_with("boom", i, (i == STUCK).then_some("loop")))
+        .map(|n| enqueue(&handle, n))
+        .collect();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        assert_eq!(delivered(outcome).await, i != STUCK, "m{i}");
     }
 
     let got = received.all().await;

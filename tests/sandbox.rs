@@ -9,18 +9,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use klaxon_host::plugins::stock::FIXTURES;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_plugins_fail_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, bytes) = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == "misbehave")
-        .expect("fixture built");
-    let wasm = dir.path().join("misbehave.wasm");
-    std::fs::write(&wasm, bytes).expect("write fixture");
+    let wasm = fixture_file(dir.path(), "misbehave");
 
     let (receiver, received) = start_receiver().await;
     let rule = |name: &str, mode: &str| {
@@ -208,12 +202,7 @@ receivers:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuel_budget_stops_a_loop_deterministically() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, bytes) = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == "misbehave")
-        .expect("fixture built");
-    let wasm = dir.path().join("misbehave.wasm");
-    std::fs::write(&wasm, bytes).expect("write fixture");
+    let wasm = fixture_file(dir.path(), "misbehave");
     let (receiver, received) = start_receiver().await;
     let yaml = format!(
         r#"

@@ -49,14 +49,26 @@ impl Received {
 
 /// A local webhook receiver answering 200 to `POST /hook`. Returns its base URL.
 pub async fn start_receiver() -> (String, Received) {
+    start_slow_receiver(Duration::ZERO).await
+}
+
+/// Like [`start_receiver`], answering each POST `delay` after it arrived
+/// (the body is recorded when it is answered).
+pub async fn start_slow_receiver(delay: Duration) -> (String, Received) {
     let received = Received::default();
-    async fn hook(State(r): State<Received>, Json(body): Json<Value>) -> StatusCode {
+    async fn hook(
+        State((r, delay)): State<(Received, Duration)>,
+        Json(body): Json<Value>,
+    ) -> StatusCode {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         r.bodies.lock().await.push(body);
         StatusCode::OK
     }
     let app = Router::new()
         .route("/hook", post(hook))
-        .with_state(received.clone());
+        .with_state((received.clone(), delay));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind receiver");
@@ -65,6 +77,18 @@ pub async fn start_receiver() -> (String, Received) {
         axum::serve(listener, app).await.expect("receiver serves");
     });
     (format!("http://{addr}"), received)
+}
+
+/// Writes the test fixture plugin `name` (`misbehave`, `sneaky`, …) into
+/// `dir` as `NAME.wasm`, as a user's plugin file would be; its path.
+pub fn fixture_file(dir: &std::path::Path, name: &str) -> PathBuf {
+    let (_, bytes) = klaxon_host::plugins::stock::FIXTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("fixture {name} built"));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).expect("write fixture");
+    path
 }
 
 /// Starts Klaxon with `yaml` on 127.0.0.1:0.

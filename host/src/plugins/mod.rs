@@ -587,6 +587,22 @@ impl Plugin {
         store
     }
 
+    /// A store for a notifier call with these capabilities and one
+    /// notification's deadline; also returns the network budget that
+    /// deadline adds to the plugin's timeout.
+    fn notifier_store(
+        &self,
+        http: Arc<HttpCapability>,
+        smtp: Option<Arc<SmtpCapability>>,
+    ) -> (Store<CallState>, Duration) {
+        let budget = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
+        let caps = Capabilities {
+            http: Some(http),
+            smtp,
+        };
+        (self.new_async_store(caps, budget), budget)
+    }
+
     fn meter_fuel(&self, store: &mut Store<CallState>) {
         if self.fuel_metered {
             // Every store of a metering engine needs fuel: no budget is the
@@ -800,13 +816,8 @@ impl Plugin {
         let Runner::Notifier(pre, _) = &self.runner else {
             return Err(CallError::WrongKind(self.info.kind));
         };
-        let budget = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
-        let caps = Capabilities {
-            http: Some(http),
-            smtp,
-        };
         let start = Instant::now();
-        let mut store = self.new_async_store(caps, budget);
+        let (mut store, budget) = self.notifier_store(http, smtp);
         let result = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_send(&mut store, config, notification).await
@@ -848,15 +859,10 @@ impl Plugin {
         let n = u32::try_from(notifications.len())
             .unwrap_or(u32::MAX)
             .max(1);
+        let start = Instant::now();
         // One notification's deadline, started again at each notification
         // the plugin reports (see `host::Deadline`).
-        let budget = http.call_budget() + smtp.as_ref().map_or(Duration::ZERO, |s| s.call_budget());
-        let caps = Capabilities {
-            http: Some(http),
-            smtp,
-        };
-        let start = Instant::now();
-        let mut store = self.new_async_store(caps, budget);
+        let (mut store, budget) = self.notifier_store(http, smtp);
         store.data_mut().set_notifications(n);
         let result = async {
             let instance = pre.instantiate_async(&mut store).await?;
