@@ -505,17 +505,13 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
                 }
                 let ctx = ctx.clone();
                 running.spawn(async move {
-                    let delivered = if let [request] = &batch[..] {
-                        vec![deliver(&ctx, &request.notification).await]
+                    if batch.len() == 1 {
+                        for request in batch {
+                            let delivered = deliver(&ctx, &request.notification).await;
+                            finish(&ctx, vec![(request, delivered)]);
+                        }
                     } else {
-                        deliver_batch(&ctx, &batch).await
-                    };
-                    if let Some(j) = &ctx.journal {
-                        let ids: Vec<u64> = batch.iter().filter_map(|r| r.journal_id).collect();
-                        j.done_many(&ids);
-                    }
-                    for (request, delivered) in batch.into_iter().zip(delivered) {
-                        let _ = request.done.send(delivered);
+                        deliver_batch(&ctx, batch).await;
                     }
                     drop(permit);
                 });
@@ -561,16 +557,46 @@ async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
 /// reported is sent twice. (One cut off in the middle of its request may
 /// have arrived and is sent again: delivery is at least once, as after a
 /// lone call's timeout.)
-async fn deliver_batch(ctx: &IntegrationCtx, requests: &[DeliveryRequest]) -> Vec<bool> {
+///
+/// Each notification's outcome is reported ([`finish`]) as soon as it is
+/// known: those the batch call settled together, the others (retries,
+/// re-sends) each when done, so one retried for minutes holds back no other
+/// group.
+async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
+    use futures::{FutureExt, StreamExt};
+
     let started = tokio::time::Instant::now();
     let wits: Vec<types::Notification> = requests.iter().map(|r| to_wit(&r.notification)).collect();
-    let mut firsts = attempt_batch(ctx, &wits).await;
-    let deliveries = requests
-        .iter()
-        .zip(&wits)
-        .zip(firsts.iter_mut())
-        .map(|((r, wit), first)| deliver_from(ctx, &r.notification, wit, started, first.take()));
-    futures::future::join_all(deliveries).await
+    let firsts = attempt_batch(ctx, &wits).await;
+    let mut settled = Vec::new();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for ((request, wit), first) in requests.into_iter().zip(wits).zip(firsts) {
+        let mut delivery = Box::pin(async move {
+            let delivered = deliver_from(ctx, &request.notification, &wit, started, first).await;
+            (request, delivered)
+        });
+        // A delivered or permanently failed first attempt completes at once.
+        match (&mut delivery).now_or_never() {
+            Some(done) => settled.push(done),
+            None => pending.push(delivery),
+        }
+    }
+    finish(ctx, settled);
+    while let Some(done) = pending.next().await {
+        finish(ctx, vec![done]);
+    }
+}
+
+/// Reports finished deliveries: marked done in the journal (one write) and
+/// their outcome sent to whoever queued them.
+fn finish(ctx: &IntegrationCtx, done: Vec<(DeliveryRequest, bool)>) {
+    if let Some(j) = &ctx.journal {
+        let ids: Vec<u64> = done.iter().filter_map(|(r, _)| r.journal_id).collect();
+        j.done_many(&ids);
+    }
+    for (request, delivered) in done {
+        let _ = request.done.send(delivered);
+    }
 }
 
 /// Delivers one notification: `first` is the outcome of its first attempt
