@@ -837,12 +837,11 @@ impl Plugin {
     /// notification, times their number; its deadline is one
     /// notification's, started again each time the plugin first reports a
     /// notification's outcome, so a plugin stuck on one is stopped as soon
-    /// as a lone call would be. When the call
-    /// fails (trap, deadline, a wrong number of results), the outcomes the
-    /// plugin reported before failing (`batch.report`) are kept in
-    /// [`BatchOutcome::reported`]; the caller sends the others on their
-    /// own, so one bad notification fails alone and none reported goes out
-    /// twice.
+    /// as a lone call would be. When the call fails (trap, deadline, a
+    /// wrong number of results), the outcomes the plugin reported before
+    /// failing (`batch.report`) are kept in [`BatchOutcome::reported`]; the
+    /// caller sends the others on their own, so one bad notification fails
+    /// alone and none reported goes out twice.
     pub async fn send_batch_with(
         &self,
         config: &str,
