@@ -2,11 +2,10 @@
 //! Every Klaxon binary allocates with mimalloc (declared here): per-thread
 //! heaps with no lock on the common path, where glibc's two arenas made
 //! the delivery path's threads wait on each other (measured in
-//! BENCHMARKS.md, "Alertmanager replacement"). mimalloc purges freed pages
-//! lazily, from the thread that next allocates, so after the plugins
-//! compile at start and after a burst of deliveries or of large request
-//! bodies the host asks it to purge now. Imports nothing from the rest of
-//! the host.
+//! BENCHMARKS.md, "Alertmanager replacement"). Freed pages go back to the
+//! OS at once (see [`configure_allocator`]); after the plugins compile at
+//! start and after a burst of deliveries the host also asks mimalloc to
+//! collect what its heaps hold. Imports nothing from the rest of the host.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -56,18 +55,6 @@ pub fn release_freed_memory() {
     // it has no preconditions.
     unsafe {
         libmimalloc_sys::mi_collect(true);
-    }
-}
-
-/// Request bodies from this size on count as a burst of ingestion: parsing
-/// one allocates several times its size.
-const LARGE_BODY_BYTES: usize = 1 << 20;
-
-/// Schedules a purge ([`release_after_burst`]) after a request body of
-/// `len` bytes, when that is large. Call from a tokio runtime.
-pub fn after_body(len: usize) {
-    if len >= LARGE_BODY_BYTES {
-        release_after_burst();
     }
 }
 

@@ -238,7 +238,6 @@ async fn push(
             "body: request body exceeds the limit of {limit} bytes (limits.ingest.max_body_bytes)"
         ))
     })?;
-    crate::memory::after_body(bytes.len());
     let now_ms = chrono::Utc::now().timestamp_millis();
     let batch =
         parse_push(&bytes, limits, now_ms).map_err(|e| ApiError::bad_data(e.to_string()))?;

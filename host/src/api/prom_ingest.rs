@@ -30,13 +30,11 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
             "body: request body of {len} bytes exceeds the limit of {limit} bytes (limits.max_body_bytes)"
         )));
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::bad_data(format!(
             "body: request body exceeds the limit of {limit} bytes (limits.max_body_bytes)"
         ))
-    })?;
-    crate::memory::after_body(bytes.len());
-    Ok(bytes)
+    })
 }
 
 /// Stores a validated batch; 204, or 400 when the store refuses it.
