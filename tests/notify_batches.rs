@@ -93,7 +93,7 @@ fn enqueue(handle: &notify::NotifyHandle, notification: Notification) -> oneshot
             receiver: notification.receiver.clone(),
             integration: 0,
             notification,
-            done,
+            done: notify::Done::channel(done),
             journal_id: None,
         })
         .expect("queued");

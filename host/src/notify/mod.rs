@@ -53,9 +53,51 @@ pub struct DeliveryRequest {
     pub receiver: String,
     pub integration: usize,
     pub notification: Notification,
-    pub done: oneshot::Sender<bool>,
+    pub done: Done,
     /// Set by [`NotifyHandle::enqueue`] when the request was journaled.
     pub journal_id: Option<u64>,
+}
+
+/// Tells whoever queued a notification whether it was delivered, once:
+/// `send(true)` when delivered, `send(false)` when given up on; dropped
+/// without a word (a queue that refused it, a shutdown) it reports `false`.
+/// A callback rather than a channel, so the routing flush waiting on it
+/// needs no task of its own.
+pub struct Done(Option<Box<dyn FnOnce(bool) + Send>>);
+
+impl Done {
+    /// Calls `report` with the outcome.
+    pub fn new(report: impl FnOnce(bool) + Send + 'static) -> Self {
+        Self(Some(Box::new(report)))
+    }
+
+    /// Nobody waits for the outcome (a notification recovered from the
+    /// journal).
+    pub fn nobody() -> Self {
+        Self(None)
+    }
+
+    /// Sends the outcome on a channel.
+    pub fn channel(tx: oneshot::Sender<bool>) -> Self {
+        Self::new(move |delivered| {
+            let _ = tx.send(delivered);
+        })
+    }
+
+    /// Reports the outcome.
+    pub fn send(mut self, delivered: bool) {
+        if let Some(report) = self.0.take() {
+            report(delivered);
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(report) = self.0.take() {
+            report(false);
+        }
+    }
 }
 
 /// Why a notification could not be queued.
@@ -255,12 +297,11 @@ pub fn start(
     }
     for entry in recovered {
         let key = (entry.receiver.clone(), entry.integration);
-        let (done, _) = oneshot::channel();
         let request = DeliveryRequest {
             receiver: entry.receiver,
             integration: entry.integration,
             notification: entry.notification,
-            done,
+            done: Done::nobody(),
             journal_id: Some(entry.id),
         };
         let sent = queues
@@ -595,7 +636,7 @@ fn finish(ctx: &IntegrationCtx, done: Vec<(DeliveryRequest, bool)>) {
         j.done_many(&ids);
     }
     for (request, delivered) in done {
-        let _ = request.done.send(delivered);
+        request.done.send(delivered);
     }
 }
 

@@ -241,6 +241,9 @@ pub struct HttpCapability {
     pub max_response_bytes: usize,
     /// Requests one `send` call may make.
     pub max_requests_per_call: u32,
+    /// The URL last sent to, parsed: an integration sends to the same URL
+    /// again and again, so most requests skip the parse.
+    last_url: Arc<parking_lot::Mutex<Option<(String, reqwest::Url)>>>,
 }
 
 /// Redirects one request may follow (each hop checked like the first).
@@ -283,6 +286,7 @@ impl HttpCapability {
             max_timeout: Duration::from_secs(10),
             max_response_bytes: 1 << 20,
             max_requests_per_call: 3,
+            last_url: Arc::default(),
         })
     }
 
@@ -302,9 +306,7 @@ impl HttpCapability {
     pub async fn send(&self, req: http::Request) -> Result<http::Response, http::HttpError> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| http::HttpError::InvalidRequest(format!("bad method `{}`", req.method)))?;
-        let url = reqwest::Url::parse(&req.url).map_err(|e| {
-            http::HttpError::InvalidRequest(format!("bad url `{}`: {e}", redact_url(&req.url)))
-        })?;
+        let url = self.parse_url(&req.url)?;
         self.policy.check_url(&url).map_err(denied)?;
         let timeout = req
             .timeout_ms
@@ -350,6 +352,22 @@ impl HttpCapability {
                 body,
             })
         }
+    }
+}
+
+impl HttpCapability {
+    /// `url` parsed, from [`HttpCapability::last_url`] when it is the same.
+    fn parse_url(&self, url: &str) -> Result<reqwest::Url, http::HttpError> {
+        if let Some((text, parsed)) = &*self.last_url.lock()
+            && text == url
+        {
+            return Ok(parsed.clone());
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            http::HttpError::InvalidRequest(format!("bad url `{}`: {e}", redact_url(url)))
+        })?;
+        *self.last_url.lock() = Some((url.to_string(), parsed.clone()));
+        Ok(parsed)
     }
 }
 

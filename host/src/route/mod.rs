@@ -37,7 +37,7 @@ use tokio::time::Instant;
 
 use crate::alert::{Alert, Notification};
 use crate::config::Config;
-use crate::notify::{DeliveryRequest, NotifyHandle};
+use crate::notify::{DeliveryRequest, Done, NotifyHandle};
 use crate::store::Labels;
 
 pub mod alerts;
@@ -640,7 +640,7 @@ impl Dispatcher {
         group.next_flush = now + settings.group_interval;
 
         let mut outcomes: Vec<Option<bool>> = Vec::new();
-        let mut pending = Vec::new();
+        let mut to_deliver = Vec::new();
         for (idx, send_resolved) in settings.send_resolved.iter().copied().enumerate() {
             if muted {
                 outcomes.push(None); // held back: neither sent nor logged
@@ -678,21 +678,9 @@ impl Dispatcher {
                 &to_send,
                 now_utc,
             );
-            let (done_tx, done_rx) = oneshot::channel();
-            let request = DeliveryRequest {
-                receiver: settings.receiver.clone(),
-                integration: idx,
-                notification,
-                done: done_tx,
-                journal_id: None,
-            };
-            if let Err(e) = self.notify.enqueue(request) {
-                tracing::error!(group = %key, receiver = %settings.receiver, integration = idx, error = %e, "notification dropped");
-                outcomes.push(Some(false));
-                continue;
-            }
+            // Failed until the delivery reports otherwise.
             outcomes.push(Some(false));
-            pending.push((idx, done_rx));
+            to_deliver.push((idx, notification));
         }
         let flushed = Flushed {
             id: id.clone(),
@@ -701,18 +689,40 @@ impl Dispatcher {
             resolved_alerts: resolved_all,
             outcomes,
         };
-        if pending.is_empty() {
+        if to_deliver.is_empty() {
             self.on_flushed(flushed, now);
             return;
         }
-        let tx = flushed_tx.clone();
-        tokio::spawn(async move {
-            let mut flushed = flushed;
-            for (idx, rx) in pending {
-                flushed.outcomes[idx] = Some(rx.await.unwrap_or(false));
+        // The last delivery to report hands the flush back to this task.
+        let waiting = Arc::new(parking_lot::Mutex::new((Some(flushed), to_deliver.len())));
+        for (idx, notification) in to_deliver {
+            let (waiting, tx) = (waiting.clone(), flushed_tx.clone());
+            let done = Done::new(move |delivered| {
+                let mut state = waiting.lock();
+                let (flushed, left) = &mut *state;
+                if let Some(flushed) = flushed {
+                    flushed.outcomes[idx] = Some(delivered);
+                }
+                *left -= 1;
+                if *left == 0
+                    && let Some(flushed) = flushed.take()
+                {
+                    drop(state);
+                    let _ = tx.send(flushed);
+                }
+            });
+            let request = DeliveryRequest {
+                receiver: settings.receiver.clone(),
+                integration: idx,
+                notification,
+                done,
+                journal_id: None,
+            };
+            // A refused request reports `false` as it is dropped.
+            if let Err(e) = self.notify.enqueue(request) {
+                tracing::error!(group = %key, receiver = %settings.receiver, integration = idx, error = %e, "notification dropped");
             }
-            let _ = tx.send(flushed);
-        });
+        }
     }
 
     fn on_flushed(&mut self, done: Flushed, now: Instant) {

@@ -57,7 +57,7 @@ impl Harness {
         let req = tokio::time::timeout(within, self.deliveries.recv())
             .await
             .ok()??;
-        let _ = req.done.send(true);
+        req.done.send(true);
         Some(req.notification)
     }
 }
@@ -151,7 +151,7 @@ async fn failed_delivery_is_retried_at_next_interval() {
         .await
         .unwrap()
         .unwrap();
-    let _ = req.done.send(false);
+    req.done.send(false);
     // Not logged as sent, so the next group_interval tick sends it again.
     assert!(h.next(Duration::from_secs(301)).await.is_some());
 }
@@ -359,7 +359,7 @@ async fn an_alert_resolved_during_a_mute_is_dropped_as_alertmanager_does() {
     let t = t0 + Duration::from_secs(30);
     d.flush_due(t, &flushed_tx);
     let req = deliveries.try_recv().expect("sent while active");
-    let _ = req.done.send(true);
+    req.done.send(true);
     let done = flushed_rx.recv().await.unwrap();
     d.on_flushed(done, t);
     assert_eq!(d.log.0.len(), 1);
@@ -387,7 +387,7 @@ async fn an_alert_notified_before_a_mute_waits_for_repeat_interval_after_it() {
     d.insert(vec![alert("A", "m1", false)], t0);
     let mut t = t0 + Duration::from_secs(30);
     d.flush_due(t, &flushed_tx);
-    let _ = deliveries
+    deliveries
         .try_recv()
         .expect("sent before the mute")
         .done
