@@ -21,19 +21,14 @@ const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
-/// How long freed pages stay mapped for reuse before they go back to the
-/// OS.
-const PURGE_DELAY: Duration = Duration::from_millis(100);
-
 /// Sets mimalloc up for a long-running server that gives memory back:
 /// arenas committed as they are used rather than up front (10 MiB less at
-/// rest), freed pages purged [`PURGE_DELAY`] after they were freed (pages
-/// reused within it are not purged, so a burst of deliveries does not
-/// fault its own freed pages back in: purging at once cost the delivery
-/// path about a tenth of its CPU in page faults and TLB shootdowns), and
-/// no transparent huge pages (with them it purges in 2 MiB units).
-/// mimalloc purges expired pages only when a thread next allocates, which
-/// an idle server does not: [`start_purger`] does it.
+/// rest), freed pages purged at once rather than 10 ms later by whichever
+/// thread next allocates (an idle thread never does: 63-132 MiB instead of
+/// 48-49 MiB right after the ingestion comparison's text import, and it
+/// stays; purging at once costs the delivery path about a tenth of its CPU
+/// in page faults), and no transparent huge pages (with them it purges in
+/// 2 MiB units).
 /// Runs from the executable's constructors, before `main` and before the
 /// first allocation reserves an arena; `MIMALLOC_*` environment variables
 /// still override it.
@@ -42,7 +37,7 @@ extern "C" fn configure_allocator() {
     // are plain integers mimalloc reads on its slow paths.
     unsafe {
         libmimalloc_sys::mi_option_set_default(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY.as_millis() as _);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 0);
         libmimalloc_sys::mi_option_set_default(MI_OPTION_ALLOW_THP, 0);
     }
 }
@@ -51,35 +46,6 @@ extern "C" fn configure_allocator() {
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
-
-/// Starts the thread that purges what has waited [`PURGE_DELAY`] (cheap
-/// when nothing waits: one clock read every [`PURGE_DELAY`]), so freed
-/// memory goes back to the OS within twice that even when no other thread
-/// allocates. Call once when serving; a later call does nothing.
-pub fn start_purger() {
-    static STARTED: AtomicBool = AtomicBool::new(false);
-    if STARTED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("klaxon-purge".into())
-        .spawn(|| {
-            // mimalloc collects only for a thread that has allocated.
-            std::hint::black_box(Box::new(0u64));
-            loop {
-                std::thread::sleep(PURGE_DELAY);
-                // SAFETY: mi_collect only frees and purges memory no
-                // allocation uses; it has no preconditions.
-                unsafe { libmimalloc_sys::mi_collect(false) };
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(
-            error = %e,
-            "cannot start the allocator's purge thread; freed memory goes back when threads next allocate"
-        );
-    }
-}
 
 /// Purges the allocator's freed memory now, returning its pages to the OS.
 /// Takes a few milliseconds at most: call from a blocking thread when
@@ -120,18 +86,14 @@ mod tests {
         // The indices were counted in the v3 header whose enum has 47
         // options; a mimalloc that adds or moves options fails here.
         assert_eq!(libmimalloc_sys::_mi_option_last, 47);
-        for (option, value) in [
-            (MI_OPTION_ARENA_EAGER_COMMIT, 0),
-            (
-                MI_OPTION_PURGE_DELAY,
-                PURGE_DELAY.as_millis() as std::ffi::c_long,
-            ),
-            (MI_OPTION_ALLOW_THP, 0),
+        for option in [
+            MI_OPTION_ARENA_EAGER_COMMIT,
+            MI_OPTION_PURGE_DELAY,
+            MI_OPTION_ALLOW_THP,
         ] {
             // SAFETY: reads an option.
-            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(option) }, value);
+            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(option) }, 0);
         }
-        start_purger();
         release_freed_memory();
     }
 }

@@ -442,7 +442,6 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let plugins = manager.registry().clone();
     validate(&config, &config_file, &config_text, plugins.clone()).await?;
     crate::memory::release_freed_memory();
-    crate::memory::start_purger();
     // Serving from here on: new versions go live after a quick compile.
     manager.set_quick_compile(true);
     manager.set_persist_dir(plugins_dir.clone());
