@@ -1,6 +1,7 @@
 //! The one place where the wasmtime `Engine` is configured: compilation
-//! settings, the pooling allocator, epoch interruption and its ticker thread,
-//! and the on-disk cache of compiled components.
+//! settings, the pooling allocator, epoch interruption and its ticker thread
+//! (which ticks only while a call runs), and the on-disk cache of compiled
+//! components.
 //!
 //! One engine (and its Winch twin) serves both synchronous calls (detectors,
 //! composites) and asynchronous ones (notifiers): wasmtime 48 chooses sync
@@ -12,6 +13,8 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -69,12 +72,106 @@ pub enum Tier {
 }
 
 /// A configured engine (and, optionally, a baseline-compiler twin for quick
-/// loads); a thread advances their epochs for as long as any clone lives.
+/// loads); a thread advances their epochs while calls run (see [`Ticker`]).
 pub struct PluginEngine {
     engine: Engine,
     quick: Option<Engine>,
     settings: EngineSettings,
     compat: String,
+    ticker: Arc<Ticker>,
+}
+
+/// The thread advancing the engines' epochs every [`EPOCH_TICK`]: only
+/// while a call's store lives (a [`Ticking`]), so an idle host does not
+/// wake a thousand times a second. Deadlines are counted in ticks from a
+/// store's creation, so a store must hold its [`Ticking`] for its whole
+/// life. The thread ends when the ticker is dropped (the engine and every
+/// plugin hold it) or the engines are gone.
+pub struct Ticker {
+    shared: Arc<TickerShared>,
+    thread: std::thread::Thread,
+}
+
+struct TickerShared {
+    /// Stores alive.
+    calls: AtomicUsize,
+    stop: AtomicBool,
+    /// Ticks so far.
+    ticks: std::sync::atomic::AtomicU64,
+}
+
+/// Keeps the epochs advancing while it lives; see [`Ticker::ticking`].
+pub struct Ticking(Arc<TickerShared>);
+
+impl Ticker {
+    /// Starts the thread for `engine` (and `quick`).
+    fn start(engine: &Engine, quick: Option<&Engine>) -> Result<Self, PluginError> {
+        let shared = Arc::new(TickerShared {
+            calls: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            ticks: std::sync::atomic::AtomicU64::new(0),
+        });
+        let weak = engine.weak();
+        let weak_quick = quick.map(Engine::weak);
+        let state = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("klaxon-epoch".into())
+            .spawn(move || {
+                loop {
+                    if state.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    if state.calls.load(Ordering::Acquire) == 0 {
+                        // `ticking` unparks; a wake-up without a call
+                        // only loops back here.
+                        std::thread::park();
+                        continue;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    let quick = weak_quick.as_ref().and_then(|w| w.upgrade());
+                    if let Some(q) = &quick {
+                        q.increment_epoch();
+                    }
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None if quick.is_none() => break,
+                        None => {}
+                    }
+                    state.ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| PluginError::Engine(format!("cannot start epoch thread: {e}")))?;
+        Ok(Self {
+            shared,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    /// The epochs advance until the value returned is dropped.
+    pub fn ticking(&self) -> Ticking {
+        if self.shared.calls.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Ticking(self.shared.clone())
+    }
+
+    /// Ticks so far.
+    pub fn ticks(&self) -> u64 {
+        self.shared.ticks.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl PluginEngine {
@@ -108,33 +205,19 @@ impl PluginEngine {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish());
 
-        // The ticker lives as long as the engines: plugins hold engine clones
-        // and outlive this wrapper, so it stops only when the last clone is gone.
-        let weak = engine.weak();
-        let weak_quick = quick.as_ref().map(Engine::weak);
-        std::thread::Builder::new()
-            .name("klaxon-epoch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(EPOCH_TICK);
-                    let quick = weak_quick.as_ref().and_then(|w| w.upgrade());
-                    if let Some(q) = &quick {
-                        q.increment_epoch();
-                    }
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None if quick.is_none() => break,
-                        None => {}
-                    }
-                }
-            })
-            .map_err(|e| PluginError::Engine(format!("cannot start epoch thread: {e}")))?;
+        let ticker = Arc::new(Ticker::start(&engine, quick.as_ref())?);
         Ok(Self {
             engine,
             quick,
             settings,
             compat,
+            ticker,
         })
+    }
+
+    /// The epoch ticker plugins' calls hold while they run.
+    pub fn ticker(&self) -> &Arc<Ticker> {
+        &self.ticker
     }
 
     /// The baseline-compiler engine, when there is one.
@@ -282,4 +365,50 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits (up to 10 s) until the ticker has ticked past `ticks`.
+    fn ticks_past(ticker: &Ticker, ticks: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if ticker.ticks() > ticks {
+                return true;
+            }
+            std::thread::sleep(EPOCH_TICK);
+        }
+        false
+    }
+
+    #[test]
+    fn the_epoch_ticks_only_while_a_call_runs() {
+        let engine = PluginEngine::new(EngineSettings {
+            max_instances: 4,
+            quick_compile: false,
+            ..EngineSettings::default()
+        })
+        .expect("engine");
+        let ticker = engine.ticker();
+        let idle = ticker.ticks();
+        std::thread::sleep(EPOCH_TICK * 50);
+        assert_eq!(ticker.ticks(), idle, "no call: the thread sleeps");
+
+        let call = ticker.ticking();
+        let second = ticker.ticking();
+        assert!(ticks_past(ticker, idle), "a call: the epoch advances");
+        drop(call);
+        let one_left = ticker.ticks();
+        assert!(ticks_past(ticker, one_left), "one call still runs");
+        drop(second);
+        // The tick under way when the last call ended may still land.
+        let ended = ticker.ticks() + 1;
+        std::thread::sleep(EPOCH_TICK * 50);
+        assert!(
+            ticker.ticks() <= ended,
+            "calls over: the thread sleeps again"
+        );
+    }
 }

@@ -46,6 +46,8 @@ pub(crate) struct CallState {
     pub(crate) batch_reports: Vec<Option<Result<types::Delivery, types::DeliveryError>>>,
     /// When an asynchronous call is interrupted.
     pub(crate) deadline: Deadline,
+    /// The epoch advances while the store lives (deadlines count ticks).
+    _ticking: super::engine::Ticking,
 }
 
 /// An asynchronous call's deadline: `at`, moved to `step` from now when a
@@ -63,6 +65,7 @@ impl CallState {
         limits: &PluginLimits,
         http: Option<Arc<HttpCapability>>,
         smtp: Option<Arc<SmtpCapability>>,
+        ticking: super::engine::Ticking,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
@@ -99,6 +102,7 @@ impl CallState {
                 at: std::time::Instant::now() + limits.timeout,
                 step: limits.timeout,
             },
+            _ticking: ticking,
         }
     }
 

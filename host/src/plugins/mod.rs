@@ -357,6 +357,8 @@ pub struct Plugin {
     engine: Engine,
     /// The engine meters fuel: every call's store gets a budget.
     fuel_metered: bool,
+    /// Advances `engine`'s epoch while a call of this plugin runs.
+    ticker: Arc<engine::Ticker>,
     runner: Runner,
 }
 
@@ -451,6 +453,7 @@ impl Plugin {
             allowed_hosts: Vec::new(),
             signature: None,
             engine: wasm_engine.clone(),
+            ticker: engine.ticker().clone(),
             fuel_metered: engine.settings().consume_fuel,
             runner,
         };
@@ -544,7 +547,13 @@ impl Plugin {
     }
 
     fn new_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
-        let state = CallState::new(self.info.name.clone(), &self.limits, caps.http, caps.smtp);
+        let state = CallState::new(
+            self.info.name.clone(),
+            &self.limits,
+            caps.http,
+            caps.smtp,
+            self.ticker.ticking(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = (self.limits.timeout + extra_time).as_millis() as u64
@@ -561,7 +570,13 @@ impl Plugin {
     /// has passed, as the synchronous stores' epoch deadline does. Time
     /// spent awaiting the network counts towards the deadline.
     fn new_async_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
-        let state = CallState::new(self.info.name.clone(), &self.limits, caps.http, caps.smtp);
+        let state = CallState::new(
+            self.info.name.clone(),
+            &self.limits,
+            caps.http,
+            caps.smtp,
+            self.ticker.ticking(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let allowed = self.limits.timeout + extra_time;
