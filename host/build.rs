@@ -49,6 +49,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("misbehave", "klaxon-plugin-misbehave"),
     ("sneaky", "klaxon-plugin-sneaky"),
     ("variant", "klaxon-plugin-variant"),
+    ("plain", "klaxon-plugin-plain-notifier"),
 ];
 
 /// Shadow stack of the stock plugins, in bytes.

@@ -9,6 +9,9 @@
 //! Each notification of a batch gets one call's deadline, restarted when
 //! the plugin reports the one before: a slow batch is not cut short, a
 //! plugin stuck on one notification is.
+//!
+//! A notifier built for the plain `notifier` world (no `send-batch`) still
+//! delivers a backlog, one notification per call.
 
 mod common;
 
@@ -276,5 +279,60 @@ receivers:
             assert_eq!(last.attempt, 1, "{records:?}");
         }
     }
+    handle.shutdown();
+}
+
+/// A notifier built for the plain `notifier` world (no `send-batch`, no
+/// `batch` import; the fixture `plain`, built with wit-bindgen alone)
+/// loads and delivers a backlog one notification per call.
+#[tokio::test]
+async fn a_plain_world_notifier_delivers_one_notification_per_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = fixture_file(dir.path(), "plain");
+    let (url, received) = start_receiver().await;
+    let yaml = format!(
+        r#"
+plugins:
+  files: ["{wasm}"]
+notify:
+  max_in_flight: 1
+route:
+  receiver: plain
+receivers:
+  - name: plain
+    plugin_configs:
+      - plugin: plain
+        config: {{ url: "{url}/hook" }}
+        allowed_networks: ["127.0.0.1/32"]
+"#,
+        wasm = wasm.display(),
+    );
+    let (handle, plugins) = start_notify(&yaml).await;
+    let plugin = plugins.get("plain").expect("plugin loaded");
+    assert!(!plugin.sends_batches());
+    let calls = plugin.stats().calls;
+
+    let outcomes: Vec<_> = (0..PER_INTEGRATION)
+        .map(|i| enqueue(&handle, notification("plain", i)))
+        .collect();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        assert!(delivered(outcome).await, "plain m{i}");
+    }
+    let got = received
+        .wait_for(PER_INTEGRATION, Duration::from_secs(10))
+        .await;
+    let mut keys: Vec<String> = got
+        .iter()
+        .map(|b| b["groupKey"].as_str().unwrap_or_default().to_string())
+        .collect();
+    keys.sort_unstable();
+    let expected: Vec<String> = (0..PER_INTEGRATION)
+        .map(|i| format!("plain/m{i}"))
+        .collect();
+    assert_eq!(keys, expected);
+    assert_eq!(
+        plugins.get("plain").expect("plugin loaded").stats().calls - calls,
+        PER_INTEGRATION as u64
+    );
     handle.shutdown();
 }
