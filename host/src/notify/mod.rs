@@ -44,8 +44,10 @@ use crate::plugins::{
 /// How many delivery records the log keeps.
 const DELIVERY_LOG_CAPACITY: usize = 1000;
 
-/// The most notifications one `send-batch` call delivers.
-const MAX_BATCH: usize = 16;
+/// The most notifications one `send-batch` call delivers. 64 rather than
+/// 16: 11% less CPU per notification in the Alertmanager comparison (five
+/// alternating runs, 82 against 92 µs); 256 was no better than 64.
+const MAX_BATCH: usize = 64;
 
 /// A notification for one integration of one receiver; `done` reports
 /// whether it was delivered (after retries).
