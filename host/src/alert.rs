@@ -59,7 +59,7 @@ pub fn fingerprint_hex(fp: u64) -> String {
 }
 
 /// One alert inside a notification.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifiedAlert {
     /// `firing` or `resolved`.
@@ -74,7 +74,7 @@ pub struct NotifiedAlert {
 }
 
 /// One notification for one alert group and one receiver.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub receiver: String,

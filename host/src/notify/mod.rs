@@ -549,8 +549,9 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
                 let ctx = ctx.clone();
                 running.spawn(async move {
                     if batch.len() == 1 {
-                        for request in batch {
-                            let delivered = deliver(&ctx, &request.notification).await;
+                        for mut request in batch {
+                            let wit = into_wit(std::mem::take(&mut request.notification));
+                            let delivered = deliver(&ctx, wit).await;
                             finish(&ctx, vec![(request, delivered)]);
                         }
                     } else {
@@ -587,9 +588,8 @@ enum Attempt {
     Permanent(String),
 }
 
-async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
-    let wit = to_wit(notification);
-    deliver_from(ctx, notification, &wit, tokio::time::Instant::now(), None).await
+async fn deliver(ctx: &IntegrationCtx, notification: types::Notification) -> bool {
+    deliver_from(ctx, &notification, tokio::time::Instant::now(), None).await
 }
 
 /// Delivers several notifications, the first attempt in one `send-batch`
@@ -605,17 +605,20 @@ async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
 /// known: those the batch call settled together, the others (retries,
 /// re-sends) each when done, so one retried for minutes holds back no other
 /// group.
-async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
+async fn deliver_batch(ctx: &IntegrationCtx, mut requests: Vec<DeliveryRequest>) {
     use futures::{FutureExt, StreamExt};
 
     let started = tokio::time::Instant::now();
-    let wits: Vec<types::Notification> = requests.iter().map(|r| to_wit(&r.notification)).collect();
+    let wits: Vec<types::Notification> = requests
+        .iter_mut()
+        .map(|r| into_wit(std::mem::take(&mut r.notification)))
+        .collect();
     let firsts = attempt_batch(ctx, &wits).await;
     let mut settled = Vec::new();
     let mut pending = futures::stream::FuturesUnordered::new();
     for ((request, wit), first) in requests.into_iter().zip(wits).zip(firsts) {
         let mut delivery = Box::pin(async move {
-            let delivered = deliver_from(ctx, &request.notification, &wit, started, first).await;
+            let delivered = deliver_from(ctx, &wit, started, first).await;
             (request, delivered)
         });
         // A delivered or permanently failed first attempt completes at once.
@@ -646,8 +649,7 @@ fn finish(ctx: &IntegrationCtx, done: Vec<(DeliveryRequest, bool)>) {
 /// when a batch call made it already.
 async fn deliver_from(
     ctx: &IntegrationCtx,
-    notification: &Notification,
-    wit: &types::Notification,
+    notification: &types::Notification,
     started: tokio::time::Instant,
     mut first: Option<Attempt>,
 ) -> bool {
@@ -656,7 +658,7 @@ async fn deliver_from(
         attempt += 1;
         let outcome = match first.take() {
             Some(outcome) => outcome,
-            None => attempt_once(ctx, wit).await,
+            None => attempt_once(ctx, notification).await,
         };
         let (outcome_name, detail, retry_after) = match outcome {
             Attempt::Delivered(detail) => {
@@ -759,7 +761,13 @@ fn backoff_delay(settings: &NotifyConfig, attempt: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
-fn record(ctx: &IntegrationCtx, n: &Notification, outcome: &str, attempt: u32, detail: &str) {
+fn record(
+    ctx: &IntegrationCtx,
+    n: &types::Notification,
+    outcome: &str,
+    attempt: u32,
+    detail: &str,
+) {
     let mut log = ctx.log.lock();
     if log.len() == DELIVERY_LOG_CAPACITY {
         log.pop_front();
@@ -777,38 +785,36 @@ fn record(ctx: &IntegrationCtx, n: &Notification, outcome: &str, attempt: u32, d
     });
 }
 
-fn labels(m: &std::collections::BTreeMap<String, String>) -> Vec<types::Label> {
-    m.iter()
-        .map(|(k, v)| types::Label {
-            name: k.clone(),
-            value: v.clone(),
-        })
+fn labels(m: std::collections::BTreeMap<String, String>) -> Vec<types::Label> {
+    m.into_iter()
+        .map(|(name, value)| types::Label { name, value })
         .collect()
 }
 
-/// The WIT form of a notification.
-pub fn to_wit(n: &Notification) -> types::Notification {
+/// The WIT form of a notification, moving its text (no copy): what the
+/// delivery sends, records and retries once it leaves the queue.
+pub fn into_wit(n: Notification) -> types::Notification {
     types::Notification {
-        receiver: n.receiver.clone(),
-        status: n.status.clone(),
+        receiver: n.receiver,
+        status: n.status,
         alerts: n
             .alerts
-            .iter()
+            .into_iter()
             .map(|a| types::Alert {
-                status: a.status.clone(),
-                labels: labels(&a.labels),
-                annotations: labels(&a.annotations),
-                starts_at: a.starts_at.clone(),
-                ends_at: a.ends_at.clone(),
-                generator_url: a.generator_url.clone(),
-                fingerprint: a.fingerprint.clone(),
+                status: a.status,
+                labels: labels(a.labels),
+                annotations: labels(a.annotations),
+                starts_at: a.starts_at,
+                ends_at: a.ends_at,
+                generator_url: a.generator_url,
+                fingerprint: a.fingerprint,
             })
             .collect(),
-        group_labels: labels(&n.group_labels),
-        common_labels: labels(&n.common_labels),
-        common_annotations: labels(&n.common_annotations),
-        external_url: n.external_url.clone(),
-        group_key: n.group_key.clone(),
+        group_labels: labels(n.group_labels),
+        common_labels: labels(n.common_labels),
+        common_annotations: labels(n.common_annotations),
+        external_url: n.external_url,
+        group_key: n.group_key,
         truncated_alerts: n.truncated_alerts,
     }
 }
