@@ -103,6 +103,16 @@ fn enqueue(handle: &notify::NotifyHandle, notification: Notification) -> oneshot
     outcome
 }
 
+/// The `groupKey` of each body received, sorted.
+fn sorted_group_keys(bodies: &[Value]) -> Vec<String> {
+    let mut keys: Vec<String> = bodies
+        .iter()
+        .map(|b| b["groupKey"].as_str().unwrap_or_default().to_string())
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 /// Whether a queued notification was delivered (after its retries).
 async fn delivered(outcome: oneshot::Receiver<bool>) -> bool {
     tokio::time::timeout(Duration::from_secs(60), outcome)
@@ -153,11 +163,7 @@ receivers:
     let got = received
         .wait_for(2 * PER_INTEGRATION - 1, Duration::from_secs(10))
         .await;
-    let mut keys: Vec<String> = got
-        .iter()
-        .map(|b| b["groupKey"].as_str().unwrap_or_default().to_string())
-        .collect();
-    keys.sort_unstable();
+    let keys = sorted_group_keys(&got);
     let mut expected: Vec<String> = ["hook", "boom"]
         .iter()
         .flat_map(|r| (0..PER_INTEGRATION).map(move |i| (r, i)))
@@ -253,11 +259,7 @@ receivers:
     assert!(!delivered(stuck).await, "m{STUCK}");
 
     let got = received.all().await;
-    let mut keys: Vec<String> = got
-        .iter()
-        .map(|b| b["groupKey"].as_str().unwrap_or_default().to_string())
-        .collect();
-    keys.sort_unstable();
+    let keys = sorted_group_keys(&got);
     let expected: Vec<String> = (0..PER_INTEGRATION)
         .filter(|&i| i != STUCK)
         .map(|i| format!("boom/m{i}"))
@@ -321,11 +323,7 @@ receivers:
     let got = received
         .wait_for(PER_INTEGRATION, Duration::from_secs(10))
         .await;
-    let mut keys: Vec<String> = got
-        .iter()
-        .map(|b| b["groupKey"].as_str().unwrap_or_default().to_string())
-        .collect();
-    keys.sort_unstable();
+    let keys = sorted_group_keys(&got);
     let expected: Vec<String> = (0..PER_INTEGRATION)
         .map(|i| format!("plain/m{i}"))
         .collect();

@@ -546,7 +546,10 @@ impl Plugin {
         }
     }
 
-    fn new_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
+    /// A store for one call with these capabilities: the plugin's memory
+    /// limit, and the epoch ticking while it lives. Deadline and fuel are
+    /// the caller's.
+    fn store_with(&self, caps: Capabilities) -> Store<CallState> {
         let state = CallState::new(
             self.info.name.clone(),
             &self.limits,
@@ -556,6 +559,11 @@ impl Plugin {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        store
+    }
+
+    fn new_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
+        let mut store = self.store_with(caps);
         let ticks = (self.limits.timeout + extra_time).as_millis() as u64
             / engine::EPOCH_TICK.as_millis().max(1) as u64;
         store.set_epoch_deadline(ticks.max(1));
@@ -570,15 +578,7 @@ impl Plugin {
     /// has passed, as the synchronous stores' epoch deadline does. Time
     /// spent awaiting the network counts towards the deadline.
     fn new_async_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
-        let state = CallState::new(
-            self.info.name.clone(),
-            &self.limits,
-            caps.http,
-            caps.smtp,
-            self.ticker.ticking(),
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
+        let mut store = self.store_with(caps);
         let allowed = self.limits.timeout + extra_time;
         store.data_mut().deadline = Deadline {
             at: Instant::now() + allowed,
