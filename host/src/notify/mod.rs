@@ -824,6 +824,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn done_reports_once_and_false_when_dropped_unreported() {
+        let (tx, rx) = oneshot::channel();
+        Done::channel(tx).send(true);
+        assert_eq!(rx.blocking_recv(), Ok(true));
+        let (tx, rx) = oneshot::channel();
+        drop(Done::channel(tx));
+        assert_eq!(rx.blocking_recv(), Ok(false));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        Done::new(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .send(false);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        Done::nobody().send(true);
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let s = NotifyConfig {
             initial_backoff: Duration::from_millis(100),
