@@ -77,6 +77,24 @@ fn boom_receiver(url: &str) -> String {
     )
 }
 
+/// A config loading the fixture at `wasm`, one delivery slot per
+/// integration (so a backlog leaves in batches), routing everything to
+/// `receiver`, with `receivers` (YAML list items).
+fn one_slot_config(wasm: &std::path::Path, receiver: &str, receivers: &str) -> String {
+    format!(
+        r#"
+plugins:
+  files: ["{wasm}"]
+notify:
+  max_in_flight: 1
+route:
+  receiver: {receiver}
+receivers:
+{receivers}"#,
+        wasm = wasm.display(),
+    )
+}
+
 /// The plugins and the delivery queues of `yaml` (no routing, no server).
 async fn start_notify(yaml: &str) -> (notify::NotifyHandle, Arc<PluginRegistry>) {
     let config = Config::parse(yaml, "test.yml").expect("config parses");
@@ -128,20 +146,15 @@ async fn a_backlog_leaves_in_batches_and_a_bad_notification_fails_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = fixture_file(dir.path(), "sneaky");
     let (url, received) = start_receiver().await;
-    let yaml = format!(
-        r#"
-plugins:
-  files: ["{wasm}"]
-notify:
-  max_in_flight: 1
-route:
-  receiver: hook
-receivers:
-  - name: hook
+    let yaml = one_slot_config(
+        &wasm,
+        "hook",
+        &format!(
+            r#"  - name: hook
     webhook_configs: [{{ url: "{url}/hook", allowed_networks: ["127.0.0.1/32"] }}]
 {boom}"#,
-        wasm = wasm.display(),
-        boom = boom_receiver(&url),
+            boom = boom_receiver(&url),
+        ),
     );
     let (handle, plugins) = start_notify(&yaml).await;
     let calls = |name: &str| plugins.get(name).expect("plugin loaded").stats().calls;
@@ -292,22 +305,17 @@ async fn a_plain_world_notifier_delivers_one_notification_per_call() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = fixture_file(dir.path(), "plain");
     let (url, received) = start_receiver().await;
-    let yaml = format!(
-        r#"
-plugins:
-  files: ["{wasm}"]
-notify:
-  max_in_flight: 1
-route:
-  receiver: plain
-receivers:
-  - name: plain
+    let yaml = one_slot_config(
+        &wasm,
+        "plain",
+        &format!(
+            r#"  - name: plain
     plugin_configs:
       - plugin: plain
         config: {{ url: "{url}/hook" }}
         allowed_networks: ["127.0.0.1/32"]
-"#,
-        wasm = wasm.display(),
+"#
+        ),
     );
     let (handle, plugins) = start_notify(&yaml).await;
     let plugin = plugins.get("plain").expect("plugin loaded");
