@@ -68,12 +68,17 @@
 #[doc(hidden)]
 pub mod bindings;
 
-/// Every plugin built with the SDK allocates with talc rather than
-/// wasi-libc's dlmalloc: a notifier delivering a batch spent two fifths of
-/// its own time in dlmalloc's `malloc` and `free` (the host lowers each
-/// string of a notification into a fresh allocation, and the glue and
-/// payloads allocate more).
-#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+/// Plugins built with the SDK allocate with talc rather than wasi-libc's
+/// dlmalloc: a notifier delivering a batch spent two fifths of its own
+/// time in dlmalloc's `malloc` and `free` (the host lowers each string of
+/// a notification into a fresh allocation, and the glue and payloads
+/// allocate more). A plugin that declares its own `#[global_allocator]`
+/// turns the SDK's `talc` feature (on by default) off.
+#[cfg(all(
+    feature = "talc",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 pub mod composite;
