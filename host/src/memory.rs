@@ -26,8 +26,9 @@ const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// rest), freed pages purged at once rather than 10 ms later by whichever
 /// thread next allocates (an idle thread never does: 63-132 MiB instead of
 /// 48-49 MiB right after the ingestion comparison's text import, and it
-/// stays; purging at once costs the delivery path about a tenth of its CPU
-/// in page faults), and no transparent huge pages (with them it purges in
+/// stays; a later 100 ms delay with a purge thread made no measurable
+/// difference to the delivery path's CPU in ten alternating rounds, see
+/// BENCHMARKS.md), and no transparent huge pages (with them it purges in
 /// 2 MiB units).
 /// Runs from the executable's constructors, before `main` and before the
 /// first allocation reserves an arena; `MIMALLOC_*` environment variables
