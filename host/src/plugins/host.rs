@@ -11,6 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::header::{HeaderMap, HeaderName, HeaderValue};
+use ::http::{Method, StatusCode, Uri};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_platform_verifier::ConfigVerifierExt;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -230,16 +237,24 @@ impl log::Host for CallState {
 
 impl super::bindings::types::Host for CallState {}
 
+/// The client behind [`HttpCapability`]: hyper-util's pooled client, TLS by
+/// rustls with the platform's roots (ALPN offers HTTP/2 and HTTP/1.1),
+/// connecting only to the addresses [`GuardedResolver`] lets through.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>,
+    Full<Bytes>,
+>;
+
 /// Outbound HTTP a notifier may use for one receiver integration: a client
 /// that reaches only what the integration's [`NetPolicy`] allows (checked
 /// after DNS resolution and on every redirect hop), a per-request timeout
 /// cap, a response size cap and a request count cap.
 #[derive(Debug, Clone)]
 pub struct HttpCapability {
-    client: reqwest::Client,
+    client: Client,
     handle: tokio::runtime::Handle,
     policy: Arc<NetPolicy>,
-    /// Longest a single request may take.
+    /// Longest a single request may take, redirects and body included.
     pub max_timeout: Duration,
     /// Largest response body read; larger is an error.
     pub max_response_bytes: usize,
@@ -253,6 +268,32 @@ pub struct HttpCapability {
 /// Redirects one request may follow (each hop checked like the first).
 pub const MAX_REDIRECTS: usize = 3;
 
+const USER_AGENT: &str = concat!("Klaxon/", env!("CARGO_PKG_VERSION"));
+
+/// Headers a redirect to another origin does not carry (as browsers and
+/// reqwest do): credentials meant for the first host.
+const SENSITIVE_HEADERS: [HeaderName; 4] = [
+    ::http::header::AUTHORIZATION,
+    ::http::header::COOKIE,
+    ::http::header::PROXY_AUTHORIZATION,
+    ::http::header::WWW_AUTHENTICATE,
+];
+
+/// One TLS configuration for every integration: ring, the platform's roots.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    static CONFIG: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            // No process-wide rustls provider means a panic at the first
+            // handshake; ring is the one Klaxon uses everywhere (installing
+            // again is a no-op).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            rustls::ClientConfig::with_platform_verifier().map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
 impl HttpCapability {
     /// Sets the hosts the live plugin version allows (see
     /// [`NetPolicy::set_plugin_hosts`]); called before each delivery.
@@ -261,28 +302,23 @@ impl HttpCapability {
     }
 
     /// A capability reaching only what `policy` allows, on the runtime behind
-    /// `handle`. The client ignores proxy settings from the environment: a
-    /// proxy would resolve and connect on the plugin's behalf, unchecked.
-    pub fn new(policy: NetPolicy, handle: tokio::runtime::Handle) -> Result<Self, reqwest::Error> {
-        // reqwest panics without a process-wide rustls provider; ring is the
-        // one Klaxon uses everywhere (installing again is a no-op).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+    /// `handle`. No proxy is ever used: a proxy would resolve and connect on
+    /// the plugin's behalf, unchecked.
+    pub fn new(policy: NetPolicy, handle: tokio::runtime::Handle) -> Result<Self, String> {
         let policy = Arc::new(policy);
-        let redirect_policy = policy.clone();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("Klaxon/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() > MAX_REDIRECTS {
-                    return attempt.error(Refusal::TooManyRedirects(MAX_REDIRECTS));
-                }
-                match redirect_policy.check_url(attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(refusal) => attempt.error(refusal),
-                }
-            }))
-            .build()?;
+        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver::new(policy.clone()));
+        // The TLS layer above decides the scheme; it refuses anything else.
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config()?)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector);
         Ok(Self {
             client,
             handle,
@@ -308,7 +344,7 @@ impl HttpCapability {
     /// Sends one request for a plugin; see the WIT `http` interface. Errors
     /// name the host, never the whole URL (which may carry a token).
     pub async fn send(&self, req: http::Request) -> Result<http::Response, http::HttpError> {
-        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+        let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| http::HttpError::InvalidRequest(format!("bad method `{}`", req.method)))?;
         let url = self.parse_url(&req.url)?;
         self.policy.check_url(&url).map_err(denied)?;
@@ -317,46 +353,164 @@ impl HttpCapability {
             .map(|ms| Duration::from_millis(ms.into()))
             .unwrap_or(self.max_timeout)
             .min(self.max_timeout);
-        let mut builder = self
-            .client
-            .request(method, url)
-            .timeout(timeout)
-            .body(req.body);
-        for h in &req.headers {
-            builder = builder.header(h.name.as_str(), h.value.as_str());
-        }
-        let request = builder
-            .build()
-            .map_err(|e| http::HttpError::InvalidRequest(e.without_url().to_string()))?;
-        let max = self.max_response_bytes;
-        {
-            let mut resp = self.client.execute(request).await.map_err(classify)?;
-            let status = resp.status().as_u16();
-            let headers = resp
-                .headers()
-                .iter()
-                .map(|(n, v)| http::Header {
-                    name: n.as_str().to_string(),
-                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                })
-                .collect();
-            if resp.content_length().is_some_and(|n| n > max as u64) {
-                return Err(http::HttpError::TooLarge);
+        let headers = header_map(&req.headers)?;
+        let exchange = Exchange {
+            method,
+            url,
+            headers,
+            body: Bytes::from(req.body),
+        };
+        tokio::time::timeout(timeout, self.exchange(exchange, &req.headers))
+            .await
+            .unwrap_or(Err(http::HttpError::Timeout))
+    }
+
+    /// Sends `first`, following redirects: each hop is checked by the policy
+    /// before it is sent; a 303 (and a 301 or 302 answering a POST) turns
+    /// into a body-less GET; a hop to another origin drops the credentials
+    /// ([`SENSITIVE_HEADERS`]) for it and every later hop.
+    async fn exchange(
+        &self,
+        first: Exchange,
+        plugin_headers: &[http::Header],
+    ) -> Result<http::Response, http::HttpError> {
+        let mut hop = first;
+        let mut redirects = 0;
+        let mut bodiless = false;
+        let mut cross_origin = false;
+        loop {
+            let uri: Uri = hop.url.as_str().parse().map_err(|e| {
+                http::HttpError::InvalidRequest(format!(
+                    "bad url `{}`: {e}",
+                    redact_url(hop.url.as_str())
+                ))
+            })?;
+            let mut request = ::http::Request::new(Full::new(hop.body.clone()));
+            *request.method_mut() = hop.method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = std::mem::take(&mut hop.headers);
+            let response = self.client.request(request).await.map_err(classify)?;
+            let Some(next) = redirect_target(&hop.url, &response) else {
+                return read_response(response, self.max_response_bytes).await;
+            };
+            if redirects == MAX_REDIRECTS {
+                return Err(denied(Refusal::TooManyRedirects(MAX_REDIRECTS)));
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-                if body.len() + chunk.len() > max {
-                    return Err(http::HttpError::TooLarge);
+            redirects += 1;
+            self.policy.check_url(&next).map_err(denied)?;
+            let status = response.status();
+            if status == StatusCode::SEE_OTHER && hop.method != Method::HEAD
+                || matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                    && hop.method == Method::POST
+            {
+                hop.method = Method::GET;
+                hop.body = Bytes::new();
+                bodiless = true;
+            }
+            cross_origin |= next.origin() != hop.url.origin();
+            hop.url = next;
+            hop.headers = header_map(plugin_headers)?;
+            if bodiless {
+                for name in [
+                    ::http::header::CONTENT_TYPE,
+                    ::http::header::CONTENT_LENGTH,
+                    ::http::header::CONTENT_ENCODING,
+                    ::http::header::TRANSFER_ENCODING,
+                ] {
+                    hop.headers.remove(name);
                 }
-                body.extend_from_slice(&chunk);
             }
-            Ok(http::Response {
-                status,
-                headers,
-                body,
-            })
+            if cross_origin {
+                for name in &SENSITIVE_HEADERS {
+                    hop.headers.remove(name);
+                }
+            }
         }
     }
+}
+
+/// One hop of a request: what [`HttpCapability::exchange`] sends next.
+struct Exchange {
+    method: Method,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// The plugin's headers as a header map, with Klaxon's `User-Agent` unless
+/// the plugin set one.
+fn header_map(headers: &[http::Header]) -> Result<HeaderMap, http::HttpError> {
+    let mut map = HeaderMap::with_capacity(headers.len() + 1);
+    for h in headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+            http::HttpError::InvalidRequest(format!("bad header name `{}`", h.name))
+        })?;
+        let value = HeaderValue::from_str(&h.value).map_err(|_| {
+            http::HttpError::InvalidRequest(format!("bad value for header `{}`", h.name))
+        })?;
+        map.append(name, value);
+    }
+    map.entry(::http::header::USER_AGENT)
+        .or_insert(HeaderValue::from_static(USER_AGENT));
+    Ok(map)
+}
+
+/// Where a redirect response points, resolved against `from`; `None` for
+/// any other response (or a redirect without a usable `Location`, which
+/// is returned to the plugin as it is).
+fn redirect_target<B>(from: &reqwest::Url, response: &::http::Response<B>) -> Option<reqwest::Url> {
+    if !matches!(
+        response.status(),
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
+    ) {
+        return None;
+    }
+    let location = response.headers().get(::http::header::LOCATION)?;
+    from.join(location.to_str().ok()?).ok()
+}
+
+/// The response as the plugin sees it; a body over `max` bytes is an error.
+async fn read_response(
+    response: ::http::Response<hyper::body::Incoming>,
+    max: usize,
+) -> Result<http::Response, http::HttpError> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| http::Header {
+            name: n.as_str().to_string(),
+            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        })
+        .collect();
+    let declared = response
+        .headers()
+        .get(::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(http::HttpError::TooLarge);
+    }
+    let mut incoming = response.into_body();
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| http::HttpError::Connection(error_chain(&e)))?;
+        if let Ok(chunk) = frame.into_data() {
+            if body.len() + chunk.len() > max {
+                return Err(http::HttpError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    Ok(http::Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 impl HttpCapability {
@@ -380,18 +534,13 @@ fn denied(refusal: Refusal) -> http::HttpError {
     http::HttpError::Denied(refusal.to_string())
 }
 
-fn classify(e: reqwest::Error) -> http::HttpError {
-    if let Some(refusal) = find_refusal(&e) {
-        return denied(refusal);
-    }
-    // reqwest's text names the URL, which may carry a token.
-    let e = e.without_url();
-    if e.is_timeout() {
-        http::HttpError::Timeout
-    } else if e.is_builder() {
-        http::HttpError::InvalidRequest(e.to_string())
-    } else {
-        http::HttpError::Connection(error_chain(&e))
+/// A client error as the plugin sees it: a refusal by the resolver (an
+/// address the policy does not allow) or a connection failure. hyper's
+/// errors never carry the URL.
+fn classify(e: hyper_util::client::legacy::Error) -> http::HttpError {
+    match find_refusal(&e) {
+        Some(refusal) => denied(refusal),
+        None => http::HttpError::Connection(error_chain(&e)),
     }
 }
 
@@ -651,6 +800,7 @@ impl smtp::Host for CallState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::IpNet;
 
     fn message() -> smtp::Message {
         smtp::Message {
@@ -739,6 +889,169 @@ mod tests {
         }
         match cap.execute(get("not a url/s3cret")) {
             Err(http::HttpError::InvalidRequest(why)) => assert!(!why.contains("s3cret"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A local server for the client's own behaviour: `/to/{status}/{path}`
+    /// redirects with that status to `/{path}` on the same origin, `/cross`
+    /// redirects to `localhost` (another origin), `/loop` to itself, `/big`
+    /// answers 4 KiB, `/slow` answers after 2 s, and anything else echoes
+    /// the method, body and `Authorization` it got.
+    async fn local_server() -> std::net::SocketAddr {
+        use axum::extract::{Path, Request};
+        use axum::http::{StatusCode, header};
+        use axum::response::IntoResponse;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .route(
+                "/to/{status}/{path}",
+                axum::routing::any(|Path((status, path)): Path<(u16, String)>| async move {
+                    let status = StatusCode::from_u16(status).expect("status");
+                    (status, [(header::LOCATION, format!("/{path}"))])
+                }),
+            )
+            .route(
+                "/cross",
+                axum::routing::any(move || async move {
+                    let to = format!("http://localhost:{}/echo", addr.port());
+                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)])
+                }),
+            )
+            .route(
+                "/loop",
+                axum::routing::any(|| async { (StatusCode::FOUND, [(header::LOCATION, "/loop")]) }),
+            )
+            .route("/big", axum::routing::get(|| async { "x".repeat(4096) }))
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    "late"
+                }),
+            )
+            .fallback(|req: Request| async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 16)
+                    .await
+                    .unwrap_or_default();
+                let auth = parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string();
+                let agent = parts
+                    .headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string();
+                format!(
+                    "{} {} {} {} {}",
+                    parts.method,
+                    parts.uri.path(),
+                    String::from_utf8_lossy(&body),
+                    auth,
+                    agent
+                )
+                .into_response()
+            });
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        addr
+    }
+
+    fn post(url: &str, body: &str) -> http::Request {
+        http::Request {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![
+                http::Header {
+                    name: "Authorization".into(),
+                    value: "Bearer s3cret".into(),
+                },
+                http::Header {
+                    name: "Content-Type".into(),
+                    value: "text/plain".into(),
+                },
+            ],
+            body: body.as_bytes().to_vec(),
+            timeout_ms: Some(5_000),
+        }
+    }
+
+    #[test]
+    fn http_follows_redirects_as_browsers_do_and_enforces_its_caps() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let addr = rt.block_on(local_server());
+        let loopback: IpNet = "127.0.0.1/32".parse().expect("net");
+        let policy = NetPolicy::new(["127.0.0.1", "localhost"], vec![loopback]);
+        let mut cap = HttpCapability::new(policy, rt.handle().clone()).expect("client");
+        cap.max_response_bytes = 1024;
+        let base = format!("http://{addr}");
+        let body_of = |r: Result<http::Response, http::HttpError>| {
+            let r = r.expect("response");
+            assert_eq!(r.status, 200);
+            String::from_utf8(r.body).expect("utf-8")
+        };
+        let agent = concat!("Klaxon/", env!("CARGO_PKG_VERSION"));
+
+        // No redirect: everything as sent, with Klaxon's User-Agent.
+        let got = body_of(cap.execute(post(&format!("{base}/echo"), "payload")));
+        assert_eq!(got, format!("POST /echo payload Bearer s3cret {agent}"));
+        // 307 and 308 keep the method and the body.
+        for status in [307, 308] {
+            let got = body_of(cap.execute(post(&format!("{base}/to/{status}/echo"), "payload")));
+            assert_eq!(
+                got,
+                format!("POST /echo payload Bearer s3cret {agent}"),
+                "{status}"
+            );
+        }
+        // 301, 302 and 303 after a POST turn into a GET without the body.
+        for status in [301, 302, 303] {
+            let got = body_of(cap.execute(post(&format!("{base}/to/{status}/echo"), "payload")));
+            assert_eq!(got, format!("GET /echo  Bearer s3cret {agent}"), "{status}");
+        }
+        // Another origin does not get the credentials.
+        let got = body_of(cap.execute(post(&format!("{base}/cross"), "payload")));
+        assert_eq!(got, format!("POST /echo payload - {agent}"));
+        // Three redirects are followed, a fourth is refused.
+        match cap.execute(get(&format!("{base}/loop"))) {
+            Err(http::HttpError::Denied(why)) => assert!(why.contains("redirect"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // The response cap and the timeout.
+        assert!(matches!(
+            cap.execute(get(&format!("{base}/big"))),
+            Err(http::HttpError::TooLarge)
+        ));
+        let mut slow = get(&format!("{base}/slow"));
+        slow.timeout_ms = Some(200);
+        assert!(matches!(cap.execute(slow), Err(http::HttpError::Timeout)));
+        // A header the plugin got wrong is its error, named.
+        let mut bad = get(&format!("{base}/echo"));
+        bad.headers.push(http::Header {
+            name: "X-Evil".into(),
+            value: "a\r\nInjected: 1".into(),
+        });
+        match cap.execute(bad) {
+            Err(http::HttpError::InvalidRequest(why)) => assert!(why.contains("X-Evil"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Nothing listening: a connection error naming the cause.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        match cap.execute(get(&format!("http://127.0.0.1:{port}/"))) {
+            Err(http::HttpError::Connection(why)) => assert!(why.contains("onnect"), "{why}"),
             other => panic!("{other:?}"),
         }
     }

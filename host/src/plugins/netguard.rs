@@ -18,8 +18,13 @@
 //!
 //! Owns no I/O besides the resolver's lookup; never imports notify or config.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::dns::Name;
 
 use ipnet::IpNet;
 
@@ -321,8 +326,10 @@ impl NetPolicy {
     }
 }
 
-/// A DNS resolver for reqwest that returns only the addresses the policy
-/// allows, so the client connects to exactly what was checked.
+/// A DNS resolver for the capability's HTTP client (a `tower` service, as
+/// hyper-util's connector takes one) that returns only the addresses the
+/// policy allows, so the client connects to exactly what was checked.
+#[derive(Clone)]
 pub struct GuardedResolver {
     policy: Arc<NetPolicy>,
 }
@@ -334,20 +341,30 @@ impl GuardedResolver {
     }
 }
 
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+type Resolving =
+    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, Refusal>> + Send>>;
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = Refusal;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Resolving {
         let policy = self.policy.clone();
-        let host = name.as_str().to_string();
         Box::pin(async move {
-            policy.check_host(&host)?;
-            let addrs = policy.resolve(&host).await?;
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+            let host = name.as_str();
+            policy.check_host(host)?;
+            Ok(policy.resolve(host).await?.into_iter())
         })
     }
 }
 
-/// The refusal somewhere in an error's source chain (reqwest wraps the
-/// resolver's and the redirect policy's errors).
+/// The refusal somewhere in an error's source chain (the client wraps the
+/// resolver's errors).
 pub fn find_refusal(e: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
