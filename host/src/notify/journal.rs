@@ -8,7 +8,7 @@
 //! file is compacted (rewritten with only the pending entries) at start and
 //! whenever done lines outnumber pending ones by a margin.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -50,13 +50,24 @@ struct EntryRef<'a> {
     notification: &'a Notification,
 }
 
+/// Just the id of a journal line, for compaction (serde skips the rest).
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LineId {
+    Enqueue { id: u64 },
+    Done(serde::de::IgnoredAny),
+}
+
 struct Inner {
     file: File,
-    /// Pending entries, by id, as their journal lines.
-    pending: BTreeMap<u64, String>,
+    /// Ids of the pending entries. Their lines are only in the file: the
+    /// compaction copies them from there.
+    pending: HashSet<u64>,
     next_id: u64,
     /// Lines in the file.
     lines: usize,
+    /// Encoding buffer, reused.
+    buf: Vec<u8>,
 }
 
 /// The journal; cheap to share behind an `Arc`.
@@ -99,11 +110,11 @@ impl Journal {
             Err(e) => return Err(e),
         }
         let entries: Vec<Entry> = pending.into_values().collect();
-        let mut lines = BTreeMap::new();
+        let mut lines = Vec::with_capacity(entries.len());
         for e in &entries {
-            lines.insert(e.id, encode(&Line::Enqueue(Box::new(e.clone())))?);
+            lines.push(encode(&Line::Enqueue(Box::new(e.clone())))?);
         }
-        let file = rewrite(&path, &lines)?;
+        let file = rewrite(&path, lines.iter().map(String::as_bytes))?;
         if !entries.is_empty() {
             tracing::info!(pending = entries.len(), file = %path.display(), "notifications recovered from the journal");
         }
@@ -112,8 +123,9 @@ impl Journal {
             inner: Mutex::new(Inner {
                 file,
                 lines: lines.len(),
-                pending: lines,
+                pending: entries.iter().map(|e| e.id).collect(),
                 next_id: max_id + 1,
+                buf: Vec::new(),
             }),
         };
         Ok((journal, entries))
@@ -126,18 +138,25 @@ impl Journal {
         integration: usize,
         notification: &Notification,
     ) -> std::io::Result<u64> {
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let id = inner.next_id;
-        let line = encode(&EnqueueLine::Enqueue(EntryRef {
-            id,
-            receiver,
-            integration,
-            notification,
-        }))?;
-        inner.file.write_all(line.as_bytes())?;
+        inner.buf.clear();
+        serde_json::to_writer(
+            &mut inner.buf,
+            &EnqueueLine::Enqueue(EntryRef {
+                id,
+                receiver,
+                integration,
+                notification,
+            }),
+        )
+        .map_err(std::io::Error::other)?;
+        inner.buf.push(b'\n');
+        inner.file.write_all(&inner.buf)?;
         inner.next_id += 1;
         inner.lines += 1;
-        inner.pending.insert(id, line);
+        inner.pending.insert(id);
         Ok(id)
     }
 
@@ -152,7 +171,7 @@ impl Journal {
         let mut text = String::new();
         let mut lines = 0;
         for &id in ids {
-            if inner.pending.remove(&id).is_none() {
+            if !inner.pending.remove(&id) {
                 continue;
             }
             match encode(&Line::Done(id)) {
@@ -173,7 +192,7 @@ impl Journal {
         }
         inner.lines += lines;
         if inner.lines > inner.pending.len() * 2 + COMPACT_SLACK {
-            match rewrite(&self.path, &inner.pending) {
+            match compact(&self.path, &inner.pending) {
                 Ok(file) => {
                     inner.file = file;
                     inner.lines = inner.pending.len();
@@ -206,17 +225,29 @@ fn encode(line: &impl Serialize) -> std::io::Result<String> {
 
 /// Writes `lines` to a temporary file, renames it over `path`, and returns
 /// the file opened for appending.
-fn rewrite(path: &Path, lines: &BTreeMap<u64, String>) -> std::io::Result<File> {
+fn rewrite<'a>(path: &Path, lines: impl Iterator<Item = &'a [u8]>) -> std::io::Result<File> {
     let tmp = path.with_extension("jsonl.tmp");
     {
-        let mut f = File::create(&tmp)?;
-        for l in lines.values() {
-            f.write_all(l.as_bytes())?;
+        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+        for l in lines {
+            f.write_all(l)?;
         }
-        f.sync_data()?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_data()?;
     }
     std::fs::rename(&tmp, path)?;
     OpenOptions::new().append(true).open(path)
+}
+
+/// Rewrites the journal at `path` with only the `enqueue` lines of the
+/// `pending` ids (in file order, so oldest first).
+fn compact(path: &Path, pending: &HashSet<u64>) -> std::io::Result<File> {
+    let old = std::fs::read(path)?;
+    let kept = old
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|line| {
+            matches!(serde_json::from_slice::<LineId>(line), Ok(LineId::Enqueue { id }) if pending.contains(&id))
+        });
+    rewrite(path, kept)
 }
 
 #[cfg(test)]
@@ -255,6 +286,41 @@ mod tests {
         let c = j.enqueue("r", 0, &notification("c")).expect("c");
         assert!(c > recovered[0].id, "ids keep growing");
         assert_eq!(j.pending(), 2);
+    }
+
+    #[test]
+    fn compaction_keeps_exactly_the_pending_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify-queue.jsonl");
+        let keep = [17, 4242];
+        {
+            let (j, _) = Journal::open(dir.path()).expect("open");
+            let ids: Vec<u64> = (0..6000)
+                .map(|k| {
+                    j.enqueue("r", 0, &notification(&format!("g{k}")))
+                        .expect("enqueue")
+                })
+                .collect();
+            let done: Vec<u64> = ids
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !keep.contains(k))
+                .map(|(_, id)| *id)
+                .collect();
+            // 6 000 enqueue lines and 5 998 done lines: past the slack.
+            j.done_many(&done);
+            assert_eq!(j.pending(), 2);
+            let text = std::fs::read_to_string(&path).expect("read");
+            assert_eq!(text.lines().count(), 2, "compacted to the pending lines");
+            // Appending after the compaction still lands in the journal.
+            j.enqueue("r", 1, &notification("after")).expect("after");
+        }
+        let (_, recovered) = Journal::open(dir.path()).expect("reopen");
+        let keys: Vec<&str> = recovered
+            .iter()
+            .map(|e| e.notification.group_key.as_str())
+            .collect();
+        assert_eq!(keys, ["g17", "g4242", "after"]);
     }
 
     #[test]
