@@ -89,6 +89,9 @@ pub fn spawn_klaxon_deployed(data_dir: &std::path::Path) -> (Proc, String) {
 
 /// Like [`serve_klaxon`], with a data dir (compile cache, journal, silences).
 pub fn serve_klaxon_in(yaml: &str, data_dir: Option<std::path::PathBuf>) {
+    // Logging as `klaxon serve` sets it up (to stderr, `RUST_LOG` or info),
+    // so the server measured pays for what a deployed one logs.
+    klaxon_host::cli::init_tracing(false);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -663,7 +663,9 @@ async fn deliver_from(
         let (outcome_name, detail, retry_after) = match outcome {
             Attempt::Delivered(detail) => {
                 record(ctx, notification, "delivered", attempt, &detail);
-                tracing::info!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, status = %notification.status, alerts = notification.alerts.len(), attempt, "notification delivered");
+                // Debug, as Alertmanager logs "Notify success": every
+                // delivery is in the delivery log (`/api/v1/notifications`).
+                tracing::debug!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, status = %notification.status, alerts = notification.alerts.len(), attempt, "notification delivered");
                 return true;
             }
             Attempt::Permanent(detail) => {
