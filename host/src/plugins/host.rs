@@ -938,25 +938,20 @@ mod tests {
                 let body = axum::body::to_bytes(body, 1 << 16)
                     .await
                     .unwrap_or_default();
-                let auth = parts
-                    .headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_string();
-                let agent = parts
-                    .headers
-                    .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_string();
+                let sent = |name: header::HeaderName| {
+                    parts
+                        .headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                };
                 format!(
                     "{} {} {} {} {}",
                     parts.method,
                     parts.uri.path(),
                     String::from_utf8_lossy(&body),
-                    auth,
-                    agent
+                    sent(header::AUTHORIZATION),
+                    sent(header::USER_AGENT)
                 )
                 .into_response()
             });
