@@ -9,7 +9,9 @@
 //!    4 connections: accepted alerts/s;
 //! 3. every alert is its own group (`group_by: [alertname, model_name]`),
 //!    so 9 000 notifications (the unsilenced alerts) reach a local webhook
-//!    receiver: notifications/s from the first delivery to the last (after
+//!    receiver (in this process, on a thread of its own, reading only the
+//!    two labels it checks, so it takes little of the cores the server
+//!    shares with it): notifications/s from the first delivery to the last (after
 //!    the 1 s `group_wait` both wait), the CPU time the server and this
 //!    harness (then only its receiver) used from the end of posting to the
 //!    last delivery, per notification (printed on stderr), and a check that
@@ -35,7 +37,9 @@
 //!
 //! For profiling one server's re-send phase (e.g. `perf record -p` on it): `AM_COMPARE_ONLY=klaxon`
 //! (or `alertmanager`) runs that server alone, `AM_COMPARE_RESENDS=N` re-posts
-//! N times instead of 3.
+//! N times instead of 3. `AM_COMPARE_KLAXON_YAML` is appended to Klaxon's
+//! config (top-level keys only Klaxon knows, e.g. `notify:` settings), for
+//! trying a setting without a rebuild.
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -43,10 +47,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use std::borrow::Cow;
+use std::future::IntoFuture;
+
+use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
-use axum::{Json, Router};
+use bytes::Bytes;
 use parking_lot::Mutex;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[path = "shared/harness.rs"]
@@ -68,6 +78,11 @@ fn config(receiver: &str, klaxon: bool) -> String {
     } else {
         ""
     };
+    let extra = if klaxon {
+        std::env::var("AM_COMPARE_KLAXON_YAML").unwrap_or_default()
+    } else {
+        String::new()
+    };
     format!(
         r#"route:
   receiver: hook
@@ -78,6 +93,7 @@ fn config(receiver: &str, klaxon: bool) -> String {
 receivers:
   - name: hook
     webhook_configs: [{{ url: "{receiver}/hook"{opt_in} }}]
+{extra}
 "#
     )
 }
@@ -120,29 +136,62 @@ fn rss_mib(pid: u32) -> f64 {
     status_mib(pid, "VmRSS")
 }
 
-/// What the local receiver counted.
+/// What the local receiver counted: each delivered alert's (alertname,
+/// model_name), and when the first and the last notification arrived.
 #[derive(Default)]
 struct Counter {
     notifications: AtomicUsize,
-    alerts: Mutex<Vec<(String, String)>>,
-    first: Mutex<Option<Instant>>,
-    last: Mutex<Option<Instant>>,
+    seen: Mutex<Seen>,
 }
 
-async fn hook(State(c): State<Arc<Counter>>, Json(body): Json<Value>) -> &'static str {
-    let mut alerts = c.alerts.lock();
-    for a in body["alerts"].as_array().into_iter().flatten() {
-        alerts.push((
-            a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
-            a["labels"]["model_name"].as_str().unwrap_or("").to_string(),
-        ));
-    }
-    drop(alerts);
-    c.notifications.fetch_add(1, Ordering::SeqCst);
+#[derive(Default)]
+struct Seen {
+    alerts: Vec<(String, String)>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// The part of a webhook payload (version 4) the receiver reads; the rest
+/// is skipped unread, and the two labels are borrowed from the body.
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    alerts: Vec<PayloadAlert<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PayloadAlert<'a> {
+    #[serde(borrow)]
+    labels: PayloadLabels<'a>,
+}
+
+#[derive(Deserialize)]
+struct PayloadLabels<'a> {
+    #[serde(borrow)]
+    alertname: Cow<'a, str>,
+    #[serde(borrow)]
+    model_name: Cow<'a, str>,
+}
+
+/// A payload that does not parse, or lacks either label, is refused (400),
+/// so the sender reports it and the comparison's count falls short.
+async fn hook(State(c): State<Arc<Counter>>, body: Bytes) -> StatusCode {
+    let Ok(payload) = serde_json::from_slice::<Payload>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
     let now = Instant::now();
-    c.first.lock().get_or_insert(now);
-    *c.last.lock() = Some(now);
-    "ok"
+    let mut seen = c.seen.lock();
+    seen.alerts.extend(payload.alerts.into_iter().map(|a| {
+        (
+            a.labels.alertname.into_owned(),
+            a.labels.model_name.into_owned(),
+        )
+    }));
+    seen.first.get_or_insert(now);
+    seen.last = Some(now);
+    drop(seen);
+    c.notifications.fetch_add(1, Ordering::SeqCst);
+    StatusCode::OK
 }
 
 fn alert(i: usize) -> Value {
@@ -270,16 +319,21 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     // 3. Deliveries.
     let expected = total - SILENCES;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while counter.alerts.lock().len() < expected {
+    while counter.seen.lock().alerts.len() < expected {
         assert!(
             Instant::now() < deadline,
             "{name}: only {} of {expected} delivered",
-            counter.alerts.lock().len()
+            counter.seen.lock().alerts.len()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let last = counter.last.lock().unwrap_or_else(Instant::now);
-    let first = counter.first.lock().unwrap_or(first_post);
+    let (first, last) = {
+        let seen = counter.seen.lock();
+        (
+            seen.first.unwrap_or(first_post),
+            seen.last.unwrap_or_else(Instant::now),
+        )
+    };
     // Delivery rate from the first delivery to the last (group_wait, the
     // same for both, is not part of it).
     let notify_per_s = (expected - 1) as f64 / (last - first).as_secs_f64();
@@ -289,7 +343,8 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     // A little longer: nothing more (in particular nothing silenced) arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     {
-        let alerts = counter.alerts.lock();
+        let seen = counter.seen.lock();
+        let alerts = &seen.alerts;
         let distinct: HashSet<&(String, String)> = alerts.iter().collect();
         assert_eq!(alerts.len(), expected, "{name}: duplicate deliveries");
         assert_eq!(distinct.len(), expected);
@@ -371,26 +426,62 @@ fn ceiling_client(url: &str, concurrency: usize) {
     rt.block_on(post_all(&reqwest::Client::new(), url, &bodies, concurrency));
 }
 
-/// Starts the harness's webhook receiver on a free loopback port: its
-/// counter, its base URL (`/hook` receives) and its task.
-fn start_receiver(
-    rt: &tokio::runtime::Runtime,
-) -> (Arc<Counter>, String, tokio::task::JoinHandle<()>) {
+/// The harness's webhook receiver, on a free loopback port, served by a
+/// single-threaded runtime on a thread of its own: the leanest way this
+/// process can answer, so that it takes as little as it can of the cores
+/// the server measured shares with it. Stops when dropped.
+struct Receiver {
+    counter: Arc<Counter>,
+    /// Its base URL; `/hook` receives.
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn start_receiver() -> Receiver {
     let counter = Arc::new(Counter::default());
     let app = Router::new()
         .route("/hook", post(hook))
         .with_state(counter.clone());
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind receiver");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    listener.set_nonblocking(true).expect("non-blocking");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = rt.spawn(async move { axum::serve(listener, app).await.expect("receiver") });
-    (counter, base, server)
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("receiver runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            tokio::select! {
+                served = axum::serve(listener, app).into_future() => served.expect("receiver"),
+                _ = stopped => {}
+            }
+        });
+    });
+    Receiver {
+        counter,
+        base,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
 }
 
 /// The receiver's ceiling (see the module docs): notifications/s from the
 /// first to the last of 9 000 POSTs, per client concurrency.
-fn receiver_ceiling(rt: &tokio::runtime::Runtime) {
+fn receiver_ceiling() {
     let expected = NAMES * MODELS - SILENCES;
     println!(
         "\nreceiver ceiling: {expected} webhook POSTs of {} bytes from a separate keep-alive client process\n",
@@ -399,8 +490,8 @@ fn receiver_ceiling(rt: &tokio::runtime::Runtime) {
     println!("| client concurrency | notifications/s (first → last) |");
     println!("|---:|---:|");
     for concurrency in [1, 4, 16, 64] {
-        let (counter, receiver, server) = start_receiver(rt);
-        let url = format!("{receiver}/hook");
+        let receiver = start_receiver();
+        let url = format!("{}/hook", receiver.base);
         let exe = std::env::current_exe().expect("own path");
         let status = Command::new(exe)
             .arg("--ceiling-client")
@@ -409,12 +500,19 @@ fn receiver_ceiling(rt: &tokio::runtime::Runtime) {
             .status()
             .expect("run the ceiling client");
         assert!(status.success(), "ceiling client failed: {status}");
-        assert_eq!(counter.notifications.load(Ordering::SeqCst), expected);
-        let first = counter.first.lock().expect("a first delivery");
-        let last = counter.last.lock().expect("a last delivery");
+        assert_eq!(
+            receiver.counter.notifications.load(Ordering::SeqCst),
+            expected
+        );
+        let (first, last) = {
+            let seen = receiver.counter.seen.lock();
+            (
+                seen.first.expect("a first delivery"),
+                seen.last.expect("a last delivery"),
+            )
+        };
         let per_s = (expected - 1) as f64 / (last - first).as_secs_f64();
         println!("| {concurrency} | {per_s:.0} |");
-        server.abort();
     }
 }
 
@@ -438,22 +536,23 @@ fn main() {
         harness::serve_klaxon_in(&config(receiver, true), data_dir);
         return;
     }
+    if args.iter().any(|a| a == "--receiver-ceiling") {
+        receiver_ceiling();
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    if args.iter().any(|a| a == "--receiver-ceiling") {
-        receiver_ceiling(&rt);
-        return;
-    }
     let only = std::env::var("AM_COMPARE_ONLY").ok();
     let mut outcomes = Vec::new();
     for which in ["alertmanager", "klaxon"] {
         if only.as_deref().is_some_and(|o| o != which) {
             continue;
         }
-        let (counter, receiver, _server) = start_receiver(&rt);
+        let hook = start_receiver();
+        let (counter, receiver) = (hook.counter.clone(), hook.base.clone());
 
         let dir = tempfile::tempdir().expect("tempdir");
         let (proc, base, name): (Proc, String, &'static str) = if which == "klaxon" {
