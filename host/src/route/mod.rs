@@ -403,6 +403,16 @@ pub struct Dispatcher {
 #[derive(Default)]
 pub struct NotificationLog(FxHashMap<(Arc<str>, Arc<str>, usize), LogEntry>);
 
+/// How many due groups the dispatcher flushes before it lets other tasks
+/// run. A burst of groups falling due together (10 000 alerts posted at
+/// once, each its own group) takes the dispatcher ~100 ms to flush; in one
+/// stretch, the notification worker it woke waited on the same thread
+/// (tokio runs a task woken from a task next on that thread, and no other
+/// thread may take it), so nothing was delivered until the whole burst was
+/// flushed: 50-70 ms without a delivery in the Alertmanager comparison.
+/// 64 flushes are about a millisecond.
+const FLUSH_CHUNK: usize = 64;
+
 impl Dispatcher {
     /// A dispatcher with only a root route, delivering through `notify`.
     pub fn new(settings: RouteSettings, notify: NotifyHandle) -> Self {
@@ -462,7 +472,13 @@ impl Dispatcher {
                 },
                 Some(done) = flushed_rx.recv() => self.on_flushed(done, Instant::now()),
                 Some(query) = queries.recv() => self.answer(query),
-                _ = sleep_until_opt(next) => self.flush_due(Instant::now(), &flushed_tx),
+                _ = sleep_until_opt(next) => {
+                    if self.flush_some_due(Instant::now(), &flushed_tx, FLUSH_CHUNK) {
+                        // More groups are due: let the deliveries just
+                        // queued (and every other task) run first.
+                        tokio::task::yield_now().await;
+                    }
+                }
             }
         }
     }
@@ -575,18 +591,37 @@ impl Dispatcher {
         None
     }
 
+    /// Flushes every group due at `now`.
+    #[cfg(test)]
     fn flush_due(&mut self, now: Instant, flushed_tx: &mpsc::UnboundedSender<Flushed>) {
+        while self.flush_some_due(now, flushed_tx, usize::MAX) {}
+    }
+
+    /// Flushes at most `limit` of the groups due at `now`; true when more
+    /// are due.
+    fn flush_some_due(
+        &mut self,
+        now: Instant,
+        flushed_tx: &mpsc::UnboundedSender<Flushed>,
+        limit: usize,
+    ) -> bool {
+        let mut flushed = 0;
         while let Some(Reverse((at, _))) = self.schedule.peek() {
             if *at > now {
-                break;
+                return false;
+            }
+            if flushed == limit {
+                return true;
             }
             let Some(Reverse((at, id))) = self.schedule.pop() else {
-                break;
+                return false;
             };
             if self.is_current(at, &id) {
                 self.flush(&id, now, flushed_tx);
+                flushed += 1;
             }
         }
+        false
     }
 
     fn flush(&mut self, id: &GroupId, now: Instant, flushed_tx: &mpsc::UnboundedSender<Flushed>) {
