@@ -39,7 +39,8 @@
 //! (or `alertmanager`) runs that server alone, `AM_COMPARE_RESENDS=N` re-posts
 //! N times instead of 3. `AM_COMPARE_KLAXON_YAML` is appended to Klaxon's
 //! config (top-level keys only Klaxon knows, e.g. `notify:` settings), for
-//! trying a setting without a rebuild.
+//! trying a setting without a rebuild; `AM_COMPARE_TIMELINE=1` prints the
+//! notifications received per 10 ms of the delivery phase.
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -149,6 +150,8 @@ struct Seen {
     alerts: Vec<(String, String)>,
     first: Option<Instant>,
     last: Option<Instant>,
+    /// When each notification arrived (for `AM_COMPARE_TIMELINE`).
+    arrivals: Vec<Instant>,
 }
 
 /// The part of a webhook payload (version 4) the receiver reads; the rest
@@ -188,6 +191,7 @@ async fn hook(State(c): State<Arc<Counter>>, body: Bytes) -> StatusCode {
         )
     }));
     seen.first.get_or_insert(now);
+    seen.arrivals.push(now);
     seen.last = Some(now);
     drop(seen);
     c.notifications.fetch_add(1, Ordering::SeqCst);
@@ -338,6 +342,9 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
     // same for both, is not part of it).
     let notify_per_s = (expected - 1) as f64 / (last - first).as_secs_f64();
     let delivered_after_post = last.saturating_duration_since(posted);
+    if std::env::var_os("AM_COMPARE_TIMELINE").is_some() {
+        print_timeline(name, first, &counter.seen.lock().arrivals);
+    }
     let server_cpu_us = (cpu_s(Some(pid)) - server_cpu) * 1e6 / expected as f64;
     let receiver_cpu_us = (cpu_s(None) - harness_cpu) * 1e6 / expected as f64;
     // A little longer: nothing more (in particular nothing silenced) arrives.
@@ -383,6 +390,21 @@ async fn measure(name: &'static str, base: &str, pid: u32, counter: &Arc<Counter
         resend_accept_per_s: best,
         rss_mib: rss_mib(pid),
     }
+}
+
+/// Notifications received per 10 ms from the first (on stderr): whether a
+/// server delivers at an even rate or ramps up and trails off.
+fn print_timeline(name: &str, first: Instant, arrivals: &[Instant]) {
+    let mut buckets: Vec<usize> = Vec::new();
+    for t in arrivals {
+        let i = (t.saturating_duration_since(first).as_millis() / 10) as usize;
+        if buckets.len() <= i {
+            buckets.resize(i + 1, 0);
+        }
+        buckets[i] += 1;
+    }
+    let line: Vec<String> = buckets.iter().map(usize::to_string).collect();
+    eprintln!("{name}: notifications per 10 ms: {}", line.join(" "));
 }
 
 /// A webhook payload (version 4) of one alert, shaped and sized like the
