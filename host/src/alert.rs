@@ -58,14 +58,87 @@ pub fn fingerprint_hex(fp: u64) -> String {
     format!("{fp:016x}")
 }
 
+/// Label (or annotation) pairs sorted by name, each name once: the label
+/// sets of a notification. A JSON object on the wire, as Alertmanager's; a
+/// sorted list in memory, so that handing a notification to a plugin moves
+/// its pairs rather than rebuilding maps (see `notify::into_wit`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pairs(Vec<(String, String)>);
+
+impl Pairs {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The pairs, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The pairs, by name, moved out.
+    pub fn into_vec(self) -> Vec<(String, String)> {
+        self.0
+    }
+
+    /// Keeps the pairs `keep` accepts.
+    fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.0.retain(|(n, v)| keep(n, v));
+    }
+}
+
+/// From pairs in any order; of a name given twice the last value stays,
+/// as in a map.
+impl FromIterator<(String, String)> for Pairs {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        let mut pairs: Vec<(String, String)> = pairs.into_iter().collect();
+        if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Stable: of equal names the last given sorts last; keep it.
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut deduped: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+            for pair in pairs {
+                match deduped.last_mut() {
+                    Some(last) if last.0 == pair.0 => *last = pair,
+                    _ => deduped.push(pair),
+                }
+            }
+            pairs = deduped;
+        }
+        Self(pairs)
+    }
+}
+
+impl Serialize for Pairs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(n, v)| (n, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer).map(|m| m.into_iter().collect())
+    }
+}
+
 /// One alert inside a notification.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifiedAlert {
     /// `firing` or `resolved`.
     pub status: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub labels: Pairs,
+    pub annotations: Pairs,
     pub starts_at: String,
     pub ends_at: String,
     #[serde(rename = "generatorURL")]
@@ -81,9 +154,9 @@ pub struct Notification {
     /// `firing` if any alert fires, else `resolved`.
     pub status: String,
     pub alerts: Vec<NotifiedAlert>,
-    pub group_labels: BTreeMap<String, String>,
-    pub common_labels: BTreeMap<String, String>,
-    pub common_annotations: BTreeMap<String, String>,
+    pub group_labels: Pairs,
+    pub common_labels: Pairs,
+    pub common_annotations: Pairs,
     #[serde(rename = "externalURL")]
     pub external_url: String,
     pub group_key: String,
@@ -112,7 +185,11 @@ impl Notification {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
-                    annotations: (*a.annotations).clone(),
+                    annotations: a
+                        .annotations
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     starts_at: rfc3339(a.starts_at),
                     ends_at: match a.ends_at {
                         Some(t) if resolved => rfc3339(t),
@@ -147,16 +224,14 @@ impl Notification {
     }
 }
 
-/// The pairs present with the same value in every map.
-fn common<'a>(
-    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
-) -> BTreeMap<String, String> {
-    let Some(first) = maps.next() else {
-        return BTreeMap::new();
+/// The pairs present with the same value in every set.
+fn common<'a>(mut sets: impl Iterator<Item = &'a Pairs>) -> Pairs {
+    let Some(first) = sets.next() else {
+        return Pairs::default();
     };
     let mut out = first.clone();
-    for m in maps {
-        out.retain(|k, v| m.get(k) == Some(v));
+    for set in sets {
+        out.retain(|k, v| set.get(k) == Some(v));
     }
     out
 }
@@ -192,9 +267,24 @@ mod tests {
         assert_eq!(n.alerts[1].status, "resolved");
         assert_eq!(
             n.common_labels,
-            BTreeMap::from([("alertname".to_string(), "A".to_string())])
+            Pairs::from_iter([("alertname".to_string(), "A".to_string())])
         );
         assert!(n.common_annotations.is_empty());
         assert_eq!(n.alerts[0].fingerprint.len(), 16);
+    }
+
+    #[test]
+    fn pairs_are_sorted_unique_and_a_json_object() {
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let p: Pairs = [pair("b", "1"), pair("a", "2"), pair("b", "3")]
+            .into_iter()
+            .collect();
+        assert_eq!(p.iter().collect::<Vec<_>>(), [("a", "2"), ("b", "3")]);
+        assert_eq!(p.get("b"), Some("3"));
+        assert_eq!(p.get("c"), None);
+        let json = serde_json::to_string(&p).expect("serialize");
+        assert_eq!(json, r#"{"a":"2","b":"3"}"#);
+        let back: Pairs = serde_json::from_str(r#"{"b":"3","a":"2"}"#).expect("deserialize");
+        assert_eq!(back, p);
     }
 }

@@ -787,8 +787,12 @@ fn record(
     });
 }
 
-fn labels(m: std::collections::BTreeMap<String, String>) -> Vec<types::Label> {
-    m.into_iter()
+/// Moves the pairs into WIT labels (std collects this in place: a pair and
+/// a label have the same size and alignment).
+fn labels(pairs: crate::alert::Pairs) -> Vec<types::Label> {
+    pairs
+        .into_vec()
+        .into_iter()
         .map(|(name, value)| types::Label { name, value })
         .collect()
 }

@@ -81,10 +81,7 @@ async fn group_wait_batches_alerts_of_one_group() {
     assert_eq!(got[0].group_key, "{}:{alertname=\"A\"}");
     assert_eq!(got[0].alerts.len(), 2);
     assert_eq!(got[0].status, "firing");
-    assert_eq!(
-        got[0].group_labels.get("alertname").map(String::as_str),
-        Some("A")
-    );
+    assert_eq!(got[0].group_labels.get("alertname"), Some("A"));
     assert_eq!(got[1].group_key, "{}:{alertname=\"B\"}");
 }
 
