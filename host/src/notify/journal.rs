@@ -161,33 +161,53 @@ impl Journal {
         integration: usize,
         notification: &Notification,
     ) -> std::io::Result<u64> {
+        self.enqueue_many([(receiver, integration, notification)])?
+            .pop()
+            .ok_or_else(|| std::io::Error::other("no id for the journaled notification"))
+    }
+
+    /// Journals notifications (receiver, integration index, notification)
+    /// in one write; returns their ids, in order. When the write fails none
+    /// is pending (but lines written before the failure may be recovered
+    /// at the next start: delivery stays at least once).
+    pub fn enqueue_many<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a str, usize, &'a Notification)>,
+    ) -> std::io::Result<Vec<u64>> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let id = inner.next_id;
-        inner.buf.clear();
-        serde_json::to_writer(
-            &mut inner.buf,
-            &EnqueueLine::Enqueue(EntryRef {
+        let mut buf = std::mem::take(&mut inner.buf);
+        buf.clear();
+        let mut placed = Vec::new();
+        let mut id = inner.next_id;
+        for (receiver, integration, notification) in entries {
+            let start = buf.len();
+            let line = EnqueueLine::Enqueue(EntryRef {
                 id,
                 receiver,
                 integration,
                 notification,
-            }),
-        )
-        .map_err(std::io::Error::other)?;
-        inner.buf.push(b'\n');
-        let line = std::mem::take(&mut inner.buf);
-        let span = Span {
-            at: inner.end,
-            len: line.len(),
-        };
-        let written = inner.append(&line);
-        inner.buf = line;
+            });
+            if let Err(e) = serde_json::to_writer(&mut buf, &line) {
+                inner.buf = buf;
+                return Err(std::io::Error::other(e));
+            }
+            buf.push(b'\n');
+            let span = Span {
+                at: inner.end + start as u64,
+                len: buf.len() - start,
+            };
+            placed.push((id, span));
+            id += 1;
+        }
+        let written = inner.append(&buf);
+        inner.buf = buf;
         written?;
-        inner.next_id += 1;
-        inner.lines += 1;
-        inner.pending.insert(id, span);
-        Ok(id)
+        inner.next_id = id;
+        inner.lines += placed.len();
+        let ids = placed.iter().map(|(id, _)| *id).collect();
+        inner.pending.extend(placed);
+        Ok(ids)
     }
 
     /// Marks an entry delivered or given up on.

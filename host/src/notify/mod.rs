@@ -147,23 +147,61 @@ pub struct NotifyHandle {
 impl NotifyHandle {
     /// Queues a delivery (journaling it first when there is a journal);
     /// never waits.
-    pub fn enqueue(&self, mut request: DeliveryRequest) -> Result<(), EnqueueError> {
-        let key = (request.receiver.clone(), request.integration);
-        let Some(queue) = self.queues.get(&key) else {
-            return Err(EnqueueError::UnknownIntegration {
-                receiver: key.0,
-                integration: key.1,
-            });
-        };
-        let permit = queue.try_reserve().map_err(|_| EnqueueError::QueueFull {
-            receiver: key.0.clone(),
-            integration: key.1,
-        })?;
-        if let Some(j) = &self.journal {
-            request.journal_id = Some(j.enqueue(&key.0, key.1, &request.notification)?);
+    pub fn enqueue(&self, request: DeliveryRequest) -> Result<(), EnqueueError> {
+        let mut refused = None;
+        self.enqueue_many(vec![request], |_, e| refused = Some(e));
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Queues deliveries, journaling them in one write when there is a
+    /// journal; never waits. Each request that cannot be queued is handed
+    /// to `refused` with the reason (dropping it makes its `done` report
+    /// `false`).
+    pub fn enqueue_many(
+        &self,
+        requests: Vec<DeliveryRequest>,
+        mut refused: impl FnMut(DeliveryRequest, EnqueueError),
+    ) {
+        let mut accepted = Vec::with_capacity(requests.len());
+        for request in requests {
+            let key = (request.receiver.clone(), request.integration);
+            let permit = match self.queues.get(&key) {
+                None => Err(EnqueueError::UnknownIntegration {
+                    receiver: key.0,
+                    integration: key.1,
+                }),
+                Some(queue) => queue.try_reserve().map_err(|_| EnqueueError::QueueFull {
+                    receiver: key.0,
+                    integration: key.1,
+                }),
+            };
+            match permit {
+                Ok(permit) => accepted.push((request, permit)),
+                Err(e) => refused(request, e),
+            }
         }
-        permit.send(request);
-        Ok(())
+        if let Some(j) = &self.journal {
+            let entries = accepted
+                .iter()
+                .map(|(r, _)| (r.receiver.as_str(), r.integration, &r.notification));
+            match j.enqueue_many(entries) {
+                Ok(ids) => {
+                    for ((request, _), id) in accepted.iter_mut().zip(ids) {
+                        request.journal_id = Some(id);
+                    }
+                }
+                Err(e) => {
+                    for (request, _) in accepted {
+                        let copy = std::io::Error::new(e.kind(), e.to_string());
+                        refused(request, EnqueueError::Journal(copy));
+                    }
+                    return;
+                }
+            }
+        }
+        for (request, permit) in accepted {
+            permit.send(request);
+        }
     }
 
     /// Stops every worker and delivery in flight and flushes the journal:

@@ -395,6 +395,9 @@ pub struct Dispatcher {
     /// tree and formats no key. Entries leave with the alert's resolution;
     /// the cache lives as long as this dispatcher, i.e. one routing tree.
     routes_of: FxHashMap<u64, GroupIds>,
+    /// The deliveries of the flushes under way, queued together (one
+    /// journal write) when the flushing stops.
+    outbox: Vec<DeliveryRequest>,
 }
 
 /// Alertmanager's notification log: what each integration was last told
@@ -435,6 +438,7 @@ impl Dispatcher {
             muter: None,
             schedule: BinaryHeap::new(),
             routes_of: FxHashMap::default(),
+            outbox: Vec::new(),
         }
     }
 
@@ -597,8 +601,8 @@ impl Dispatcher {
         while self.flush_some_due(now, flushed_tx, usize::MAX) {}
     }
 
-    /// Flushes at most `limit` of the groups due at `now`; true when more
-    /// are due.
+    /// Flushes at most `limit` of the groups due at `now` and queues their
+    /// deliveries; true when more are due.
     fn flush_some_due(
         &mut self,
         now: Instant,
@@ -606,22 +610,38 @@ impl Dispatcher {
         limit: usize,
     ) -> bool {
         let mut flushed = 0;
-        while let Some(Reverse((at, _))) = self.schedule.peek() {
+        let more = loop {
+            let Some(Reverse((at, _))) = self.schedule.peek() else {
+                break false;
+            };
             if *at > now {
-                return false;
+                break false;
             }
             if flushed == limit {
-                return true;
+                break true;
             }
             let Some(Reverse((at, id))) = self.schedule.pop() else {
-                return false;
+                break false;
             };
             if self.is_current(at, &id) {
                 self.flush(&id, now, flushed_tx);
                 flushed += 1;
             }
+        };
+        self.send_outbox();
+        more
+    }
+
+    /// Queues the flushed deliveries (journaled in one write).
+    fn send_outbox(&mut self) {
+        if self.outbox.is_empty() {
+            return;
         }
-        false
+        // A refused request reports `false` as it is dropped.
+        self.notify
+            .enqueue_many(std::mem::take(&mut self.outbox), |request, e| {
+                tracing::error!(group = %request.notification.group_key, receiver = %request.receiver, integration = request.integration, error = %e, "notification dropped");
+            });
     }
 
     fn flush(&mut self, id: &GroupId, now: Instant, flushed_tx: &mpsc::UnboundedSender<Flushed>) {
@@ -746,17 +766,13 @@ impl Dispatcher {
                     let _ = tx.send(flushed);
                 }
             });
-            let request = DeliveryRequest {
+            self.outbox.push(DeliveryRequest {
                 receiver: settings.receiver.clone(),
                 integration: idx,
                 notification,
                 done,
                 journal_id: None,
-            };
-            // A refused request reports `false` as it is dropped.
-            if let Err(e) = self.notify.enqueue(request) {
-                tracing::error!(group = %key, receiver = %settings.receiver, integration = idx, error = %e, "notification dropped");
-            }
+            });
         }
     }
 
