@@ -154,8 +154,10 @@ impl Journal {
         Ok((journal, entries))
     }
 
-    /// Journals a notification; returns its id.
-    pub fn enqueue(
+    /// Journals one notification; returns its id (the tests' shorthand:
+    /// the delivery queue journals through [`Journal::enqueue_many`]).
+    #[cfg(test)]
+    fn enqueue(
         &self,
         receiver: &str,
         integration: usize,
