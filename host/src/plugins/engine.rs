@@ -278,7 +278,12 @@ fn build_engine(
         // place rather than unmapping it: the next instance then finds
         // its heap pages mapped instead of faulting each one in again.
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_BYTES);
+        .table_keep_resident(KEEP_RESIDENT_BYTES)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), only the pages
+        // the call wrote are reset; without it, every accessible page up
+        // to the limit above is, and pages the call never touched are
+        // faulted in to be zeroed.
+        .pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }
