@@ -10,7 +10,7 @@
 //! pile up), so silences survive a restart and a crash loses no change that
 //! was acknowledged. Imports nothing from route, rules or api.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -163,7 +163,7 @@ impl Entry {
 
 /// The silence set.
 pub struct Silences {
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: RwLock<FxHashMap<String, Entry>>,
     /// Which silences may mute an alert, by its label pairs; changed only
     /// while `entries` is write-locked.
     index: RwLock<MatchIndex>,
@@ -178,12 +178,12 @@ pub struct Silences {
 /// alert looks at a handful instead of all of them.
 #[derive(Default)]
 struct MatchIndex {
-    filed: HashMap<String, HashMap<String, Vec<String>>>,
+    filed: FxHashMap<String, FxHashMap<String, Vec<String>>>,
     unfiled: Vec<String>,
 }
 
 impl MatchIndex {
-    fn build(entries: &HashMap<String, Entry>) -> Self {
+    fn build(entries: &FxHashMap<String, Entry>) -> Self {
         let mut index = Self::default();
         for entry in entries.values() {
             index.add(&entry.silence);
@@ -238,7 +238,7 @@ impl Silences {
     /// An empty set kept only in memory.
     pub fn in_memory(retention: Duration) -> Self {
         Self {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(FxHashMap::default()),
             index: RwLock::new(MatchIndex::default()),
             log: None,
             retention,
@@ -254,7 +254,7 @@ impl Silences {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let path = dir.join("silences.jsonl");
-        let mut entries = HashMap::new();
+        let mut entries = FxHashMap::default();
         match std::fs::File::open(&path) {
             Ok(f) => {
                 for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -415,7 +415,11 @@ impl Silences {
 
     /// Appends the silences `ids` as they now are; compacts when stale
     /// lines pile up.
-    fn persist(&self, entries: &HashMap<String, Entry>, ids: &[&str]) -> Result<(), SilenceError> {
+    fn persist(
+        &self,
+        entries: &FxHashMap<String, Entry>,
+        ids: &[&str],
+    ) -> Result<(), SilenceError> {
         use std::io::Write;
         let Some(log) = &self.log else {
             return Ok(());
@@ -446,7 +450,7 @@ impl Silences {
     }
 
     /// Rewrites the log with one line per silence.
-    fn compact(&self, entries: &HashMap<String, Entry>) -> Result<(), SilenceError> {
+    fn compact(&self, entries: &FxHashMap<String, Entry>) -> Result<(), SilenceError> {
         let Some(log) = &self.log else {
             return Ok(());
         };
@@ -462,7 +466,7 @@ impl Silences {
 
 /// Writes one line per silence to a temporary file, renames it over `path`
 /// and returns the file opened for appending.
-fn rewrite(path: &Path, entries: &HashMap<String, Entry>) -> std::io::Result<std::fs::File> {
+fn rewrite(path: &Path, entries: &FxHashMap<String, Entry>) -> std::io::Result<std::fs::File> {
     use std::io::Write;
     let mut all: Vec<&Silence> = entries.values().map(|e| &e.silence).collect();
     all.sort_by(|a, b| a.id.cmp(&b.id));
@@ -488,7 +492,7 @@ fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
 /// Alertmanager's `expire`: an active silence ends now; a pending one starts
 /// and ends now.
 fn expire_entry(
-    entries: &mut HashMap<String, Entry>,
+    entries: &mut FxHashMap<String, Entry>,
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), SilenceError> {

@@ -8,12 +8,13 @@
 //! file is compacted (rewritten with only the pending entries) at start and
 //! whenever done lines outnumber pending ones by a margin.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Notification;
@@ -62,7 +63,7 @@ struct Inner {
     file: File,
     /// The pending entries by id. Their lines are only in the file: the
     /// compaction copies them from there, by place, parsing nothing.
-    pending: HashMap<u64, Span>,
+    pending: FxHashMap<u64, Span>,
     next_id: u64,
     /// Lines in the file.
     lines: usize,
@@ -305,7 +306,7 @@ fn rewrite<'a>(
 /// and its length. A place outside the file or not ending a line (the
 /// file changed under the journal) fails the compaction and changes
 /// nothing.
-fn compact(path: &Path, pending: &mut HashMap<u64, Span>) -> std::io::Result<(File, u64)> {
+fn compact(path: &Path, pending: &mut FxHashMap<u64, Span>) -> std::io::Result<(File, u64)> {
     let old = std::fs::read(path)?;
     let mut order: Vec<(u64, Span)> = pending.iter().map(|(&id, &span)| (id, span)).collect();
     order.sort_unstable_by_key(|(_, span)| span.at);
