@@ -440,10 +440,11 @@ fn split_host_port(hostport: &str) -> Option<(&str, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
-/// A queued request's place: critical first, then oldest first.
+/// A queued request's place: critical first, then oldest first. The
+/// request is boxed so the heap's sifts move a pointer, not the notification.
 struct Queued {
     rank: Reverse<(u8, u64)>,
-    request: DeliveryRequest,
+    request: Box<DeliveryRequest>,
 }
 
 impl PartialEq for Queued {
@@ -548,7 +549,7 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
             received = rx.recv(), if open => match received {
                 Some(request) => {
                     seq += 1;
-                    queue.push(Queued { rank: Reverse((priority(&request.notification), seq)), request });
+                    queue.push(Queued { rank: Reverse((priority(&request.notification), seq)), request: Box::new(request) });
                 }
                 None => open = false,
             },
@@ -559,7 +560,7 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
                 // Requests that arrived meanwhile compete on priority too.
                 while let Ok(request) = rx.try_recv() {
                     seq += 1;
-                    queue.push(Queued { rank: Reverse((priority(&request.notification), seq)), request });
+                    queue.push(Queued { rank: Reverse((priority(&request.notification), seq)), request: Box::new(request) });
                 }
                 // A backlog leaves in batches (one plugin instance for
                 // several notifications) that still keep every delivery
@@ -579,7 +580,7 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
                     if let Some(b) = bucket.as_mut() {
                         b.take();
                     }
-                    batch.push(request);
+                    batch.push(*request);
                 }
                 if batch.is_empty() {
                     continue;
