@@ -21,6 +21,12 @@
 //!    silences, best of 3;
 //! 5. resident memory (VmRSS) of the server afterwards.
 //!
+//! The machine's speed drifts by more than a tenth from one minute to the
+//! next, so the comparison runs in rounds (`AM_COMPARE_ROUNDS`, default 3):
+//! each round measures both servers, the one going first alternating, and
+//! every ratio is taken between the two servers of one round. The summary
+//! gives each round's ratios and their median.
+//!
 //! Each server runs as deployed: Alertmanager with its storage path, Klaxon
 //! with its data dir (silences, delivery journal, and the plugin compile
 //! cache, warmed by one start beforehand).
@@ -36,7 +42,7 @@
 //! than that here.
 //!
 //! For profiling one server's re-send phase (e.g. `perf record -p` on it): `AM_COMPARE_ONLY=klaxon`
-//! (or `alertmanager`) runs that server alone, `AM_COMPARE_RESENDS=N` re-posts
+//! (or `alertmanager`) runs that server alone (`AM_COMPARE_ROUNDS=1` for one run), `AM_COMPARE_RESENDS=N` re-posts
 //! N times instead of 3. `AM_COMPARE_KLAXON_YAML` is appended to Klaxon's
 //! config (top-level keys only Klaxon knows, e.g. `notify:` settings), for
 //! trying a setting without a rebuild; `AM_COMPARE_TIMELINE=1` prints the
@@ -568,78 +574,136 @@ fn main() {
         .build()
         .expect("runtime");
     let only = std::env::var("AM_COMPARE_ONLY").ok();
-    let mut outcomes = Vec::new();
-    for which in ["alertmanager", "klaxon"] {
-        if only.as_deref().is_some_and(|o| o != which) {
-            continue;
-        }
-        let hook = start_receiver();
-        let (counter, receiver) = (hook.counter.clone(), hook.base.clone());
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (proc, base, name): (Proc, String, &'static str) = if which == "klaxon" {
-            // As deployed: with a data dir, started once before so that the
-            // plugins load from the compile cache (Alertmanager, too, gets
-            // its storage path).
-            let data = dir.path().join("klaxon");
-            let data = data.to_string_lossy();
-            drop(harness::spawn_klaxon_with(&[&receiver, &data]));
-            let (p, b) = harness::spawn_klaxon_with(&[&receiver, &data]);
-            (p, b, "Klaxon")
+    let rounds: usize = std::env::var("AM_COMPARE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!(
+        "\n{NAMES}×{MODELS} alerts (one group each), {SILENCES} silences, batches of {BATCH}, {CONNECTIONS} connections; {rounds} rounds, each server once per round, the order alternating\n"
+    );
+    println!(
+        "| round | server | silences created/s | alerts accepted/s (first post) | notifications/s (first → last delivery) | last delivery after posting ended | alerts accepted/s (re-send, 10k active, best of 3) | RSS MiB |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    let mut ratios: Vec<[f64; 4]> = Vec::new();
+    for round in 1..=rounds {
+        // Alternating which server goes first cancels a drift of the
+        // machine's speed within a round.
+        let order = if round % 2 == 1 {
+            ["alertmanager", "klaxon"]
         } else {
-            let cfg = dir.path().join("alertmanager.yml");
-            std::fs::write(&cfg, config(&receiver, false)).expect("write config");
-            let port = free_port();
-            let child = Command::new("/usr/bin/prometheus-alertmanager")
-                .arg(format!("--config.file={}", cfg.display()))
-                .arg(format!("--storage.path={}", dir.path().join("data").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--cluster.listen-address=")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start /usr/bin/prometheus-alertmanager (apt-get install prometheus-alertmanager)");
-            let base = format!("http://127.0.0.1:{port}");
-            wait_http(&format!("{base}/-/ready"));
-            (Proc(child), base, "Alertmanager 0.25")
+            ["klaxon", "alertmanager"]
         };
-        let outcome = rt.block_on(measure(name, &base, proc.0.id(), &counter));
-        drop(proc);
-        outcomes.push(outcome);
+        let mut outcomes = Vec::new();
+        for which in order {
+            if only.as_deref().is_some_and(|o| o != which) {
+                continue;
+            }
+            outcomes.push(run_server(&rt, which));
+        }
+        for o in &outcomes {
+            eprintln!(
+                "round {round}, {}: delivery phase CPU per notification: server {:.0} µs, receiver (harness) {:.0} µs",
+                o.name, o.server_cpu_us, o.receiver_cpu_us
+            );
+            println!(
+                "| {round} | {} | {:.0} | {:.0} | {:.0} | {:.2} s | {:.0} | {:.0} |",
+                o.name,
+                o.silences_per_s,
+                o.first_accept_per_s,
+                o.notify_per_s,
+                o.delivered_after_post.as_secs_f64(),
+                o.resend_accept_per_s,
+                o.rss_mib
+            );
+        }
+        let am = outcomes.iter().find(|o| o.name != "Klaxon");
+        let k = outcomes.iter().find(|o| o.name == "Klaxon");
+        if let (Some(am), Some(k)) = (am, k) {
+            ratios.push([
+                k.first_accept_per_s / am.first_accept_per_s,
+                k.resend_accept_per_s / am.resend_accept_per_s,
+                k.notify_per_s / am.notify_per_s,
+                k.rss_mib / am.rss_mib,
+            ]);
+        }
     }
-    println!(
-        "\n{NAMES}×{MODELS} alerts (one group each), {SILENCES} silences, batches of {BATCH}, {CONNECTIONS} connections\n"
-    );
-    println!(
-        "| server | silences created/s | alerts accepted/s (first post) | notifications/s (first → last delivery) | last delivery after posting ended | alerts accepted/s (re-send, 10k active, best of 3) | RSS MiB |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for o in &outcomes {
-        eprintln!(
-            "{}: delivery phase CPU per notification: server {:.0} µs, receiver (harness) {:.0} µs",
-            o.name, o.server_cpu_us, o.receiver_cpu_us
-        );
+    if ratios.is_empty() {
+        return;
     }
-    for o in &outcomes {
+    println!("\nKlaxon / Alertmanager, each ratio from the two servers of one round:\n");
+    println!("| round | accept (first) | accept (re-send) | notifications | memory |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (i, r) in ratios.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} s | {:.0} | {:.0} |",
-            o.name,
-            o.silences_per_s,
-            o.first_accept_per_s,
-            o.notify_per_s,
-            o.delivered_after_post.as_secs_f64(),
-            o.resend_accept_per_s,
-            o.rss_mib
+            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+            i + 1,
+            r[0],
+            r[1],
+            r[2],
+            r[3]
         );
     }
-    if let [am, k] = &outcomes[..] {
-        println!(
-            "\nKlaxon / Alertmanager: accept {:.2}× (first), {:.2}× (re-send), notifications {:.2}×, memory {:.2}×",
-            k.first_accept_per_s / am.first_accept_per_s,
-            k.resend_accept_per_s / am.resend_accept_per_s,
-            k.notify_per_s / am.notify_per_s,
-            k.rss_mib / am.rss_mib
-        );
-    }
+    let median = |k: usize| {
+        let mut v: Vec<f64> = ratios.iter().map(|r| r[k]).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    println!(
+        "| median | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+        median(0),
+        median(1),
+        median(2),
+        median(3)
+    );
+}
+
+/// Starts one server (`alertmanager` or `klaxon`) with a fresh data dir and
+/// its own receiver, measures it, and stops it.
+fn run_server(rt: &tokio::runtime::Runtime, which: &str) -> Outcome {
+    let hook = start_receiver();
+    let (counter, receiver) = (hook.counter.clone(), hook.base.clone());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proc, base, name): (Proc, String, &'static str) = if which == "klaxon" {
+        // As deployed: with a data dir, started once before so that the
+        // plugins load from the compile cache (Alertmanager, too, gets
+        // its storage path).
+        let data = dir.path().join("klaxon");
+        let data = data.to_string_lossy();
+        drop(harness::spawn_klaxon_with(&[&receiver, &data]));
+        let (p, b) = harness::spawn_klaxon_with(&[&receiver, &data]);
+        (p, b, "Klaxon")
+    } else {
+        let cfg = dir.path().join("alertmanager.yml");
+        std::fs::write(&cfg, config(&receiver, false)).expect("write config");
+        let port = free_port();
+        let child = Command::new("/usr/bin/prometheus-alertmanager")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "start /usr/bin/prometheus-alertmanager (apt-get install prometheus-alertmanager)",
+            );
+        let base = format!("http://127.0.0.1:{port}");
+        wait_http(&format!("{base}/-/ready"));
+        (Proc(child), base, "Alertmanager 0.25")
+    };
+    let outcome = rt.block_on(measure(name, &base, proc.0.id(), &counter));
+    drop(proc);
+    outcome
 }
