@@ -389,7 +389,7 @@ pub struct Dispatcher {
     /// Flush times of the groups not flushing, soonest first. Entries go
     /// stale when a group's `next_flush` changes or it starts flushing; stale
     /// ones are skipped when they surface.
-    schedule: BinaryHeap<Reverse<(Instant, GroupId)>>,
+    schedule: Schedule,
     /// The groups an alert belongs to, by fingerprint: a re-sent alert
     /// (Prometheus re-sends every firing alert each evaluation) walks no
     /// tree and formats no key. Entries leave with the alert's resolution;
@@ -398,6 +398,31 @@ pub struct Dispatcher {
     /// The deliveries of the flushes under way, queued together (one
     /// journal write) when the flushing stops.
     outbox: Vec<DeliveryRequest>,
+}
+
+/// When each group flushes next: a min-heap on the time, ties (the groups
+/// of one batch of alerts share it) broken by the order of scheduling, so
+/// the heap never compares group keys. A group rescheduled leaves its old
+/// entry behind; [`Dispatcher::is_current`] tells the stale ones.
+#[derive(Default)]
+struct Schedule {
+    heap: BinaryHeap<Reverse<(Instant, u64, GroupId)>>,
+    seq: u64,
+}
+
+impl Schedule {
+    fn push(&mut self, at: Instant, id: GroupId) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, id)));
+    }
+
+    fn peek(&self) -> Option<(Instant, &GroupId)> {
+        self.heap.peek().map(|Reverse((at, _, id))| (*at, id))
+    }
+
+    fn pop(&mut self) -> Option<(Instant, GroupId)> {
+        self.heap.pop().map(|Reverse((at, _, id))| (at, id))
+    }
 }
 
 /// Alertmanager's notification log: what each integration was last told
@@ -436,7 +461,7 @@ impl Dispatcher {
             groups: FxHashMap::default(),
             log: NotificationLog::default(),
             muter: None,
-            schedule: BinaryHeap::new(),
+            schedule: Schedule::default(),
             routes_of: FxHashMap::default(),
             outbox: Vec::new(),
         }
@@ -551,7 +576,7 @@ impl Dispatcher {
                     Entry::Vacant(slot) => {
                         let id = slot.key().clone();
                         tracing::debug!(group = %id.key, receiver = %settings.receiver, "new alert group");
-                        schedule.push(Reverse((now + group_wait, id.clone())));
+                        schedule.push(now + group_wait, id.clone());
                         slot.insert(AggrGroup {
                             id,
                             labels: settings.group_labels(&alert.labels),
@@ -568,7 +593,7 @@ impl Dispatcher {
                     if age >= group_wait {
                         group.next_flush = now;
                         if !group.flushing {
-                            schedule.push(Reverse((now, group.id.clone())));
+                            schedule.push(now, group.id.clone());
                         }
                     }
                 }
@@ -586,9 +611,9 @@ impl Dispatcher {
 
     /// The soonest flush time, dropping stale schedule entries.
     fn next_due(&mut self) -> Option<Instant> {
-        while let Some(Reverse((at, id))) = self.schedule.peek() {
-            if self.is_current(*at, id) {
-                return Some(*at);
+        while let Some((at, id)) = self.schedule.peek() {
+            if self.is_current(at, id) {
+                return Some(at);
             }
             self.schedule.pop();
         }
@@ -611,16 +636,16 @@ impl Dispatcher {
     ) -> bool {
         let mut flushed = 0;
         let more = loop {
-            let Some(Reverse((at, _))) = self.schedule.peek() else {
+            let Some((at, _)) = self.schedule.peek() else {
                 break false;
             };
-            if *at > now {
+            if at > now {
                 break false;
             }
             if flushed == limit {
                 break true;
             }
-            let Some(Reverse((at, id))) = self.schedule.pop() else {
+            let Some((at, id)) = self.schedule.pop() else {
                 break false;
             };
             if self.is_current(at, &id) {
@@ -795,8 +820,7 @@ impl Dispatcher {
             return;
         };
         group.flushing = false;
-        self.schedule
-            .push(Reverse((group.next_flush, done.id.clone())));
+        self.schedule.push(group.next_flush, done.id.clone());
         if all_ok {
             for sent in &done.resolved_alerts {
                 let fp = sent.fingerprint();
