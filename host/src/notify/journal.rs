@@ -6,12 +6,15 @@
 //!
 //! One JSON object per line: `{"enqueue": {...}}` or `{"done": id}`. The
 //! file is compacted (rewritten with only the pending entries) at start and
-//! whenever done lines outnumber pending ones by a margin.
+//! whenever done lines outnumber pending ones by a margin; that compaction
+//! is written on a thread of its own, off the journal's lock, which it takes
+//! again only to add the lines appended meanwhile and swap the files.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -71,6 +74,10 @@ struct Inner {
     end: u64,
     /// Encoding buffer, reused.
     buf: Vec<u8>,
+    /// A compaction is under way (at most one at a time).
+    compacting: bool,
+    /// Its thread, for [`Journal::settle`].
+    compaction: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Inner {
@@ -150,6 +157,8 @@ impl Journal {
                 next_id: max_id + 1,
                 end,
                 buf: Vec::new(),
+                compacting: false,
+                compaction: None,
             }),
         };
         Ok((journal, entries))
@@ -214,12 +223,13 @@ impl Journal {
     }
 
     /// Marks an entry delivered or given up on.
-    pub fn done(&self, id: u64) {
+    pub fn done(self: &Arc<Self>, id: u64) {
         self.done_many(&[id]);
     }
 
-    /// Marks entries delivered or given up on, in one write.
-    pub fn done_many(&self, ids: &[u64]) {
+    /// Marks entries delivered or given up on, in one write. When done
+    /// lines have piled up, starts a compaction on a thread of its own.
+    pub fn done_many(self: &Arc<Self>, ids: &[u64]) {
         let mut inner = self.inner.lock();
         let mut text = String::new();
         let mut lines = 0;
@@ -244,22 +254,63 @@ impl Journal {
             return;
         }
         inner.lines += lines;
-        if inner.lines > inner.pending.len() * 2 + COMPACT_SLACK {
-            match compact(&self.path, &mut inner.pending) {
-                Ok((file, end)) => {
-                    inner.file = file;
-                    inner.lines = inner.pending.len();
-                    inner.end = end;
+        if !inner.compacting && inner.lines > inner.pending.len() * 2 + COMPACT_SLACK {
+            let mut order: Vec<(u64, Span)> = inner
+                .pending
+                .iter()
+                .map(|(&id, &span)| (id, span))
+                .collect();
+            order.sort_unstable_by_key(|(_, span)| span.at);
+            let upto = inner.end;
+            let journal = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name("klaxon-journal".into())
+                .spawn(move || journal.compact(order, upto));
+            match spawned {
+                Ok(handle) => {
+                    inner.compacting = true;
+                    inner.compaction = Some(handle);
                 }
                 Err(e) => {
-                    tracing::error!(file = %self.path.display(), error = %e, "cannot compact the journal")
+                    tracing::error!(file = %self.path.display(), error = %e, "cannot start compacting the journal")
                 }
             }
         }
     }
 
-    /// Flushes the journal to disk (at shutdown).
+    /// Compacts the journal: the `enqueue` lines of `order` (the entries
+    /// pending when it started, by place) are copied to a new file off the
+    /// lock; then, under it, the lines appended since (`upto` on) follow
+    /// them, the pending entries' places are moved, and the new file
+    /// replaces the old. On failure the old file stays as it was.
+    fn compact(&self, order: Vec<(u64, Span)>, upto: u64) {
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let written = write_compacted(&self.path, &tmp, &order, upto);
+        let mut inner = self.inner.lock();
+        let result = written.and_then(|(file, moved, len)| {
+            finish_compaction(&self.path, &tmp, &mut inner, file, &moved, len, upto)
+        });
+        inner.compacting = false;
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::error!(file = %self.path.display(), error = %e, "cannot compact the journal");
+        }
+    }
+
+    /// Waits for a compaction under way to finish.
+    pub fn settle(&self) {
+        let handle = self.inner.lock().compaction.take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!(file = %self.path.display(), "the journal's compaction panicked");
+        }
+    }
+
+    /// Flushes the journal to disk (at shutdown), after any compaction
+    /// under way.
     pub fn sync(&self) {
+        self.settle();
         if let Err(e) = self.inner.lock().file.sync_data() {
             tracing::error!(file = %self.path.display(), error = %e, "cannot sync the journal");
         }
@@ -299,22 +350,32 @@ fn rewrite<'a>(
     Ok((OpenOptions::new().append(true).open(path)?, spans))
 }
 
-/// Rewrites the journal at `path` with only the `enqueue` lines of the
-/// `pending` entries, oldest first, copied by their places in the file
-/// (parsing the whole journal made a compaction of 15 000 lines stall
-/// deliveries for ~20 ms); updates their places and returns the new file
-/// and its length. A place outside the file or not ending a line (the
-/// file changed under the journal) fails the compaction and changes
-/// nothing.
-fn compact(path: &Path, pending: &mut FxHashMap<u64, Span>) -> std::io::Result<(File, u64)> {
-    let old = std::fs::read(path)?;
-    let mut order: Vec<(u64, Span)> = pending.iter().map(|(&id, &span)| (id, span)).collect();
-    order.sort_unstable_by_key(|(_, span)| span.at);
-    let mut lines = Vec::with_capacity(order.len());
-    for (id, span) in &order {
-        let line = usize::try_from(span.at)
-            .ok()
-            .and_then(|at| old.get(at..at.checked_add(span.len)?))
+/// The first half of a compaction, off the lock: copies the `enqueue`
+/// lines of `order` (oldest first, by their places, parsing nothing; the
+/// journal only appends, so what lies before `upto` does not move) from
+/// the journal at `path` to a new file at `tmp`, synced. Returns that
+/// file, each entry's new place and the file's length. A place outside
+/// the file or not ending a line fails it.
+fn write_compacted(
+    path: &Path,
+    tmp: &Path,
+    order: &[(u64, Span)],
+    upto: u64,
+) -> std::io::Result<(File, FxHashMap<u64, Span>, u64)> {
+    let first = order.first().map_or(upto, |(_, span)| span.at);
+    let mut old = Vec::new();
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(first))?;
+    f.take(upto.saturating_sub(first)).read_to_end(&mut old)?;
+    let mut out = std::io::BufWriter::new(File::create(tmp)?);
+    let mut moved = FxHashMap::default();
+    let mut at = 0u64;
+    for (id, span) in order {
+        let line = span
+            .at
+            .checked_sub(first)
+            .and_then(|off| usize::try_from(off).ok())
+            .and_then(|off| old.get(off..off.checked_add(span.len)?))
             .filter(|line| line.ends_with(b"\n"))
             .ok_or_else(|| {
                 std::io::Error::new(
@@ -322,14 +383,62 @@ fn compact(path: &Path, pending: &mut FxHashMap<u64, Span>) -> std::io::Result<(
                     format!("entry {id} is not where the journal wrote it"),
                 )
             })?;
-        lines.push(line);
+        out.write_all(line)?;
+        moved.insert(*id, Span { at, len: span.len });
+        at += span.len as u64;
     }
-    let (file, spans) = rewrite(path, lines.into_iter())?;
-    let end = spans.last().map_or(0, |s| s.at + s.len as u64);
-    for ((id, _), span) in order.into_iter().zip(spans) {
-        pending.insert(id, span);
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_data()?;
+    Ok((file, moved, at))
+}
+
+/// The second half of a compaction, under the lock: appends to `file` the
+/// lines written to the journal since `upto`, moves every pending entry's
+/// place (those pending at the start to where `moved` put them, those
+/// added since after them), and puts the new file in place of the old.
+fn finish_compaction(
+    path: &Path,
+    tmp: &Path,
+    inner: &mut Inner,
+    mut file: File,
+    moved: &FxHashMap<u64, Span>,
+    len: u64,
+    upto: u64,
+) -> std::io::Result<()> {
+    let mut tail = Vec::new();
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(upto))?;
+    f.take(inner.end.saturating_sub(upto))
+        .read_to_end(&mut tail)?;
+    file.write_all(&tail)?;
+    file.sync_data()?;
+    let mut pending = FxHashMap::default();
+    pending.reserve(inner.pending.len());
+    for (&id, span) in &inner.pending {
+        let place = if span.at >= upto {
+            Span {
+                at: len + (span.at - upto),
+                len: span.len,
+            }
+        } else {
+            *moved.get(&id).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("entry {id} was not in the compaction"),
+                )
+            })?
+        };
+        pending.insert(id, place);
     }
-    Ok((file, end))
+    // Opened before the rename, so that once the new file is in place
+    // nothing can fail before the journal appends to it.
+    let append = OpenOptions::new().append(true).open(tmp)?;
+    std::fs::rename(tmp, path)?;
+    inner.file = append;
+    inner.end = len + tail.len() as u64;
+    inner.lines = moved.len() + tail.iter().filter(|&&b| b == b'\n').count();
+    inner.pending = pending;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -355,6 +464,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let (j, recovered) = Journal::open(dir.path()).expect("open");
+            let j = Arc::new(j);
             assert!(recovered.is_empty());
             let a = j.enqueue("r", 0, &notification("a")).expect("a");
             j.enqueue("r", 1, &notification("b")).expect("b");
@@ -377,6 +487,7 @@ mod tests {
         let keep = [17, 4242];
         {
             let (j, _) = Journal::open(dir.path()).expect("open");
+            let j = Arc::new(j);
             let ids: Vec<u64> = (0..6000)
                 .map(|k| {
                     j.enqueue("r", 0, &notification(&format!("g{k}")))
@@ -391,6 +502,7 @@ mod tests {
                 .collect();
             // 6 000 enqueue lines and 5 998 done lines: past the slack.
             j.done_many(&done);
+            j.settle();
             assert_eq!(j.pending(), 2);
             let text = std::fs::read_to_string(&path).expect("read");
             assert_eq!(text.lines().count(), 2, "compacted to the pending lines");
@@ -405,6 +517,7 @@ mod tests {
                 })
                 .collect();
             j.done_many(&more);
+            j.settle();
             let text = std::fs::read_to_string(&path).expect("read");
             assert_eq!(text.lines().count(), 3, "compacted again");
         }
@@ -414,6 +527,61 @@ mod tests {
             .map(|e| e.notification.group_key.as_str())
             .collect();
         assert_eq!(keys, ["g17", "g4242", "after"]);
+    }
+
+    #[test]
+    fn lines_appended_while_a_compaction_is_written_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify-queue.jsonl");
+        let tmp = path.with_extension("jsonl.tmp");
+        {
+            let (j, _) = Journal::open(dir.path()).expect("open");
+            let j = Arc::new(j);
+            let a = j.enqueue("r", 0, &notification("a")).expect("a");
+            let b = j.enqueue("r", 0, &notification("b")).expect("b");
+            let c = j.enqueue("r", 0, &notification("c")).expect("c");
+            j.done(b);
+            // The first half, as the compaction thread runs it: the
+            // entries pending now (a, c), by place.
+            let (order, upto) = {
+                let inner = j.inner.lock();
+                let mut order: Vec<(u64, Span)> =
+                    inner.pending.iter().map(|(&id, &s)| (id, s)).collect();
+                order.sort_unstable_by_key(|(_, s)| s.at);
+                (order, inner.end)
+            };
+            let (file, moved, len) = write_compacted(&path, &tmp, &order, upto).expect("write");
+            // Meanwhile: one of them is delivered, another is queued.
+            j.done(a);
+            let d = j.enqueue("r", 1, &notification("d")).expect("d");
+            {
+                let mut inner = j.inner.lock();
+                finish_compaction(&path, &tmp, &mut inner, file, &moved, len, upto)
+                    .expect("finish");
+            }
+            assert_eq!(j.pending(), 2);
+            // A second compaction finds c and d where the first put them.
+            let (order, upto) = {
+                let inner = j.inner.lock();
+                let mut order: Vec<(u64, Span)> =
+                    inner.pending.iter().map(|(&id, &s)| (id, s)).collect();
+                order.sort_unstable_by_key(|(_, s)| s.at);
+                (order, inner.end)
+            };
+            let (file, moved, len) = write_compacted(&path, &tmp, &order, upto).expect("write");
+            let mut inner = j.inner.lock();
+            finish_compaction(&path, &tmp, &mut inner, file, &moved, len, upto).expect("finish");
+            assert!(inner.pending.contains_key(&c) && inner.pending.contains_key(&d));
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count(), 2, "only c and d are left");
+        let (_, recovered) = Journal::open(dir.path()).expect("reopen");
+        let keys: Vec<&str> = recovered
+            .iter()
+            .map(|e| e.notification.group_key.as_str())
+            .collect();
+        assert_eq!(keys, ["c", "d"]);
+        assert_eq!(recovered[1].integration, 1);
     }
 
     #[test]
