@@ -154,6 +154,9 @@ impl Entry {
         Ok(Self { silence, matchers })
     }
 
+    /// Whether every matcher matches `labels` (the tests' scan, against
+    /// which the index is checked).
+    #[cfg(test)]
     fn matches(&self, labels: &Labels) -> bool {
         self.matchers
             .iter()
@@ -171,50 +174,106 @@ pub struct Silences {
     retention: Duration,
 }
 
-/// Silence ids by one equality matcher each (label name → value → ids): an
-/// alert can be muted only by the silences filed under one of its own
+/// Silences by one equality matcher each (label name → value → probes):
+/// an alert can be muted only by the silences filed under one of its own
 /// label pairs, or by those with no equality matcher to file them under
 /// (`unfiled`). With 1 000 silences each naming an alert, checking one
-/// alert looks at a handful instead of all of them.
+/// alert looks at a handful instead of all of them. Each silence is kept
+/// here as a [`Probe`], so a check reads the index alone.
 #[derive(Default)]
 struct MatchIndex {
-    filed: FxHashMap<String, FxHashMap<String, Vec<String>>>,
-    unfiled: Vec<String>,
+    filed: FxHashMap<String, FxHashMap<String, Vec<Probe>>>,
+    unfiled: Vec<Probe>,
+}
+
+/// What the index keeps of a silence: its window and the matchers left to
+/// check once its bucket matched.
+struct Probe {
+    id: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    /// The matchers other than the one the silence is filed under (all of
+    /// them when unfiled).
+    rest: Vec<Matcher>,
+}
+
+impl Probe {
+    /// Whether the silence is active at `now` and mutes `labels`, its
+    /// bucket's matcher being known to match.
+    fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
+        self.starts_at <= now
+            && now <= self.ends_at
+            && self
+                .rest
+                .iter()
+                .all(|m| m.matches(labels.get(m.name()).unwrap_or("")))
+    }
 }
 
 impl MatchIndex {
     fn build(entries: &FxHashMap<String, Entry>) -> Self {
         let mut index = Self::default();
         for entry in entries.values() {
-            index.add(&entry.silence);
+            index.add(entry);
         }
         index
     }
 
-    /// The matcher a silence is filed under: its first `name="value"` with
-    /// a non-empty value (an empty one also matches a missing label).
-    fn key(silence: &Silence) -> Option<&SilenceMatcher> {
+    /// Where a silence is filed: the place among its matchers of its first
+    /// `name="value"` with a non-empty value (an empty one also matches a
+    /// missing label).
+    fn key(silence: &Silence) -> Option<usize> {
         silence
             .matchers
             .iter()
-            .find(|m| !m.is_regex && m.is_equal && !m.value.is_empty())
+            .position(|m| !m.is_regex && m.is_equal && !m.value.is_empty())
     }
 
-    fn add(&mut self, silence: &Silence) {
-        match Self::key(silence) {
+    fn add(&mut self, entry: &Entry) {
+        let silence = &entry.silence;
+        let key = Self::key(silence);
+        let probe = Probe {
+            id: silence.id.clone(),
+            starts_at: silence.starts_at,
+            ends_at: silence.ends_at,
+            rest: entry
+                .matchers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != key)
+                .map(|(_, m)| m.clone())
+                .collect(),
+        };
+        match key.map(|i| &silence.matchers[i]) {
             Some(m) => self
                 .filed
                 .entry(m.name.clone())
                 .or_default()
                 .entry(m.value.clone())
                 .or_default()
-                .push(silence.id.clone()),
-            None => self.unfiled.push(silence.id.clone()),
+                .push(probe),
+            None => self.unfiled.push(probe),
         }
     }
 
-    /// The ids of the silences that may match `labels` (each once).
-    fn candidates<'a>(&'a self, labels: &'a Labels) -> impl Iterator<Item = &'a String> + 'a {
+    /// Follows a change of a filed silence's window (an update in place or
+    /// an expiry; its matchers never change).
+    fn set_window(&mut self, silence: &Silence) {
+        let bucket = match Self::key(silence).map(|i| &silence.matchers[i]) {
+            Some(m) => self
+                .filed
+                .get_mut(&m.name)
+                .and_then(|values| values.get_mut(&m.value)),
+            None => Some(&mut self.unfiled),
+        };
+        if let Some(probe) = bucket.and_then(|b| b.iter_mut().find(|p| p.id == silence.id)) {
+            probe.starts_at = silence.starts_at;
+            probe.ends_at = silence.ends_at;
+        }
+    }
+
+    /// The silences that may match `labels` (each once).
+    fn candidates<'a>(&'a self, labels: &'a Labels) -> impl Iterator<Item = &'a Probe> + 'a {
         labels
             .iter()
             .filter_map(|(name, value)| self.filed.get(name)?.get(value))
@@ -321,13 +380,14 @@ impl Silences {
             if can_update(&prev.silence, &silence, now) {
                 let entry = Entry::new(silence)?;
                 let id = entry.silence.id.clone();
+                self.index.write().set_window(&entry.silence);
                 entries.insert(id.clone(), entry);
                 self.persist(&entries, &[&id])?;
                 return Ok(id);
             }
             let prev_id = prev.silence.id.clone();
             if prev.silence.state(now) != SilenceState::Expired {
-                expire_entry(&mut entries, &prev_id, now)?;
+                self.expire_indexed(&mut entries, &prev_id, now)?;
                 self.persist(&entries, &[&prev_id])?;
             }
         }
@@ -339,7 +399,7 @@ impl Silences {
         let id = entry.silence.id.clone();
         // Updates in place keep their matchers (`can_update`), so only a
         // new id is filed.
-        self.index.write().add(&entry.silence);
+        self.index.write().add(&entry);
         entries.insert(id.clone(), entry);
         self.persist(&entries, &[&id])?;
         tracing::info!(silence = %id, "silence set");
@@ -349,7 +409,7 @@ impl Silences {
     /// Expires a silence now; an already expired one is an error.
     pub fn expire(&self, id: &str, now: DateTime<Utc>) -> Result<(), SilenceError> {
         let mut entries = self.entries.write();
-        expire_entry(&mut entries, id, now)?;
+        self.expire_indexed(&mut entries, id, now)?;
         self.persist(&entries, &[id])?;
         tracing::info!(silence = %id, "silence expired");
         Ok(())
@@ -371,27 +431,38 @@ impl Silences {
 
     /// Ids of the active silences that mute `labels`, sorted.
     pub fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> Vec<String> {
-        let entries = self.entries.read();
         let index = self.index.read();
         let mut ids: Vec<String> = index
             .candidates(labels)
-            .filter_map(|id| entries.get(id))
-            .filter(|e| e.silence.state(now) == SilenceState::Active && e.matches(labels))
-            .map(|e| e.silence.id.clone())
+            .filter(|p| p.mutes(labels, now))
+            .map(|p| p.id.clone())
             .collect();
         ids.sort();
         ids
     }
 
     /// Whether an active silence mutes `labels` (what routing asks for
-    /// every alert it flushes: no allocation).
+    /// every alert it flushes: no allocation, and only the index read).
     pub fn is_muted(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
-        let entries = self.entries.read();
-        let index = self.index.read();
-        index
+        self.index
+            .read()
             .candidates(labels)
-            .filter_map(|id| entries.get(id))
-            .any(|e| e.silence.state(now) == SilenceState::Active && e.matches(labels))
+            .any(|p| p.mutes(labels, now))
+    }
+
+    /// Expires the silence `id` (see [`expire_entry`]) in the set and in
+    /// the index.
+    fn expire_indexed(
+        &self,
+        entries: &mut FxHashMap<String, Entry>,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SilenceError> {
+        expire_entry(entries, id, now)?;
+        if let Some(e) = entries.get(id) {
+            self.index.write().set_window(&e.silence);
+        }
+        Ok(())
     }
 
     /// Drops silences expired longer than the retention ago; returns how many.
@@ -648,18 +719,21 @@ mod tests {
             labels(&[("alertname", "B"), ("model_name", "fraud")]),
             labels(&[("alertname", "A"), ("severity", "page")]),
         ];
-        for l in &alerts {
-            let entries = s.entries.read();
-            let mut scanned: Vec<String> = entries
-                .values()
-                .filter(|e| e.silence.state(now) == SilenceState::Active && e.matches(l))
-                .map(|e| e.silence.id.clone())
-                .collect();
-            drop(entries);
-            scanned.sort();
-            assert_eq!(s.mutes(l, now), scanned, "{l:?}");
-            assert_eq!(s.is_muted(l, now), !scanned.is_empty(), "{l:?}");
-        }
+        let agree = |now: DateTime<Utc>| {
+            for l in &alerts {
+                let entries = s.entries.read();
+                let mut scanned: Vec<String> = entries
+                    .values()
+                    .filter(|e| e.silence.state(now) == SilenceState::Active && e.matches(l))
+                    .map(|e| e.silence.id.clone())
+                    .collect();
+                drop(entries);
+                scanned.sort();
+                assert_eq!(s.mutes(l, now), scanned, "{l:?}");
+                assert_eq!(s.is_muted(l, now), !scanned.is_empty(), "{l:?}");
+            }
+        };
+        agree(now);
         // The first alert: 0 and 1 by value, 2 by regex, 3 (filed under
         // its model, and `alertname!="B"`), 4 (it has no team); 5 needs a
         // severity.
@@ -671,6 +745,22 @@ mod tests {
         assert_eq!(
             first.iter().collect::<std::collections::BTreeSet<_>>(),
             expected
+        );
+        // An expiry (filed and unfiled silences) and an update in place
+        // reach the index too.
+        s.expire(&ids[0], now).expect("expire a filed silence");
+        s.expire(&ids[2], now).expect("expire an unfiled silence");
+        let mut longer = post(shapes[1], start, "2026-01-01T15:00:00Z");
+        longer.id = Some(ids[1].clone());
+        longer.starts_at = s.get(&ids[1]).expect("silence 1").starts_at;
+        assert_eq!(s.set(longer, now).expect("updated"), ids[1], "in place");
+        let after = t("2026-01-01T10:00:01Z");
+        agree(after);
+        agree(t("2026-01-01T12:00:00Z"));
+        assert!(!s.mutes(&alerts[0], after).contains(&ids[0]));
+        assert!(
+            s.mutes(&alerts[0], t("2026-01-01T12:00:00Z"))
+                .contains(&ids[1])
         );
         // Expired and gone after retention: the index forgets them too.
         let later = t("2026-01-10T00:00:00Z");
