@@ -256,7 +256,7 @@ impl MatchIndex {
         }
     }
 
-    /// Follows a change of a filed silence's window (an update in place or
+    /// Follows a change of a silence's window (an update in place or
     /// an expiry; its matchers never change).
     fn set_window(&mut self, silence: &Silence) {
         let bucket = match Self::key(silence).map(|i| &silence.matchers[i]) {

@@ -81,6 +81,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// What a compaction starts from: the pending entries by place, oldest
+    /// first, and the file's length.
+    fn snapshot(&self) -> (Vec<(u64, Span)>, u64) {
+        let mut order: Vec<(u64, Span)> =
+            self.pending.iter().map(|(&id, &span)| (id, span)).collect();
+        order.sort_unstable_by_key(|(_, span)| span.at);
+        (order, self.end)
+    }
+
     /// Appends `bytes`; after a failed write, takes the file's length from
     /// the file (a torn line is skipped at the next start).
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -255,13 +264,7 @@ impl Journal {
         }
         inner.lines += lines;
         if !inner.compacting && inner.lines > inner.pending.len() * 2 + COMPACT_SLACK {
-            let mut order: Vec<(u64, Span)> = inner
-                .pending
-                .iter()
-                .map(|(&id, &span)| (id, span))
-                .collect();
-            order.sort_unstable_by_key(|(_, span)| span.at);
-            let upto = inner.end;
+            let (order, upto) = inner.snapshot();
             let journal = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name("klaxon-journal".into())
@@ -410,8 +413,10 @@ fn finish_compaction(
     f.seek(SeekFrom::Start(upto))?;
     f.take(inner.end.saturating_sub(upto))
         .read_to_end(&mut tail)?;
+    // Not synced: these lines were appended without a sync, as every line
+    // is, and the part that was synced before (`write_compacted`) is what
+    // the rename must not lose. No disk flush happens under the lock.
     file.write_all(&tail)?;
-    file.sync_data()?;
     let mut pending = FxHashMap::default();
     pending.reserve(inner.pending.len());
     for (&id, span) in &inner.pending {
@@ -543,13 +548,7 @@ mod tests {
             j.done(b);
             // The first half, as the compaction thread runs it: the
             // entries pending now (a, c), by place.
-            let (order, upto) = {
-                let inner = j.inner.lock();
-                let mut order: Vec<(u64, Span)> =
-                    inner.pending.iter().map(|(&id, &s)| (id, s)).collect();
-                order.sort_unstable_by_key(|(_, s)| s.at);
-                (order, inner.end)
-            };
+            let (order, upto) = j.inner.lock().snapshot();
             let (file, moved, len) = write_compacted(&path, &tmp, &order, upto).expect("write");
             // Meanwhile: one of them is delivered, another is queued.
             j.done(a);
@@ -561,13 +560,7 @@ mod tests {
             }
             assert_eq!(j.pending(), 2);
             // A second compaction finds c and d where the first put them.
-            let (order, upto) = {
-                let inner = j.inner.lock();
-                let mut order: Vec<(u64, Span)> =
-                    inner.pending.iter().map(|(&id, &s)| (id, s)).collect();
-                order.sort_unstable_by_key(|(_, s)| s.at);
-                (order, inner.end)
-            };
+            let (order, upto) = j.inner.lock().snapshot();
             let (file, moved, len) = write_compacted(&path, &tmp, &order, upto).expect("write");
             let mut inner = j.inner.lock();
             finish_compaction(&path, &tmp, &mut inner, file, &moved, len, upto).expect("finish");
