@@ -76,6 +76,9 @@ struct Inner {
     buf: Vec<u8>,
     /// A compaction is under way (at most one at a time).
     compacting: bool,
+    /// After a failed compaction, the line count the file must pass before
+    /// the next try (a full disk is not retried at every finished delivery).
+    retry_at: usize,
     /// Its thread, for [`Journal::settle`].
     compaction: Option<std::thread::JoinHandle<()>>,
 }
@@ -167,6 +170,7 @@ impl Journal {
                 end,
                 buf: Vec::new(),
                 compacting: false,
+                retry_at: 0,
                 compaction: None,
             }),
         };
@@ -263,7 +267,10 @@ impl Journal {
             return;
         }
         inner.lines += lines;
-        if !inner.compacting && inner.lines > inner.pending.len() * 2 + COMPACT_SLACK {
+        if !inner.compacting
+            && inner.lines > inner.retry_at
+            && inner.lines > inner.pending.len() * 2 + COMPACT_SLACK
+        {
             let (order, upto) = inner.snapshot();
             let journal = Arc::clone(self);
             let spawned = std::thread::Builder::new()
@@ -275,6 +282,7 @@ impl Journal {
                     inner.compaction = Some(handle);
                 }
                 Err(e) => {
+                    inner.retry_at = inner.lines + COMPACT_SLACK;
                     tracing::error!(file = %self.path.display(), error = %e, "cannot start compacting the journal")
                 }
             }
@@ -295,6 +303,7 @@ impl Journal {
         });
         inner.compacting = false;
         if let Err(e) = result {
+            inner.retry_at = inner.lines + COMPACT_SLACK;
             let _ = std::fs::remove_file(&tmp);
             tracing::error!(file = %self.path.display(), error = %e, "cannot compact the journal");
         }
@@ -575,6 +584,42 @@ mod tests {
             .collect();
         assert_eq!(keys, ["c", "d"]);
         assert_eq!(recovered[1].integration, 1);
+    }
+
+    #[test]
+    fn a_failed_compaction_is_tried_again_only_after_more_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify-queue.jsonl");
+        let (j, _) = Journal::open(dir.path()).expect("open");
+        let j = Arc::new(j);
+        // A directory where the compaction writes its new file: it fails.
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::create_dir(&tmp).expect("block the new file");
+        let lines = |path: &Path| std::fs::read_to_string(path).expect("read").lines().count();
+        let round = |n: usize| {
+            let ids: Vec<u64> = (0..n)
+                .map(|k| {
+                    j.enqueue("r", 0, &notification(&format!("g{k}")))
+                        .expect("enqueue")
+                })
+                .collect();
+            j.done_many(&ids);
+            j.settle();
+        };
+        round(6000);
+        assert_eq!(
+            lines(&path),
+            12_000,
+            "the compaction failed: nothing changed"
+        );
+        std::fs::remove_dir(&tmp).expect("unblock");
+        // Not tried again at the next finished delivery...
+        round(10);
+        assert_eq!(lines(&path), 12_020);
+        // ...but once COMPACT_SLACK more lines were written.
+        round(COMPACT_SLACK / 2);
+        assert_eq!(lines(&path), 0, "compacted: nothing is pending");
+        assert_eq!(j.pending(), 0);
     }
 
     #[test]
