@@ -459,6 +459,16 @@ fn finish_compaction(
 mod tests {
     use super::*;
 
+    /// Journals `n` notifications keyed `{prefix}0`, `{prefix}1`, …; their ids.
+    fn enqueue_n(j: &Journal, prefix: &str, n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|k| {
+                j.enqueue("r", 0, &notification(&format!("{prefix}{k}")))
+                    .expect("enqueue")
+            })
+            .collect()
+    }
+
     fn notification(key: &str) -> Notification {
         Notification {
             receiver: "r".into(),
@@ -502,12 +512,7 @@ mod tests {
         {
             let (j, _) = Journal::open(dir.path()).expect("open");
             let j = Arc::new(j);
-            let ids: Vec<u64> = (0..6000)
-                .map(|k| {
-                    j.enqueue("r", 0, &notification(&format!("g{k}")))
-                        .expect("enqueue")
-                })
-                .collect();
+            let ids = enqueue_n(&j, "g", 6000);
             let done: Vec<u64> = ids
                 .iter()
                 .enumerate()
@@ -524,12 +529,7 @@ mod tests {
             j.enqueue("r", 1, &notification("after")).expect("after");
             // A second compaction finds the survivors of the first where
             // that one put them.
-            let more: Vec<u64> = (0..6000)
-                .map(|k| {
-                    j.enqueue("r", 0, &notification(&format!("m{k}")))
-                        .expect("enqueue")
-                })
-                .collect();
+            let more = enqueue_n(&j, "m", 6000);
             j.done_many(&more);
             j.settle();
             let text = std::fs::read_to_string(&path).expect("read");
@@ -597,12 +597,7 @@ mod tests {
         std::fs::create_dir(&tmp).expect("block the new file");
         let lines = |path: &Path| std::fs::read_to_string(path).expect("read").lines().count();
         let round = |n: usize| {
-            let ids: Vec<u64> = (0..n)
-                .map(|k| {
-                    j.enqueue("r", 0, &notification(&format!("g{k}")))
-                        .expect("enqueue")
-                })
-                .collect();
+            let ids = enqueue_n(&j, "g", n);
             j.done_many(&ids);
             j.settle();
         };
