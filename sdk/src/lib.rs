@@ -56,6 +56,7 @@
 //! - [`http`]: outbound HTTP through the host, or a test transport natively.
 //! - [`smtp`]: outbound mail through the host, or a test transport natively.
 //! - [`testing`]: native harness running plugins as the host would (not built for Wasm).
+//! - [`alloc`]: the plugins' allocator, a bump arena in front of talc.
 //! - `config` (private): reading the JSON config text into the author's type.
 //! - `glue` (hidden): conversion between wit-bindgen types and the SDK's, and the
 //!   generic entry points the `export_*!` macros and [`testing`] both call.
@@ -68,19 +69,23 @@
 #[doc(hidden)]
 pub mod bindings;
 
-/// Plugins built with the SDK allocate with talc rather than wasi-libc's
-/// dlmalloc: a notifier delivering a batch spent two fifths of its own
-/// time in dlmalloc's `malloc` and `free` (the host lowers each string of
-/// a notification into a fresh allocation, and the glue and payloads
-/// allocate more). A plugin that declares its own `#[global_allocator]`
-/// turns the SDK's `talc` feature (on by default) off.
+/// Plugins built with the SDK allocate from a bump arena, then talc (see
+/// [`alloc`]), rather than with wasi-libc's dlmalloc: a notifier
+/// delivering a batch spent two fifths of its own time in dlmalloc's
+/// `malloc` and `free`, and a third of it still in talc (the
+/// host lowers each string of a notification into a fresh allocation, and
+/// the glue and payloads allocate more). A plugin that declares its own
+/// `#[global_allocator]` turns the SDK's `allocator` feature (on by
+/// default) off.
 #[cfg(all(
-    feature = "talc",
+    feature = "allocator",
     target_family = "wasm",
     not(target_feature = "atomics")
 ))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: alloc::PluginAllocator<talc::wasm::WasmDynamicTalc> =
+    alloc::PluginAllocator::new(talc::wasm::new_wasm_dynamic_allocator());
+pub mod alloc;
 pub mod composite;
 mod config;
 pub mod detector;
