@@ -564,8 +564,11 @@ impl Plugin {
 
     fn new_store(&self, caps: Capabilities, extra_time: Duration) -> Store<CallState> {
         let mut store = self.store_with(caps);
-        let ticks = (self.limits.timeout + extra_time).as_millis() as u64
-            / engine::EPOCH_TICK.as_millis().max(1) as u64;
+        // Whole ticks, rounded up: the tick under way when the store is
+        // made ends early, so a call gets its time to within a tick.
+        let tick = engine::EPOCH_TICK.as_micros().max(1);
+        let allowed = (self.limits.timeout + extra_time).as_micros();
+        let ticks = u64::try_from(allowed.div_ceil(tick)).unwrap_or(u64::MAX);
         store.set_epoch_deadline(ticks.max(1));
         store.epoch_deadline_trap();
         self.meter_fuel(&mut store);
