@@ -5,6 +5,7 @@
 //! Plain data only; owns no behaviour beyond formatting. Imported by rules,
 //! route, notify and api; imports nothing from them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -59,42 +60,60 @@ pub fn fingerprint_hex(fp: u64) -> String {
 }
 
 /// Label (or annotation) pairs sorted by name, each name once: the label
-/// sets of a notification. A JSON object on the wire, as Alertmanager's; a
-/// sorted list in memory, so that handing a notification to a plugin moves
-/// its pairs rather than rebuilding maps (see `notify::into_wit`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Pairs(Vec<(String, String)>);
+/// sets of a notification. A JSON object on the wire, as Alertmanager's; in
+/// memory, shared with the alert or group they come from, so that building
+/// a notification copies no label, and handing it to a plugin lowers the
+/// text straight from here (see `notify::wit`).
+#[derive(Debug, Clone)]
+pub enum Pairs {
+    /// A label set (an alert's labels, a group's).
+    Labels(Labels),
+    /// A map (an alert's annotations; what several alerts share).
+    Map(Arc<BTreeMap<String, String>>),
+}
+
+impl Default for Pairs {
+    fn default() -> Self {
+        Pairs::Labels(Labels::empty())
+    }
+}
+
+impl PartialEq for Pairs {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
 
 impl Pairs {
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_str())
+        match self {
+            Pairs::Labels(l) => l.get(name),
+            Pairs::Map(m) => m.get(name).map(String::as_str),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        match self {
+            Pairs::Labels(l) => l.len(),
+            Pairs::Map(m) => m.len(),
+        }
     }
 
     /// The pairs, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// The pairs, by name, moved out.
-    pub fn into_vec(self) -> Vec<(String, String)> {
-        self.0
-    }
-
-    /// Keeps the pairs `keep` accepts.
-    fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        self.0.retain(|(n, v)| keep(n, v));
+        let (labels, map) = match self {
+            Pairs::Labels(l) => (Some(l.iter()), None),
+            Pairs::Map(m) => (None, Some(m.iter().map(|(n, v)| (n.as_str(), v.as_str())))),
+        };
+        labels
+            .into_iter()
+            .flatten()
+            .chain(map.into_iter().flatten())
     }
 }
 
@@ -102,32 +121,19 @@ impl Pairs {
 /// as in a map.
 impl FromIterator<(String, String)> for Pairs {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
-        let mut pairs: Vec<(String, String)> = pairs.into_iter().collect();
-        if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
-            // Stable: of equal names the last given sorts last; keep it.
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut deduped: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-            for pair in pairs {
-                match deduped.last_mut() {
-                    Some(last) if last.0 == pair.0 => *last = pair,
-                    _ => deduped.push(pair),
-                }
-            }
-            pairs = deduped;
-        }
-        Self(pairs)
+        Pairs::Map(Arc::new(pairs.into_iter().collect()))
     }
 }
 
 impl Serialize for Pairs {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(n, v)| (n, v)))
+        serializer.collect_map(self.iter())
     }
 }
 
 impl<'de> Deserialize<'de> for Pairs {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, String>::deserialize(deserializer).map(|m| m.into_iter().collect())
+        BTreeMap::<String, String>::deserialize(deserializer).map(|m| Pairs::Map(Arc::new(m)))
     }
 }
 
@@ -136,13 +142,13 @@ impl<'de> Deserialize<'de> for Pairs {
 #[serde(rename_all = "camelCase")]
 pub struct NotifiedAlert {
     /// `firing` or `resolved`.
-    pub status: String,
+    pub status: Cow<'static, str>,
     pub labels: Pairs,
     pub annotations: Pairs,
     pub starts_at: String,
-    pub ends_at: String,
+    pub ends_at: Cow<'static, str>,
     #[serde(rename = "generatorURL")]
-    pub generator_url: String,
+    pub generator_url: Arc<str>,
     pub fingerprint: String,
 }
 
@@ -152,7 +158,7 @@ pub struct NotifiedAlert {
 pub struct Notification {
     pub receiver: String,
     /// `firing` if any alert fires, else `resolved`.
-    pub status: String,
+    pub status: Cow<'static, str>,
     pub alerts: Vec<NotifiedAlert>,
     pub group_labels: Pairs,
     pub common_labels: Pairs,
@@ -179,23 +185,15 @@ impl Notification {
             .map(|a| {
                 let resolved = a.is_resolved_at(now);
                 NotifiedAlert {
-                    status: if resolved { "resolved" } else { "firing" }.into(),
-                    labels: a
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    annotations: a
-                        .annotations
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                    status: Cow::Borrowed(if resolved { "resolved" } else { "firing" }),
+                    labels: Pairs::Labels(a.labels.clone()),
+                    annotations: Pairs::Map(a.annotations.clone()),
                     starts_at: rfc3339(a.starts_at),
                     ends_at: match a.ends_at {
-                        Some(t) if resolved => rfc3339(t),
-                        _ => ZERO_TIME.into(),
+                        Some(t) if resolved => Cow::Owned(rfc3339(t)),
+                        _ => Cow::Borrowed(ZERO_TIME),
                     },
-                    generator_url: a.generator_url.to_string(),
+                    generator_url: a.generator_url.clone(),
                     fingerprint: fingerprint_hex(a.fingerprint()),
                 }
             })
@@ -205,16 +203,13 @@ impl Notification {
         } else {
             "resolved"
         };
-        let common_labels = common(notified.iter().map(|a| &a.labels));
-        let common_annotations = common(notified.iter().map(|a| &a.annotations));
+        let common_labels = common(&notified, |a| &a.labels);
+        let common_annotations = common(&notified, |a| &a.annotations);
         Self {
             receiver: receiver.to_string(),
-            status: status.into(),
+            status: Cow::Borrowed(status),
             alerts: notified,
-            group_labels: group_labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            group_labels: Pairs::Labels(group_labels.clone()),
             common_labels,
             common_annotations,
             external_url: external_url.to_string(),
@@ -224,16 +219,22 @@ impl Notification {
     }
 }
 
-/// The pairs present with the same value in every set.
-fn common<'a>(mut sets: impl Iterator<Item = &'a Pairs>) -> Pairs {
-    let Some(first) = sets.next() else {
+/// The pairs present with the same value in every alert's `set`: the first
+/// alert's own (shared) when all of them are.
+fn common(alerts: &[NotifiedAlert], set: impl Fn(&NotifiedAlert) -> &Pairs) -> Pairs {
+    let Some((first, rest)) = alerts.split_first() else {
         return Pairs::default();
     };
-    let mut out = first.clone();
-    for set in sets {
-        out.retain(|k, v| set.get(k) == Some(v));
+    let first = set(first);
+    let shared = |(n, v): &(&str, &str)| rest.iter().all(|a| set(a).get(n) == Some(*v));
+    if first.iter().all(|pair| shared(&pair)) {
+        return first.clone();
     }
-    out
+    first
+        .iter()
+        .filter(shared)
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 #[cfg(test)]

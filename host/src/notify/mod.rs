@@ -21,6 +21,7 @@
 //! Never imports rules or route.
 
 pub mod journal;
+mod wit;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -588,9 +589,8 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
                 let ctx = ctx.clone();
                 running.spawn(async move {
                     if batch.len() == 1 {
-                        for mut request in batch {
-                            let wit = into_wit(std::mem::take(&mut request.notification));
-                            let delivered = deliver(&ctx, wit).await;
+                        for request in batch {
+                            let delivered = deliver(&ctx, &request.notification).await;
                             finish(&ctx, vec![(request, delivered)]);
                         }
                     } else {
@@ -627,8 +627,8 @@ enum Attempt {
     Permanent(String),
 }
 
-async fn deliver(ctx: &IntegrationCtx, notification: types::Notification) -> bool {
-    deliver_from(ctx, &notification, tokio::time::Instant::now(), None).await
+async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
+    deliver_from(ctx, notification, tokio::time::Instant::now(), None).await
 }
 
 /// Delivers several notifications, the first attempt in one `send-batch`
@@ -644,20 +644,18 @@ async fn deliver(ctx: &IntegrationCtx, notification: types::Notification) -> boo
 /// known: those the batch call settled together, the others (retries,
 /// re-sends) each when done, so one retried for minutes holds back no other
 /// group.
-async fn deliver_batch(ctx: &IntegrationCtx, mut requests: Vec<DeliveryRequest>) {
+async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
     use futures::{FutureExt, StreamExt};
 
     let started = tokio::time::Instant::now();
-    let wits: Vec<types::Notification> = requests
-        .iter_mut()
-        .map(|r| into_wit(std::mem::take(&mut r.notification)))
-        .collect();
-    let firsts = attempt_batch(ctx, &wits).await;
+    let notifications: Vec<&Notification> = requests.iter().map(|r| &r.notification).collect();
+    let firsts = attempt_batch(ctx, &notifications).await;
+    drop(notifications);
     let mut settled = Vec::new();
     let mut pending = futures::stream::FuturesUnordered::new();
-    for ((request, wit), first) in requests.into_iter().zip(wits).zip(firsts) {
+    for (request, first) in requests.into_iter().zip(firsts) {
         let mut delivery = Box::pin(async move {
-            let delivered = deliver_from(ctx, &wit, started, first).await;
+            let delivered = deliver_from(ctx, &request.notification, started, first).await;
             (request, delivered)
         });
         // A delivered or permanently failed first attempt completes at once.
@@ -688,7 +686,7 @@ fn finish(ctx: &IntegrationCtx, done: Vec<(DeliveryRequest, bool)>) {
 /// when a batch call made it already.
 async fn deliver_from(
     ctx: &IntegrationCtx,
-    notification: &types::Notification,
+    notification: &Notification,
     started: tokio::time::Instant,
     mut first: Option<Attempt>,
 ) -> bool {
@@ -727,7 +725,7 @@ async fn deliver_from(
     }
 }
 
-async fn attempt_once(ctx: &IntegrationCtx, notification: &types::Notification) -> Attempt {
+async fn attempt_once(ctx: &IntegrationCtx, notification: &Notification) -> Attempt {
     let plugin = match ctx.plugins.get_kind(&ctx.plugin, PluginKind::Notifier) {
         Ok(p) => p,
         Err(e) => return Attempt::Permanent(e.to_string()),
@@ -738,9 +736,11 @@ async fn attempt_once(ctx: &IntegrationCtx, notification: &types::Notification) 
     };
     http.set_plugin_hosts(&plugin.allowed_hosts);
     let smtp = ctx.smtp.clone();
-    let result = plugin
-        .send_with(&ctx.config, notification, http, smtp)
-        .await;
+    let one = [notification];
+    let labels = wit::Labels::of(&one);
+    let alerts = labels.alerts(&one);
+    let wits = labels.notifications(&one, &alerts);
+    let result = plugin.send_with(&ctx.config, &wits[0], http, smtp).await;
     match result {
         Ok(outcome) => attempt_of(outcome),
         Err(e @ CallError::Timeout(_)) => Attempt::Retry(format!("notifier {e}"), None),
@@ -753,7 +753,7 @@ async fn attempt_once(ctx: &IntegrationCtx, notification: &types::Notification) 
 /// before the plugin reported them; they are sent again on their own).
 async fn attempt_batch(
     ctx: &IntegrationCtx,
-    notifications: &[types::Notification],
+    notifications: &[&Notification],
 ) -> Vec<Option<Attempt>> {
     let unsettled = || notifications.iter().map(|_| None).collect();
     let Ok(plugin) = ctx.plugins.get_kind(&ctx.plugin, PluginKind::Notifier) else {
@@ -763,8 +763,11 @@ async fn attempt_batch(
         return unsettled();
     };
     http.set_plugin_hosts(&plugin.allowed_hosts);
+    let labels = wit::Labels::of(notifications);
+    let alerts = labels.alerts(notifications);
+    let wits = labels.notifications(notifications, &alerts);
     let outcome = plugin
-        .send_batch_with(&ctx.config, notifications, http, ctx.smtp.clone())
+        .send_batch_with(&ctx.config, &wits, http, ctx.smtp.clone())
         .await;
     if let Some(e) = &outcome.error {
         let settled = outcome.reported.iter().filter(|r| r.is_some()).count();
@@ -802,13 +805,7 @@ fn backoff_delay(settings: &NotifyConfig, attempt: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
-fn record(
-    ctx: &IntegrationCtx,
-    n: &types::Notification,
-    outcome: &str,
-    attempt: u32,
-    detail: &str,
-) {
+fn record(ctx: &IntegrationCtx, n: &Notification, outcome: &str, attempt: u32, detail: &str) {
     let mut log = ctx.log.lock();
     if log.len() == DELIVERY_LOG_CAPACITY {
         log.pop_front();
@@ -818,50 +815,12 @@ fn record(
         receiver: ctx.receiver.clone(),
         integration: ctx.plugin.clone(),
         group_key: n.group_key.clone(),
-        status: n.status.clone(),
+        status: n.status.to_string(),
         alerts: n.alerts.len(),
         outcome: outcome.into(),
         attempt,
         detail: detail.into(),
     });
-}
-
-/// Moves the pairs into WIT labels (std collects this in place: a pair and
-/// a label have the same size and alignment).
-fn labels(pairs: crate::alert::Pairs) -> Vec<types::Label> {
-    pairs
-        .into_vec()
-        .into_iter()
-        .map(|(name, value)| types::Label { name, value })
-        .collect()
-}
-
-/// The WIT form of a notification, moving its text (no copy): what the
-/// delivery sends, records and retries once it leaves the queue.
-pub fn into_wit(n: Notification) -> types::Notification {
-    types::Notification {
-        receiver: n.receiver,
-        status: n.status,
-        alerts: n
-            .alerts
-            .into_iter()
-            .map(|a| types::Alert {
-                status: a.status,
-                labels: labels(a.labels),
-                annotations: labels(a.annotations),
-                starts_at: a.starts_at,
-                ends_at: a.ends_at,
-                generator_url: a.generator_url,
-                fingerprint: a.fingerprint,
-            })
-            .collect(),
-        group_labels: labels(n.group_labels),
-        common_labels: labels(n.common_labels),
-        common_annotations: labels(n.common_annotations),
-        external_url: n.external_url,
-        group_key: n.group_key,
-        truncated_alerts: n.truncated_alerts,
-    }
 }
 
 #[cfg(test)]

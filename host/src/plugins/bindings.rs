@@ -69,3 +69,58 @@ pub use detector::klaxon::plugin::log;
 pub use detector::klaxon::plugin::types;
 pub use notifier::klaxon::plugin::http;
 pub use notifier::klaxon::plugin::smtp;
+
+/// Borrowed forms of the WIT `notification` record and the records in it,
+/// lowered into a plugin's memory straight from the host's own text: the
+/// generated [`types::Notification`] owns every string, so building one
+/// took a fresh allocation per label. Field names and order are the WIT's;
+/// wasmtime checks them against the component's types when a call looks
+/// its export up.
+pub mod borrowed {
+    use wasmtime::component::{ComponentType, Lower};
+
+    /// WIT `label`.
+    #[derive(ComponentType, Lower, Debug, Clone, Copy)]
+    #[component(record)]
+    pub struct Label<'a> {
+        pub name: &'a str,
+        pub value: &'a str,
+    }
+
+    /// WIT `alert`.
+    #[derive(ComponentType, Lower, Debug, Clone, Copy)]
+    #[component(record)]
+    pub struct Alert<'a> {
+        pub status: &'a str,
+        pub labels: &'a [Label<'a>],
+        pub annotations: &'a [Label<'a>],
+        #[component(name = "starts-at")]
+        pub starts_at: &'a str,
+        #[component(name = "ends-at")]
+        pub ends_at: &'a str,
+        #[component(name = "generator-url")]
+        pub generator_url: &'a str,
+        pub fingerprint: &'a str,
+    }
+
+    /// WIT `notification`.
+    #[derive(ComponentType, Lower, Debug, Clone, Copy)]
+    #[component(record)]
+    pub struct Notification<'a> {
+        pub receiver: &'a str,
+        pub status: &'a str,
+        pub alerts: &'a [Alert<'a>],
+        #[component(name = "group-labels")]
+        pub group_labels: &'a [Label<'a>],
+        #[component(name = "common-labels")]
+        pub common_labels: &'a [Label<'a>],
+        #[component(name = "common-annotations")]
+        pub common_annotations: &'a [Label<'a>],
+        #[component(name = "external-url")]
+        pub external_url: &'a str,
+        #[component(name = "group-key")]
+        pub group_key: &'a str,
+        #[component(name = "truncated-alerts")]
+        pub truncated_alerts: u32,
+    }
+}

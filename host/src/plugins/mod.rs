@@ -42,6 +42,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use bindings::batch_notifier::BatchNotifierPre;
+pub use bindings::borrowed;
 use bindings::composite::CompositePre;
 use bindings::detector::DetectorPre;
 use bindings::notifier::NotifierPre;
@@ -809,25 +810,15 @@ impl Plugin {
         Ok(outputs)
     }
 
-    /// Delivers a notification. `http` is the receiver's capability; the
-    /// deadline is the plugin's timeout plus the capability's request budget.
-    /// The plugin gets no `smtp`; see [`Plugin::send_with`].
-    pub async fn send(
-        &self,
-        config: &str,
-        notification: &types::Notification,
-        http: Arc<HttpCapability>,
-    ) -> Result<Result<types::Delivery, types::DeliveryError>, CallError> {
-        self.send_with(config, notification, http, None).await
-    }
-
-    /// Like [`Plugin::send`], with the integration's `smtp` capability too;
-    /// the deadline then also covers the SMTP budget. Runs on the caller's
-    /// tokio runtime (the network calls await on it); see the module docs.
+    /// Delivers a notification. `http` is the receiver's capability;
+    /// `smtp`, for integrations that send mail, the SMTP one. The deadline
+    /// is the plugin's timeout plus the capabilities' budgets. Runs on the
+    /// caller's tokio runtime (the network calls await on it); see the
+    /// module docs.
     pub async fn send_with(
         &self,
         config: &str,
-        notification: &types::Notification,
+        notification: &borrowed::Notification<'_>,
         http: Arc<HttpCapability>,
         smtp: Option<Arc<SmtpCapability>>,
     ) -> Result<Result<types::Delivery, types::DeliveryError>, CallError> {
@@ -837,8 +828,12 @@ impl Plugin {
         let start = Instant::now();
         let (mut store, budget) = self.notifier_store(http, smtp);
         let result = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_send(&mut store, config, notification).await
+            let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+            let send = instance.get_typed_func::<
+                (&str, &borrowed::Notification<'_>),
+                (Result<types::Delivery, types::DeliveryError>,),
+            >(&mut store, "send")?;
+            Ok::<_, wasmtime::Error>(send.call_async(&mut store, (config, notification)).await?.0)
         }
         .await;
         self.finish_call(start, store, budget, result)
@@ -863,7 +858,7 @@ impl Plugin {
     pub async fn send_batch_with(
         &self,
         config: &str,
-        notifications: &[types::Notification],
+        notifications: &[borrowed::Notification<'_>],
         http: Arc<HttpCapability>,
         smtp: Option<Arc<SmtpCapability>>,
     ) -> BatchOutcome {
@@ -882,10 +877,17 @@ impl Plugin {
         let (mut store, budget) = self.notifier_store(http, smtp);
         store.data_mut().set_notifications(n);
         let result = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .call_send_batch(&mut store, config, notifications)
-                .await
+            let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+            let send_batch = instance.get_typed_func::<
+                (&str, &[borrowed::Notification<'_>]),
+                (Vec<Result<types::Delivery, types::DeliveryError>>,),
+            >(&mut store, "send-batch")?;
+            Ok::<_, wasmtime::Error>(
+                send_batch
+                    .call_async(&mut store, (config, notifications))
+                    .await?
+                    .0,
+            )
         }
         .await;
         let mut reported = std::mem::take(&mut store.data_mut().batch_reports);
