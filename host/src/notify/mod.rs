@@ -645,7 +645,7 @@ async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
 /// re-sends) each when done, so one retried for minutes holds back no other
 /// group.
 async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
-    use futures::{FutureExt, StreamExt};
+    use futures::StreamExt;
 
     let started = tokio::time::Instant::now();
     let notifications: Vec<&Notification> = requests.iter().map(|r| &r.notification).collect();
@@ -654,15 +654,21 @@ async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
     let mut settled = Vec::new();
     let mut pending = futures::stream::FuturesUnordered::new();
     for (request, first) in requests.into_iter().zip(firsts) {
-        let mut delivery = Box::pin(async move {
+        // A delivered or permanently failed first attempt is settled here;
+        // only the others become futures (each holds a whole delivery's
+        // state, kilobytes to build and move).
+        let first = match first.map(|f| conclude(ctx, &request.notification, 1, f)) {
+            Some(Ok(delivered)) => {
+                settled.push((request, delivered));
+                continue;
+            }
+            Some(Err((detail, after))) => Some(Attempt::Retry(detail, after)),
+            None => None,
+        };
+        pending.push(async move {
             let delivered = deliver_from(ctx, &request.notification, started, first).await;
             (request, delivered)
         });
-        // A delivered or permanently failed first attempt completes at once.
-        match (&mut delivery).now_or_never() {
-            Some(done) => settled.push(done),
-            None => pending.push(delivery),
-        }
     }
     finish(ctx, settled);
     while let Some(done) = pending.next().await {
@@ -697,20 +703,9 @@ async fn deliver_from(
             Some(outcome) => outcome,
             None => attempt_once(ctx, notification).await,
         };
-        let (outcome_name, detail, retry_after) = match outcome {
-            Attempt::Delivered(detail) => {
-                record(ctx, notification, "delivered", attempt, &detail);
-                // Debug, as Alertmanager logs "Notify success": every
-                // delivery is in the delivery log (`/api/v1/notifications`).
-                tracing::debug!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, status = %notification.status, alerts = notification.alerts.len(), attempt, "notification delivered");
-                return true;
-            }
-            Attempt::Permanent(detail) => {
-                record(ctx, notification, "failed", attempt, &detail);
-                tracing::error!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, attempt, error = %detail, "notification failed permanently");
-                return false;
-            }
-            Attempt::Retry(detail, after) => ("retrying", detail, after),
+        let (detail, retry_after) = match conclude(ctx, notification, attempt, outcome) {
+            Ok(delivered) => return delivered,
+            Err(retry) => retry,
         };
         let backoff = backoff_delay(&ctx.settings, attempt);
         let delay = retry_after.map(|d| d.max(backoff / 2)).unwrap_or(backoff);
@@ -719,9 +714,36 @@ async fn deliver_from(
             tracing::error!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, attempt, error = %detail, "giving up on notification");
             return false;
         }
-        record(ctx, notification, outcome_name, attempt, &detail);
+        record(ctx, notification, "retrying", attempt, &detail);
         tracing::warn!(receiver = %ctx.receiver, integration = %ctx.plugin, attempt, retry_in = ?delay, error = %detail, "notification failed; will retry");
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Records an attempt's outcome when it is final: `Ok` with whether the
+/// notification was delivered; `Err` with the reason and the delay the
+/// remote asked for when it is worth retrying (recorded by the caller,
+/// which knows whether it gives up).
+fn conclude(
+    ctx: &IntegrationCtx,
+    notification: &Notification,
+    attempt: u32,
+    outcome: Attempt,
+) -> Result<bool, (String, Option<Duration>)> {
+    match outcome {
+        Attempt::Delivered(detail) => {
+            record(ctx, notification, "delivered", attempt, &detail);
+            // Debug, as Alertmanager logs "Notify success": every
+            // delivery is in the delivery log (`/api/v1/notifications`).
+            tracing::debug!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, status = %notification.status, alerts = notification.alerts.len(), attempt, "notification delivered");
+            Ok(true)
+        }
+        Attempt::Permanent(detail) => {
+            record(ctx, notification, "failed", attempt, &detail);
+            tracing::error!(receiver = %ctx.receiver, integration = %ctx.plugin, group = %notification.group_key, attempt, error = %detail, "notification failed permanently");
+            Ok(false)
+        }
+        Attempt::Retry(detail, after) => Err((detail, after)),
     }
 }
 
