@@ -650,7 +650,6 @@ async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
     let started = tokio::time::Instant::now();
     let notifications: Vec<&Notification> = requests.iter().map(|r| &r.notification).collect();
     let firsts = attempt_batch(ctx, &notifications).await;
-    drop(notifications);
     let mut settled = Vec::new();
     let mut pending = futures::stream::FuturesUnordered::new();
     for (request, first) in requests.into_iter().zip(firsts) {

@@ -20,8 +20,8 @@ fn push<'n>(to: &mut Vec<Label<'n>>, pairs: &'n Pairs) {
     to.extend(pairs.iter().map(|(name, value)| Label { name, value }));
 }
 
-/// The next `len` labels from `at` on.
-fn take<'a>(from: &'a [Label<'a>], at: &mut usize, len: usize) -> &'a [Label<'a>] {
+/// The next `len` items from `at` on.
+fn take<'a, T>(from: &'a [T], at: &mut usize, len: usize) -> &'a [T] {
     let slice = &from[*at..*at + len];
     *at += len;
     slice
@@ -76,11 +76,7 @@ impl<'n> Labels<'n> {
             .map(|n| borrowed::Notification {
                 receiver: &n.receiver,
                 status: &n.status,
-                alerts: {
-                    let slice = &alerts[alert_at..alert_at + n.alerts.len()];
-                    alert_at += n.alerts.len();
-                    slice
-                },
+                alerts: take(alerts, &mut alert_at, n.alerts.len()),
                 group_labels: take(&self.of_groups, &mut at, n.group_labels.len()),
                 common_labels: take(&self.of_groups, &mut at, n.common_labels.len()),
                 common_annotations: take(&self.of_groups, &mut at, n.common_annotations.len()),
