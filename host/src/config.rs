@@ -347,6 +347,9 @@ impl PluginsConfig {
     }
 }
 
+/// The most delivery threads `notify.delivery_threads` may ask for.
+pub const MAX_DELIVERY_THREADS: usize = 64;
+
 /// Notification delivery settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -364,6 +367,11 @@ pub struct NotifyConfig {
     pub queue_capacity: usize,
     /// Deliveries in flight per integration (default 16).
     pub max_in_flight: usize,
+    /// Threads deliveries run on (each a single-threaded runtime with its
+    /// own connections); unset, one per core up to 8; 0 runs them on the
+    /// server's own runtime. Read when the notifier starts (at start and at
+    /// each reload).
+    pub delivery_threads: Option<usize>,
     /// Per-request timeout of notifier HTTP calls.
     #[serde(with = "crate::duration::serde_str")]
     pub http_timeout: Duration,
@@ -434,6 +442,7 @@ impl Default for NotifyConfig {
             give_up_after: Duration::from_secs(600),
             queue_capacity: 10_000,
             max_in_flight: 16,
+            delivery_threads: None,
             http_timeout: Duration::from_secs(10),
             network: NetworkConfig::default(),
             rate_limits: BTreeMap::from([(
@@ -961,6 +970,16 @@ impl Config {
         crate::scrape::validate(&self.scrape_configs)
             .map_err(|e| err(&format!("job_name: {}", e.job), e.to_string()))?;
         self.server.validate().map_err(|e| err("server:", e))?;
+        if self
+            .notify
+            .delivery_threads
+            .is_some_and(|n| n > MAX_DELIVERY_THREADS)
+        {
+            return Err(err(
+                "delivery_threads:",
+                format!("notify.delivery_threads: at most {MAX_DELIVERY_THREADS}"),
+            ));
+        }
         let mut group_names = HashSet::new();
         for group in &self.groups {
             let at = format!("name: {}", group.name);
@@ -1852,6 +1871,22 @@ receivers:
         let ok = text.replace("[A, B]", "[A]");
         let config = Config::parse(&ok, "f.yml").unwrap();
         config.validate_static("f.yml", &ok).expect("valid");
+    }
+
+    #[test]
+    fn delivery_threads_are_capped_with_the_line() {
+        let text = "notify:\n  max_in_flight: 4\n  delivery_threads: 1000\n";
+        let config = Config::parse(text, "f.yml").expect("parses");
+        let e = config.validate_static("f.yml", text).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(
+            e.reason.contains("notify.delivery_threads: at most 64"),
+            "{e}"
+        );
+        let text = text.replace("1000", "0");
+        let config = Config::parse(&text, "f.yml").expect("parses");
+        config.validate_static("f.yml", &text).expect("0 is valid");
+        assert_eq!(config.notify.delivery_threads, Some(0));
     }
 
     #[test]

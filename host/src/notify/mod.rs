@@ -1,6 +1,7 @@
 //! Notification delivery: one queue and worker per receiver integration.
 //! Each delivery is a tokio task (at most `max_in_flight` per integration)
-//! that calls the integration's notifier plugin asynchronously (see
+//! on one of the delivery lanes ([`lanes`]: threads of their own, taken in
+//! turn) that calls the integration's notifier plugin asynchronously (see
 //! [`crate::plugins::Plugin::send_with`]: no blocking thread, no hand-off
 //! between threads while the plugin waits on its receiver); retryable failures are retried with exponential backoff and
 //! jitter (honouring `Retry-After`) until `give_up_after`; permanent failures
@@ -21,6 +22,7 @@
 //! Never imports rules or route.
 
 pub mod journal;
+mod lanes;
 mod wit;
 
 use std::cmp::Reverse;
@@ -141,7 +143,8 @@ pub struct NotifyHandle {
     queues: Arc<HashMap<(String, usize), mpsc::Sender<DeliveryRequest>>>,
     log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
     journal: Option<Arc<journal::Journal>>,
-    /// The workers (and through them their deliveries in flight).
+    /// The workers (and through them their deliveries in flight, and the
+    /// delivery lanes, which stop once no worker holds them).
     workers: Arc<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -277,11 +280,13 @@ struct IntegrationCtx {
     plugin: String,
     config: String,
     plugins: Arc<PluginRegistry>,
-    /// An error when the integration's network policy could not be built
-    /// (its deliveries then fail with the reason).
-    http: Result<Arc<HttpCapability>, String>,
+    /// The integration's `http` capability per delivery lane (one, for the
+    /// caller's runtime, without lanes); an error when its network policy
+    /// could not be built (its deliveries then fail with the reason).
+    http: Result<Vec<Arc<HttpCapability>>, String>,
     /// Only for integrations whose config names a `smarthost`.
     smtp: Option<Arc<SmtpCapability>>,
+    lanes: Arc<lanes::Lanes>,
     settings: NotifyConfig,
     log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
     rate: Option<RateLimit>,
@@ -289,6 +294,14 @@ struct IntegrationCtx {
 }
 
 impl IntegrationCtx {
+    /// The `http` capability of deliveries on `lane`.
+    fn http(&self, lane: usize) -> Result<Arc<HttpCapability>, &str> {
+        match &self.http {
+            Ok(per_lane) => Ok(per_lane[lane.min(per_lane.len() - 1)].clone()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether the integration's live notifier delivers batches.
     fn sends_batches(&self) -> bool {
         self.plugins
@@ -314,6 +327,11 @@ pub fn start(
         None => (None, Vec::new()),
     };
     let settings = config.notify.clone();
+    let lanes = Arc::new(lanes::Lanes::start(
+        settings
+            .delivery_threads
+            .unwrap_or_else(lanes::default_count),
+    )?);
     let log = Arc::new(Mutex::new(VecDeque::with_capacity(DELIVERY_LOG_CAPACITY)));
     let mut queues = HashMap::new();
     let mut workers = Vec::new();
@@ -325,8 +343,10 @@ pub fn start(
                 plugin: integration.plugin.clone(),
                 config: integration.config.to_string(),
                 plugins: plugins.clone(),
-                http: http_capability(&settings, &receiver.name, &integration, &plugins),
+                http: http_capability(&settings, &receiver.name, &integration, &plugins)
+                    .and_then(|http| per_lane(http, &lanes)),
                 smtp: smtp_capability(&integration.config),
+                lanes: lanes.clone(),
                 settings: settings.clone(),
                 log: log.clone(),
                 rate: settings.rate_limits.get(&integration.plugin).copied(),
@@ -361,6 +381,24 @@ pub fn start(
         journal,
         workers: Arc::new(workers),
     })
+}
+
+/// `http` for each delivery lane, each with its own connection pool (just
+/// `http` without lanes).
+fn per_lane(
+    http: Arc<HttpCapability>,
+    lanes: &lanes::Lanes,
+) -> Result<Vec<Arc<HttpCapability>>, String> {
+    if lanes.len() == 0 {
+        return Ok(vec![http]);
+    }
+    (0..lanes.len())
+        .map(|i| {
+            http.for_runtime(lanes.handle(i).clone())
+                .map(Arc::new)
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        })
+        .collect()
 }
 
 /// Config keys naming where a notifier sends (Alertmanager's `url`,
@@ -522,6 +560,7 @@ impl Bucket {
 
 async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest>) {
     let in_flight = Arc::new(Semaphore::new(ctx.settings.max_in_flight.max(1)));
+    let lanes = ctx.lanes.clone();
     let mut queue: BinaryHeap<Queued> = BinaryHeap::new();
     let mut bucket = ctx.rate.map(Bucket::new);
     let mut seq: u64 = 0;
@@ -587,17 +626,23 @@ async fn worker(ctx: Arc<IntegrationCtx>, mut rx: mpsc::Receiver<DeliveryRequest
                     continue;
                 }
                 let ctx = ctx.clone();
-                running.spawn(async move {
+                let lane = lanes.next();
+                let delivery = async move {
+                    let lane = lane.unwrap_or(0);
                     if batch.len() == 1 {
                         for request in batch {
-                            let delivered = deliver(&ctx, &request.notification).await;
+                            let delivered = deliver(&ctx, lane, &request.notification).await;
                             finish(&ctx, vec![(request, delivered)]);
                         }
                     } else {
-                        deliver_batch(&ctx, batch).await;
+                        deliver_batch(&ctx, lane, batch).await;
                     }
                     drop(permit);
-                });
+                };
+                match lane {
+                    Some(lane) => running.spawn_on(delivery, lanes.handle(lane)),
+                    None => running.spawn(delivery),
+                };
             }
         }
     }
@@ -627,8 +672,8 @@ enum Attempt {
     Permanent(String),
 }
 
-async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
-    deliver_from(ctx, notification, tokio::time::Instant::now(), None).await
+async fn deliver(ctx: &IntegrationCtx, lane: usize, notification: &Notification) -> bool {
+    deliver_from(ctx, lane, notification, tokio::time::Instant::now(), None).await
 }
 
 /// Delivers several notifications, the first attempt in one `send-batch`
@@ -644,12 +689,12 @@ async fn deliver(ctx: &IntegrationCtx, notification: &Notification) -> bool {
 /// known: those the batch call settled together, the others (retries,
 /// re-sends) each when done, so one retried for minutes holds back no other
 /// group.
-async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
+async fn deliver_batch(ctx: &IntegrationCtx, lane: usize, requests: Vec<DeliveryRequest>) {
     use futures::StreamExt;
 
     let started = tokio::time::Instant::now();
     let notifications: Vec<&Notification> = requests.iter().map(|r| &r.notification).collect();
-    let firsts = attempt_batch(ctx, &notifications).await;
+    let firsts = attempt_batch(ctx, lane, &notifications).await;
     let mut settled = Vec::new();
     let mut pending = futures::stream::FuturesUnordered::new();
     for (request, first) in requests.into_iter().zip(firsts) {
@@ -665,7 +710,7 @@ async fn deliver_batch(ctx: &IntegrationCtx, requests: Vec<DeliveryRequest>) {
             None => None,
         };
         pending.push(async move {
-            let delivered = deliver_from(ctx, &request.notification, started, first).await;
+            let delivered = deliver_from(ctx, lane, &request.notification, started, first).await;
             (request, delivered)
         });
     }
@@ -691,6 +736,7 @@ fn finish(ctx: &IntegrationCtx, done: Vec<(DeliveryRequest, bool)>) {
 /// when a batch call made it already.
 async fn deliver_from(
     ctx: &IntegrationCtx,
+    lane: usize,
     notification: &Notification,
     started: tokio::time::Instant,
     mut first: Option<Attempt>,
@@ -700,7 +746,7 @@ async fn deliver_from(
         attempt += 1;
         let outcome = match first.take() {
             Some(outcome) => outcome,
-            None => attempt_once(ctx, notification).await,
+            None => attempt_once(ctx, lane, notification).await,
         };
         let (detail, retry_after) = match conclude(ctx, notification, attempt, outcome) {
             Ok(delivered) => return delivered,
@@ -746,14 +792,14 @@ fn conclude(
     }
 }
 
-async fn attempt_once(ctx: &IntegrationCtx, notification: &Notification) -> Attempt {
+async fn attempt_once(ctx: &IntegrationCtx, lane: usize, notification: &Notification) -> Attempt {
     let plugin = match ctx.plugins.get_kind(&ctx.plugin, PluginKind::Notifier) {
         Ok(p) => p,
         Err(e) => return Attempt::Permanent(e.to_string()),
     };
-    let http = match &ctx.http {
-        Ok(http) => http.clone(),
-        Err(e) => return Attempt::Permanent(e.clone()),
+    let http = match ctx.http(lane) {
+        Ok(http) => http,
+        Err(e) => return Attempt::Permanent(e.to_string()),
     };
     http.set_plugin_hosts(&plugin.allowed_hosts);
     let smtp = ctx.smtp.clone();
@@ -774,13 +820,14 @@ async fn attempt_once(ctx: &IntegrationCtx, notification: &Notification) -> Atte
 /// before the plugin reported them; they are sent again on their own).
 async fn attempt_batch(
     ctx: &IntegrationCtx,
+    lane: usize,
     notifications: &[&Notification],
 ) -> Vec<Option<Attempt>> {
     let unsettled = || notifications.iter().map(|_| None).collect();
     let Ok(plugin) = ctx.plugins.get_kind(&ctx.plugin, PluginKind::Notifier) else {
         return unsettled();
     };
-    let Ok(http) = ctx.http.as_ref().map(Arc::clone) else {
+    let Ok(http) = ctx.http(lane) else {
         return unsettled();
     };
     http.set_plugin_hosts(&plugin.allowed_hosts);

@@ -279,6 +279,25 @@ const SENSITIVE_HEADERS: [HeaderName; 4] = [
     ::http::header::WWW_AUTHENTICATE,
 ];
 
+/// A pooled client connecting only where `policy` allows.
+fn client(policy: &Arc<NetPolicy>) -> Result<Client, String> {
+    let mut tcp = HttpConnector::new_with_resolver(GuardedResolver::new(policy.clone()));
+    // The TLS layer above decides the scheme; it refuses anything else.
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config()?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector),
+    )
+}
+
 /// One TLS configuration for every integration: ring, the platform's roots.
 fn tls_config() -> Result<rustls::ClientConfig, String> {
     static CONFIG: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
@@ -306,27 +325,26 @@ impl HttpCapability {
     /// the plugin's behalf, unchecked.
     pub fn new(policy: NetPolicy, handle: tokio::runtime::Handle) -> Result<Self, String> {
         let policy = Arc::new(policy);
-        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver::new(policy.clone()));
-        // The TLS layer above decides the scheme; it refuses anything else.
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tcp);
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         Ok(Self {
-            client,
+            client: client(&policy)?,
             handle,
             policy,
             max_timeout: Duration::from_secs(10),
             max_response_bytes: 1 << 20,
             max_requests_per_call: 3,
             last_url: Arc::default(),
+        })
+    }
+
+    /// The same capability (policy and limits shared) with a connection
+    /// pool of its own, for the runtime behind `handle`: a pooled
+    /// connection is served by a task on the runtime that opened it, so a
+    /// runtime that sends on its own connections never wakes another.
+    pub fn for_runtime(&self, handle: tokio::runtime::Handle) -> Result<Self, String> {
+        Ok(Self {
+            client: client(&self.policy)?,
+            handle,
+            ..self.clone()
         })
     }
 
