@@ -323,7 +323,7 @@ async fn start_generation(
         Some(routing) => {
             let notify =
                 crate::notify::start(&config, shared.plugins.clone(), shared.data_dir.as_deref())
-                    .context("opening the notification journal")?;
+                    .context("starting notification delivery (its journal and delivery threads)")?;
             let mut dispatcher =
                 Dispatcher::with_routing(routing, notify.clone()).with_muter(muter.clone());
             if let Some(log) = log {

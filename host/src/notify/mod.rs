@@ -310,10 +310,11 @@ impl IntegrationCtx {
     }
 }
 
-/// Starts a worker per integration of every receiver; returns the handle to
-/// enqueue on. With a data dir, notifications journaled by a previous run
-/// and never delivered are queued again. Must be called inside a tokio
-/// runtime.
+/// Starts the delivery lanes and a worker per integration of every
+/// receiver; returns the handle to enqueue on. With a data dir,
+/// notifications journaled by a previous run and never delivered are queued
+/// again. Must be called inside a tokio runtime. Fails when the journal
+/// cannot be opened or a lane's thread cannot start.
 pub fn start(
     config: &Config,
     plugins: Arc<PluginRegistry>,
