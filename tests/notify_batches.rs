@@ -342,3 +342,65 @@ async fn a_plain_world_notifier_delivers_one_notification_per_call() {
     );
     handle.shutdown();
 }
+
+/// Names of this process's threads that are delivery lanes.
+fn lane_threads() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|name| name.trim().to_string())
+                .filter(|name| name.starts_with("klaxon-lane-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_unstable();
+    names
+}
+
+/// `notify.delivery_threads` starts that many delivery lanes (threads);
+/// with lanes or without (0: on the caller's runtime), a backlog spread over
+/// several delivery slots arrives whole, each notification once. (That
+/// dropped lanes stop is `notify::lanes`' unit test.)
+#[tokio::test]
+async fn deliveries_arrive_with_and_without_delivery_lanes() {
+    const BACKLOG: usize = 40;
+    for threads in [3, 0] {
+        let (url, received) = start_receiver().await;
+        let yaml = format!(
+            r#"
+notify:
+  max_in_flight: 4
+  delivery_threads: {threads}
+route:
+  receiver: hook
+receivers:
+  - name: hook
+    webhook_configs: [{{ url: "{url}/hook", allowed_networks: ["127.0.0.1/32"] }}]
+"#
+        );
+        let (handle, _plugins) = start_notify(&yaml).await;
+        if threads > 0 {
+            // Other tests of this binary may run lanes of their own.
+            let lanes = lane_threads();
+            for i in 0..threads {
+                assert!(
+                    lanes.contains(&format!("klaxon-lane-{i}")),
+                    "{threads} lanes: {lanes:?}"
+                );
+            }
+        }
+        let outcomes: Vec<_> = (0..BACKLOG)
+            .map(|i| enqueue(&handle, notification("hook", i)))
+            .collect();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            assert!(delivered(outcome).await, "{threads} lanes: m{i}");
+        }
+        let got = received.wait_for(BACKLOG, Duration::from_secs(10)).await;
+        let mut expected: Vec<String> = (0..BACKLOG).map(|i| format!("hook/m{i}")).collect();
+        expected.sort_unstable();
+        assert_eq!(sorted_group_keys(&got), expected, "{threads} lanes");
+        handle.shutdown();
+    }
+}

@@ -72,19 +72,33 @@ impl Lanes {
     }
 }
 
+/// Starts lane `i`'s thread and returns once it runs (named, its runtime
+/// built).
 fn start_lane(i: usize) -> std::io::Result<Lane> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let handle = runtime.handle().clone();
+    let (started, handle) = std::sync::mpsc::channel::<std::io::Result<Handle>>();
     let (stop, stopped) = oneshot::channel::<()>();
     std::thread::Builder::new()
-        .name(format!("klaxon-deliver-{i}"))
+        // Short enough for the kernel's 15-byte thread name (`top`, `ps`).
+        .name(format!("klaxon-lane-{i}"))
         .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    return;
+                }
+            };
+            let _ = started.send(Ok(runtime.handle().clone()));
             // Runs the lane's tasks until the lanes are dropped; the
             // runtime, dropped here, drops whatever is left on it.
             let _ = runtime.block_on(stopped);
         })?;
+    let handle = handle
+        .recv()
+        .map_err(|_| std::io::Error::other("a delivery lane's thread ended at start"))??;
     Ok(Lane {
         handle,
         _stop: stop,
@@ -110,10 +124,7 @@ mod tests {
             let name = rx
                 .recv_timeout(std::time::Duration::from_secs(10))
                 .expect("the lane runs its task");
-            assert_eq!(
-                name.as_deref(),
-                Some(format!("klaxon-deliver-{i}").as_str())
-            );
+            assert_eq!(name.as_deref(), Some(format!("klaxon-lane-{i}").as_str()));
         }
     }
 
