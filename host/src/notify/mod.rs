@@ -297,7 +297,11 @@ impl IntegrationCtx {
     /// The `http` capability of deliveries on `lane`.
     fn http(&self, lane: usize) -> Result<Arc<HttpCapability>, &str> {
         match &self.http {
-            Ok(per_lane) => Ok(per_lane[lane.min(per_lane.len() - 1)].clone()),
+            Ok(per_lane) => per_lane
+                .get(lane)
+                .or(per_lane.first())
+                .cloned()
+                .ok_or("no http capability"),
             Err(e) => Err(e),
         }
     }
