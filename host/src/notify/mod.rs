@@ -286,6 +286,7 @@ struct IntegrationCtx {
     http: Result<Vec<Arc<HttpCapability>>, String>,
     /// Only for integrations whose config names a `smarthost`.
     smtp: Option<Arc<SmtpCapability>>,
+    /// Where its deliveries run (shared by the generation's integrations).
     lanes: Arc<lanes::Lanes>,
     settings: NotifyConfig,
     log: Arc<Mutex<VecDeque<DeliveryRecord>>>,
