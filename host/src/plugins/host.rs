@@ -337,13 +337,15 @@ impl HttpCapability {
     }
 
     /// The same capability (policy and limits shared) with a connection
-    /// pool of its own, for the runtime behind `handle`: a pooled
-    /// connection is served by a task on the runtime that opened it, so a
-    /// runtime that sends on its own connections never wakes another.
+    /// pool (and parsed-URL cache) of its own, for the runtime behind
+    /// `handle`: a pooled connection is served by a task on the runtime
+    /// that opened it, so a runtime that sends on its own connections never
+    /// wakes another.
     pub fn for_runtime(&self, handle: tokio::runtime::Handle) -> Result<Self, String> {
         Ok(Self {
             client: client(&self.policy)?,
             handle,
+            last_url: Arc::default(),
             ..self.clone()
         })
     }
